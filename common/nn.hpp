@@ -1,0 +1,50 @@
+// Built-in models: forward, backward and evaluation on Eigen. The client trains with them, the
+// coordinator evaluates with them, so both sides build the same network from one spec string.
+//
+//   Result<std::unique_ptr<Network>> net = make_network("mlp:784,128,10");
+//   Model m((*net)->layout());
+//   (*net)->init(m.data, /*seed=*/1);
+//   double loss = (*net)->loss_and_gradient(m.data, x, y, rows, grad);
+//
+// A Network keeps scratch buffers: use one instance per thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "common/dataset.hpp"
+#include "common/model.hpp"
+#include "common/result.hpp"
+
+namespace federa {
+
+struct EvalResult {
+  double loss = 0;       // mean cross-entropy
+  double accuracy = 0;   // fraction correct
+  std::size_t examples = 0;
+};
+
+class Network {
+ public:
+  virtual ~Network() = default;
+  virtual const ModelLayout& layout() const = 0;
+  virtual std::size_t input_features() const = 0;
+  virtual int num_classes() const = 0;
+  // Deterministic initialisation (He/Glorot-style) from `seed`.
+  virtual void init(std::span<float> params, std::uint64_t seed) = 0;
+  // Mean cross-entropy over `rows` examples (x row-major rows*features); writes d loss/d params.
+  virtual double loss_and_gradient(std::span<const float> params, const float* x,
+                                   const std::int32_t* labels, std::size_t rows,
+                                   std::span<float> grad) = 0;
+  // Loss and accuracy on the examples `indices` of `data` (all of them when empty).
+  virtual EvalResult evaluate(std::span<const float> params, const Dataset& data,
+                              std::span<const std::size_t> indices = {}) = 0;
+};
+
+// spec: "softmax:IN,CLASSES", "mlp:IN,H1[,H2...],CLASSES", "cnn:fmnist".
+Result<std::unique_ptr<Network>> make_network(std::string_view spec);
+
+}  // namespace federa

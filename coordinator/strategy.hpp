@@ -1,0 +1,60 @@
+// The Strategy seam: how a round's accepted updates become the next global model.
+//
+//   auto backend = make_backend("auto", threads);          // coordinator/aggregation_backend.hpp
+//   auto strategy = make_strategy(options, *backend);      // coordinator/strategies.hpp
+//   strategy->begin_round(global, round);
+//   for (each accepted update) strategy->add_update({client, n, weights});
+//   Result<RoundStats> s = strategy->finish_round(global);  // global now holds the new model
+//
+// Streaming strategies (FedAvg family) fold each update into an O(model) accumulator and keep
+// nothing; strategies that need every update (median, trimmed mean, Krum) keep them and say so
+// through needs_all_updates().
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "common/train_config.hpp"
+
+namespace federa {
+
+struct ClientUpdate {
+  std::string client_id;
+  std::uint64_t num_examples = 0;
+  std::span<const float> weights;  // the client's new local model (not a delta)
+};
+
+// Extra per-round figures a strategy reports (e.g. "dp_epsilon", "clip_norm", "rejected").
+using RoundStats = std::map<std::string, double>;
+
+// Everything a strategy must carry across a coordinator restart (--resume).
+struct StrategyState {
+  std::map<std::string, std::vector<float>> tensors;
+  std::map<std::string, std::string> values;
+};
+
+class Strategy {
+ public:
+  virtual ~Strategy() = default;
+  virtual std::string name() const = 0;
+  // Client-side knobs this strategy needs in the task (FedProx sets proximal_mu).
+  virtual void configure_fit(TrainConfig& config) const {}
+  // True when every update must be held at once (median, trimmed mean, Krum).
+  virtual bool needs_all_updates() const = 0;
+  virtual void begin_round(std::span<const float> global, std::uint64_t round) = 0;
+  // Validates (finite values, norm bound when set) and folds in or keeps the update. A rejected
+  // update returns an Error naming the reason and leaves the round as it was.
+  virtual Status add_update(const ClientUpdate& update) = 0;
+  // Writes the next global model into `global`. Fails (and leaves `global` alone) when the round
+  // has no usable updates.
+  virtual Result<RoundStats> finish_round(std::span<float> global) = 0;
+  virtual StrategyState save_state() const { return {}; }
+  virtual Status load_state(const StrategyState& state) { return {}; }
+};
+
+}  // namespace federa
