@@ -98,6 +98,13 @@ Result<context_ptr> make_context(ssl::context::method method, bool server, const
                                   ec));
 
   ctx->use_private_key_file(key_pem, ssl::context::pem, ec);
+  // OpenSSL checks the pair while loading the key, so a mismatch surfaces here, not below.
+  // Asio has already taken the OpenSSL error off the queue into `ec`.
+  if (ec && ec.category() == boost::asio::error::get_ssl_category() &&
+      ERR_GET_REASON(static_cast<unsigned long>(static_cast<unsigned int>(ec.value()))) ==
+          X509_R_KEY_VALUES_MISMATCH)
+    return make_error(with_detail(
+        "private key '" + key_pem + "' does not match certificate '" + cert_pem + "'", {}));
   if (ec)
     return make_error(with_detail(
         "cannot load private key file '" + key_pem + "' (expected an unencrypted PEM key)", ec));
@@ -246,8 +253,10 @@ std::string describe_tls_error(const boost::system::error_code& ec, const SSL* s
     case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
     case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
     case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
-      return sentence(peer + " refused our certificate (is it from this federation's CA, and "
-                             "this kit the right one?)");
+      if (we_are_server)
+        return sentence(peer + " refused our certificate (its ca.pem is not this federation's "
+                               "CA, or it connected by a name our certificate does not list)");
+      return sentence(peer + " refused our certificate (is this kit from this federation's CA?)");
     case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
       return sentence(peer + " refused our certificate: it has expired");
     case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:

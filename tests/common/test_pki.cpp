@@ -1,1 +1,437 @@
 #include <doctest/doctest.h>
+#include <openssl/ssl.h>
+#include <sys/stat.h>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/pki.hpp"
+#include "common/tls.hpp"
+
+namespace fs = std::filesystem;
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using asio::ip::tcp;
+using namespace federa;
+
+namespace {
+
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    std::string tmpl = (fs::temp_directory_path() / "federa-pki-test-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+};
+
+unsigned file_mode(const fs::path& p) {
+  struct stat st {};
+  REQUIRE(::stat(p.c_str(), &st) == 0);
+  return st.st_mode & 07777;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// A federation on disk: the CA, the coordinator, and one client called "hospital-a".
+struct federation {
+  temp_dir tmp;
+  fs::path pki;
+  explicit federation(std::vector<std::string> hosts = {}) : pki(tmp.path / "pki") {
+    auto init = init_pki(pki, hosts);
+    REQUIRE_MESSAGE(init.ok(), (init.ok() ? "" : init.error().message));
+    auto issued = issue_client(pki, "hospital-a");
+    REQUIRE_MESSAGE(issued.ok(), (issued.ok() ? "" : issued.error().message));
+  }
+  fs::path ca() const { return pki / "ca.pem"; }
+  fs::path kit(const std::string& name = "hospital-a") const { return pki / "clients" / name; }
+  fs::path coordinator() const { return pki / "coordinator"; }
+};
+
+std::shared_ptr<ssl::context> server_context(const federation& f) {
+  auto ctx = make_server_tls_context(f.ca().string(), (f.coordinator() / "cert.pem").string(),
+                                     (f.coordinator() / "key.pem").string());
+  REQUIRE_MESSAGE(ctx.ok(), (ctx.ok() ? "" : ctx.error().message));
+  return *ctx;
+}
+
+std::shared_ptr<ssl::context> client_context(const fs::path& ca, const fs::path& kit) {
+  auto ctx = make_client_tls_context(ca.string(), (kit / "cert.pem").string(),
+                                     (kit / "key.pem").string());
+  REQUIRE_MESSAGE(ctx.ok(), (ctx.ok() ? "" : ctx.error().message));
+  return *ctx;
+}
+
+struct outcome {
+  bool server_done = false, client_done = false;
+  boost::system::error_code server_ec, client_ec;
+  std::optional<std::string> server_saw_cn;  // the client's CN, as the coordinator reads it
+  std::optional<std::string> client_saw_cn;  // the coordinator's CN, as the client reads it
+  std::string server_said, client_said;      // describe_tls_error
+  bool client_got_byte = false;
+};
+
+// One connection over 127.0.0.1: the server handshakes and, if that worked, sends one byte; the
+// client handshakes and reads it. In TLS 1.3 a client's handshake can finish before the server
+// has judged the client's certificate, so the read is what shows a refused client its refusal.
+outcome connect_once(ssl::context& server_ctx, ssl::context& client_ctx,
+                     const std::string& host = "127.0.0.1") {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  ssl::stream<tcp::socket> server(io, server_ctx);
+  ssl::stream<tcp::socket> client(io, client_ctx);
+  REQUIRE(set_client_tls_hostname(client.native_handle(), host).ok());
+  outcome out;
+  char server_byte = 'k', client_byte = 0;
+
+  acceptor.async_accept(server.next_layer(), [&](boost::system::error_code ec) {
+    if (ec) {
+      out.server_ec = ec;
+      out.server_done = true;
+      return;
+    }
+    server.async_handshake(ssl::stream_base::server, [&](boost::system::error_code ec) {
+      out.server_ec = ec;
+      out.server_done = true;
+      if (ec) {
+        out.server_said = describe_tls_error(ec, server.native_handle());
+        server.next_layer().close();
+        return;
+      }
+      out.server_saw_cn = peer_common_name(server.native_handle());
+      asio::async_write(server, asio::buffer(&server_byte, 1),
+                        [](boost::system::error_code, std::size_t) {});
+    });
+  });
+  client.next_layer().async_connect(acceptor.local_endpoint(), [&](boost::system::error_code ec) {
+    if (ec) {
+      out.client_ec = ec;
+      out.client_done = true;
+      return;
+    }
+    client.async_handshake(ssl::stream_base::client, [&](boost::system::error_code ec) {
+      if (ec) {
+        out.client_ec = ec;
+        out.client_done = true;
+        out.client_said = describe_tls_error(ec, client.native_handle());
+        return;
+      }
+      out.client_saw_cn = peer_common_name(client.native_handle());
+      asio::async_read(client, asio::buffer(&client_byte, 1),
+                       [&](boost::system::error_code ec, std::size_t n) {
+                         out.client_ec = ec;
+                         out.client_done = true;
+                         out.client_got_byte = !ec && n == 1 && client_byte == 'k';
+                         if (ec) out.client_said = describe_tls_error(ec, client.native_handle());
+                       });
+    });
+  });
+  io.run_for(std::chrono::seconds(5));
+  REQUIRE_MESSAGE(out.server_done, "server side did not finish within 5 s");
+  REQUIRE_MESSAGE(out.client_done, "client side did not finish within 5 s");
+  return out;
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+TEST_CASE("init and issue write the documented files, keys mode 0600") {
+  federation f;
+  for (const char* name : {"ca.pem", "ca.key", "coordinator/ca.pem", "coordinator/cert.pem",
+                           "coordinator/key.pem", "clients/hospital-a/ca.pem",
+                           "clients/hospital-a/cert.pem", "clients/hospital-a/key.pem"})
+    CHECK_MESSAGE(fs::is_regular_file(f.pki / name), name);
+  CHECK(file_mode(f.pki / "ca.key") == 0600);
+  CHECK(file_mode(f.pki / "coordinator/key.pem") == 0600);
+  CHECK(file_mode(f.kit() / "key.pem") == 0600);
+  CHECK(contains(read_text(f.pki / "ca.key"), "BEGIN PRIVATE KEY"));
+  // Every copy of the CA certificate is the same certificate.
+  CHECK(read_text(f.kit() / "ca.pem") == read_text(f.ca()));
+  CHECK(read_text(f.coordinator() / "ca.pem") == read_text(f.ca()));
+}
+
+TEST_CASE("certificates carry the roles, names and CA flags the trust model relies on") {
+  federation f;
+  auto ca = read_certificate_info(f.ca());
+  REQUIRE(ca.ok());
+  CHECK(ca->common_name == "federa federation CA");
+  CHECK(ca->is_ca);
+
+  auto coord = read_certificate_info(f.coordinator() / "cert.pem");
+  REQUIRE(coord.ok());
+  CHECK(coord->common_name == "coordinator");
+  CHECK(coord->issuer_common_name == "federa federation CA");
+  CHECK_FALSE(coord->is_ca);
+  CHECK(coord->server_auth);
+  CHECK_FALSE(coord->client_auth);
+  CHECK(coord->ip_addresses == std::vector<std::string>{"127.0.0.1"});
+  CHECK(coord->dns_names == std::vector<std::string>{"localhost"});
+
+  auto client = read_certificate_info(f.kit() / "cert.pem");
+  REQUIRE(client.ok());
+  CHECK(client->common_name == "hospital-a");
+  CHECK_FALSE(client->is_ca);
+  CHECK(client->client_auth);
+  CHECK_FALSE(client->server_auth);
+  CHECK(client->serial_hex != coord->serial_hex);
+  CHECK(client->serial_hex.size() >= 24);  // ~128 random bits, not a counter
+}
+
+TEST_CASE("the coordinator's SANs are the requested hosts, IPs as IP SANs") {
+  federation f({"fl.example.org", "10.0.0.5", "::1", "fl.example.org"});
+  auto coord = read_certificate_info(f.coordinator() / "cert.pem");
+  REQUIRE(coord.ok());
+  CHECK(coord->dns_names == std::vector<std::string>{"fl.example.org"});
+  CHECK(coord->ip_addresses == std::vector<std::string>{"10.0.0.5", "::1"});
+}
+
+TEST_CASE("init rejects a host that is neither an IP nor a DNS name, and writes nothing") {
+  temp_dir tmp;
+  auto r = init_pki(tmp.path / "pki", {"localhost", "evil,DNS:attacker.example"});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "evil,DNS:attacker.example"));
+  CHECK_FALSE(fs::exists(tmp.path / "pki" / "ca.key"));
+  CHECK_FALSE(fs::exists(tmp.path / "pki" / "ca.pem"));
+}
+
+TEST_CASE("verify_certificate accepts the federation's certificates and returns the CN") {
+  federation f;
+  auto cn = verify_certificate(f.ca(), f.kit() / "cert.pem");
+  REQUIRE_MESSAGE(cn.ok(), (cn.ok() ? "" : cn.error().message));
+  CHECK(*cn == "hospital-a");
+  auto coord = verify_certificate(f.kit() / "ca.pem", f.coordinator() / "cert.pem");
+  REQUIRE(coord.ok());
+  CHECK(*coord == "coordinator");
+}
+
+TEST_CASE("verify_certificate rejects a certificate from a different CA") {
+  federation ours;
+  federation theirs;  // same names, different CA key
+  auto r = verify_certificate(ours.ca(), theirs.kit() / "cert.pem");
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "not signed by the CA"));
+  auto missing = verify_certificate(ours.ca(), ours.pki / "no-such.pem");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(contains(missing.error().message, "does not exist"));
+  auto not_a_cert = verify_certificate(ours.ca(), ours.pki / "ca.key");
+  REQUIRE_FALSE(not_a_cert.ok());
+  CHECK(contains(not_a_cert.error().message, "no PEM certificate"));
+}
+
+TEST_CASE("init refuses to overwrite an existing CA and leaves it intact") {
+  federation f;
+  const std::string key_before = read_text(f.pki / "ca.key");
+  const std::string ca_before = read_text(f.ca());
+  auto again = init_pki(f.pki, {});
+  REQUIRE_FALSE(again.ok());
+  CHECK(contains(again.error().message, "already"));
+  CHECK(read_text(f.pki / "ca.key") == key_before);
+  CHECK(read_text(f.ca()) == ca_before);
+
+  // Only the key left behind still counts as an existing CA.
+  fs::remove(f.ca());
+  auto key_only = init_pki(f.pki, {});
+  REQUIRE_FALSE(key_only.ok());
+  CHECK(read_text(f.pki / "ca.key") == key_before);
+}
+
+TEST_CASE("issue refuses an existing client and bad names") {
+  federation f;
+  const std::string cert_before = read_text(f.kit() / "cert.pem");
+  auto again = issue_client(f.pki, "hospital-a");
+  REQUIRE_FALSE(again.ok());
+  CHECK(contains(again.error().message, "already has a kit"));
+  CHECK(read_text(f.kit() / "cert.pem") == cert_before);
+
+  for (const std::string& bad : {std::string(""), std::string(".hidden"), std::string("a/b"),
+                                std::string(".."), std::string("x y"), std::string("ü"),
+                                std::string(65, 'x')}) {
+    CAPTURE(bad);
+    auto r = issue_client(f.pki, bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK(contains(r.error().message, "client name"));
+  }
+  CHECK(validate_client_name(std::string(64, 'x')).ok());
+  CHECK(validate_client_name("Agency_7.north-2").ok());
+  // Nothing was created for the refused names.
+  size_t kits = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(f.pki / "clients")) ++kits;
+  CHECK(kits == 1);
+
+  temp_dir empty;
+  auto no_ca = issue_client(empty.path, "hospital-b");
+  REQUIRE_FALSE(no_ca.ok());
+  CHECK(contains(no_ca.error().message, "federa-pki init"));
+}
+
+TEST_CASE("TLS contexts name the file that is missing, not PEM, or mismatched") {
+  federation f;
+  const std::string ca = f.ca().string();
+  const std::string cert = (f.kit() / "cert.pem").string();
+  const std::string key = (f.kit() / "key.pem").string();
+  const std::string missing = (f.pki / "nope.pem").string();
+
+  auto r1 = make_client_tls_context(missing, cert, key);
+  REQUIRE_FALSE(r1.ok());
+  CHECK(contains(r1.error().message, missing));
+  CHECK(contains(r1.error().message, "does not exist"));
+
+  auto r2 = make_server_tls_context(ca, cert, (f.coordinator() / "key.pem").string());
+  REQUIRE_FALSE(r2.ok());
+  CHECK(contains(r2.error().message, "does not match"));
+
+  auto r3 = make_client_tls_context(ca, key, key);  // a key where the certificate should be
+  REQUIRE_FALSE(r3.ok());
+  CHECK(contains(r3.error().message, key));
+
+  auto r4 = make_client_tls_context(key, cert, key);  // no certificate in the CA file
+  REQUIRE_FALSE(r4.ok());
+  CHECK(contains(r4.error().message, "CA certificate file"));
+
+  CHECK(make_client_tls_context(ca, cert, key).ok());
+}
+
+TEST_CASE("mutual TLS 1.3 handshake: the coordinator reads the client's CN") {
+  federation f;
+  auto server_ctx = server_context(f);
+  auto client_ctx = client_context(f.kit() / "ca.pem", f.kit());
+  outcome out = connect_once(*server_ctx, *client_ctx);
+  CHECK_MESSAGE(!out.server_ec, out.server_said);
+  CHECK_MESSAGE(!out.client_ec, out.client_said);
+  CHECK(out.client_got_byte);
+  REQUIRE(out.server_saw_cn.has_value());
+  CHECK(*out.server_saw_cn == "hospital-a");
+  REQUIRE(out.client_saw_cn.has_value());
+  CHECK(*out.client_saw_cn == "coordinator");
+
+  // By DNS name too (sent as SNI, matched against the DNS SAN).
+  outcome by_name = connect_once(*server_ctx, *client_ctx, "localhost");
+  CHECK_MESSAGE(!by_name.client_ec, by_name.client_said);
+  CHECK(by_name.client_got_byte);
+}
+
+TEST_CASE("the negotiated protocol is TLS 1.3") {
+  federation f;
+  auto server_ctx = server_context(f);
+  auto client_ctx = client_context(f.ca(), f.kit());
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  ssl::stream<tcp::socket> server(io, *server_ctx), client(io, *client_ctx);
+  REQUIRE(set_client_tls_hostname(client.native_handle(), "127.0.0.1").ok());
+  boost::system::error_code sec, cec;
+  acceptor.async_accept(server.next_layer(), [&](boost::system::error_code ec) {
+    if (!ec) server.async_handshake(ssl::stream_base::server, [&](auto e) { sec = e; });
+  });
+  client.next_layer().async_connect(acceptor.local_endpoint(), [&](boost::system::error_code ec) {
+    if (!ec) client.async_handshake(ssl::stream_base::client, [&](auto e) { cec = e; });
+  });
+  io.run_for(std::chrono::seconds(5));
+  REQUIRE(!sec);
+  REQUIRE(!cec);
+  CHECK(SSL_version(server.native_handle()) == TLS1_3_VERSION);
+  CHECK(SSL_version(client.native_handle()) == TLS1_3_VERSION);
+}
+
+TEST_CASE("a client whose certificate comes from another CA is refused") {
+  federation ours;
+  federation theirs;
+  auto server_ctx = server_context(ours);
+  // The impostor knows our public CA certificate, so it trusts our coordinator; its own
+  // certificate is signed by a CA of its making.
+  auto impostor_ctx = client_context(ours.ca(), theirs.kit());
+  outcome out = connect_once(*server_ctx, *impostor_ctx);
+  CHECK(out.server_ec);
+  CHECK_FALSE(out.server_saw_cn.has_value());
+  CHECK(contains(out.server_said, "not signed by this federation's CA"));
+  CHECK(out.client_ec);
+  CHECK_FALSE(out.client_got_byte);
+  CHECK(contains(out.client_said, "refused our certificate"));
+}
+
+TEST_CASE("a client without a certificate is refused") {
+  federation f;
+  auto server_ctx = server_context(f);
+  ssl::context bare(ssl::context::tls_client);
+  bare.load_verify_file(f.ca().string());
+  bare.set_verify_mode(ssl::verify_peer);
+  outcome out = connect_once(*server_ctx, bare);
+  CHECK(out.server_ec);
+  CHECK_FALSE(out.server_saw_cn.has_value());
+  CHECK(contains(out.server_said, "offered no certificate"));
+  CHECK(out.client_ec);
+  CHECK_FALSE(out.client_got_byte);
+}
+
+TEST_CASE("a client limited to TLS 1.2 is refused") {
+  federation f;
+  auto server_ctx = server_context(f);
+  auto old_ctx = client_context(f.ca(), f.kit());
+  REQUIRE(SSL_CTX_set_min_proto_version(old_ctx->native_handle(), TLS1_2_VERSION) == 1);
+  REQUIRE(SSL_CTX_set_max_proto_version(old_ctx->native_handle(), TLS1_2_VERSION) == 1);
+  outcome out = connect_once(*server_ctx, *old_ctx);
+  CHECK(out.server_ec);
+  CHECK_FALSE(out.server_saw_cn.has_value());
+  CHECK(contains(out.server_said, "TLS 1.3 required"));
+  CHECK(out.client_ec);
+  CHECK(contains(out.client_said, "TLS 1.3 required"));
+}
+
+TEST_CASE("the client refuses a coordinator that does not match the CA, the role or the name") {
+  federation ours;
+  federation theirs;
+  auto client_ctx = client_context(ours.ca(), ours.kit());
+
+  SUBCASE("coordinator certificate from another CA") {
+    auto fake = server_context(theirs);
+    outcome out = connect_once(*fake, *client_ctx);
+    CHECK(out.client_ec);
+    CHECK(contains(out.client_said, "the coordinator's certificate is not signed by this "
+                                    "federation's CA"));
+  }
+  SUBCASE("a client certificate used as the coordinator's") {
+    auto wrong_role = make_server_tls_context(ours.ca().string(),
+                                              (ours.kit() / "cert.pem").string(),
+                                              (ours.kit() / "key.pem").string());
+    REQUIRE(wrong_role.ok());
+    outcome out = connect_once(**wrong_role, *client_ctx);
+    CHECK(out.client_ec);
+    CHECK(contains(out.client_said, "not meant for this role"));
+  }
+  SUBCASE("an address the coordinator's certificate does not name") {
+    auto server_ctx = server_context(ours);
+    outcome out = connect_once(*server_ctx, *client_ctx, "fl.example.org");
+    CHECK(out.client_ec);
+    CHECK(contains(out.client_said, "does not name the address"));
+  }
+}
+
+TEST_CASE("peer_common_name and set_client_tls_hostname handle the edge cases") {
+  CHECK_FALSE(peer_common_name(nullptr).has_value());
+  CHECK_FALSE(set_client_tls_hostname(nullptr, "127.0.0.1").ok());
+  federation f;
+  auto client_ctx = client_context(f.ca(), f.kit());
+  asio::io_context io;
+  ssl::stream<tcp::socket> s(io, *client_ctx);
+  CHECK_FALSE(set_client_tls_hostname(s.native_handle(), "").ok());
+  CHECK(set_client_tls_hostname(s.native_handle(), "[::1]").ok());
+  CHECK_FALSE(peer_common_name(s.native_handle()).has_value());  // no handshake yet
+}
