@@ -42,6 +42,9 @@ class Network {
   // Loss and accuracy on the examples `indices` of `data` (all of them when empty).
   virtual EvalResult evaluate(std::span<const float> params, const Dataset& data,
                               std::span<const std::size_t> indices = {}) = 0;
+  // How many examples of the last loss_and_gradient call the network classified correctly
+  // (their highest logit was the true label); lets a trainer report accuracy for free.
+  virtual std::size_t last_batch_correct() const = 0;
 };
 
 // spec: "softmax:IN,CLASSES", "mlp:IN,H1[,H2...],CLASSES", "cnn:fmnist".
