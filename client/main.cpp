@@ -1,0 +1,110 @@
+// federa-client: joins a federation and trains on data that never leaves this machine.
+#include <csignal>
+#include <iostream>
+#include <memory>
+
+#include <spdlog/spdlog.h>
+
+#include "client/builtin_trainer.hpp"
+#include "client/client.hpp"
+#include "common/dataset.hpp"
+#include "common/options.hpp"
+
+using namespace federa;
+
+namespace {
+
+FederatedClient* g_client = nullptr;
+extern "C" void on_signal(int) {
+  if (g_client) g_client->stop();
+}
+
+int run(int argc, char** argv) {
+  po::options_description desc(
+      "federa-client: join a federation and train locally; only model updates leave this machine.\n\n"
+      "usage: federa-client --coordinator HOST:PORT --kit DIR --data SPEC [flags]   (or --config FILE)\n\n"
+      "flags");
+  // clang-format off
+  desc.add_options()
+      ("coordinator", po::value<std::string>(), "coordinator address HOST:PORT (required)")
+      ("kit", po::value<std::string>(), "startup kit folder with ca.pem, cert.pem, key.pem from `federa-pki issue` (required)")
+      ("data", po::value<std::string>(), "training data: fashion-mnist | idx:IMAGES,LABELS | csv:FILE:label=COLUMN (required)")
+      ("partition", po::value<std::string>()->default_value("iid"), "use a share of --data: iid | dirichlet:ALPHA | labels:K | quantity:ALPHA")
+      ("partition-index", po::value<std::size_t>()->default_value(0), "which share this client takes, 0-based")
+      ("partition-count", po::value<std::size_t>()->default_value(1), "how many shares --data is split into (1 = use it all)")
+      ("test-fraction", po::value<double>()->default_value(0.0), "share of this client's examples held out for local evaluation")
+      ("seed", po::value<std::uint64_t>()->default_value(1), "partition seed: every client of one split must use the same")
+      ("retry-max", po::value<double>()->default_value(30), "longest wait between reconnection attempts, seconds")
+      ("give-up-after", po::value<double>()->default_value(0), "exit after this many seconds without reaching the coordinator (0 = never)");
+  // clang-format on
+  auto vm_opt = parse_options(argc, argv, desc);
+  if (!vm_opt) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  auto& vm = *vm_opt;
+  setup_logging(vm["log-level"].as<std::string>(), "client");
+  for (const char* req : {"coordinator", "kit", "data"})
+    if (!vm.count(req)) throw OptionsError(std::string("--") + req + " is required");
+
+  ClientOptions opt;
+  opt.coordinator = parse_host_port(vm["coordinator"].as<std::string>(), "coordinator");
+  const std::string kit = vm["kit"].as<std::string>();
+  opt.ca_pem = kit + "/ca.pem";
+  opt.cert_pem = kit + "/cert.pem";
+  opt.key_pem = kit + "/key.pem";
+  opt.backoff_max = std::chrono::milliseconds(static_cast<long long>(vm["retry-max"].as<double>() * 1000));
+  opt.give_up_after = std::chrono::seconds(static_cast<long long>(vm["give-up-after"].as<double>()));
+
+  auto count = vm["partition-count"].as<std::size_t>();
+  auto index = vm["partition-index"].as<std::size_t>();
+  if (count == 0) throw OptionsError("--partition-count must be at least 1");
+  if (index >= count) throw OptionsError("--partition-index must be below --partition-count");
+  auto seed = vm["seed"].as<std::uint64_t>();
+  opt.seed = seed * 1000003 + index;
+  double test_fraction = vm["test-fraction"].as<double>();
+  if (!(test_fraction >= 0 && test_fraction < 1)) throw OptionsError("--test-fraction must be in [0, 1)");
+
+  auto data = load_dataset(vm["data"].as<std::string>(), Split::train);
+  if (!data) throw OptionsError("--data: " + data.error().message);
+  std::vector<std::size_t> mine;
+  if (count == 1) {
+    mine.resize(data->rows);
+    for (std::size_t i = 0; i < mine.size(); ++i) mine[i] = i;
+  } else {
+    auto parts = partition_dataset(data->labels, data->num_classes, vm["partition"].as<std::string>(), count, seed);
+    if (!parts) throw OptionsError("--partition: " + parts.error().message);
+    mine = std::move((*parts)[index]);
+  }
+  std::size_t n_test = static_cast<std::size_t>(test_fraction * double(mine.size()));
+  std::vector<std::size_t> test(mine.end() - static_cast<std::ptrdiff_t>(n_test), mine.end());
+  mine.resize(mine.size() - n_test);
+  if (mine.empty()) throw OptionsError("this client's partition holds no training examples");
+  spdlog::info("data: {} examples for training, {} held out (partition {}/{} of {}, {})", mine.size(), test.size(),
+               index, count, vm["data"].as<std::string>(), vm["partition"].as<std::string>());
+
+  auto shared = std::make_shared<const Dataset>(std::move(data.value()));
+  auto trainer = make_builtin_trainer(shared, std::move(mine), std::move(test), opt.seed);
+  FederatedClient client(opt, *trainer);
+  g_client = &client;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  spdlog::info("connecting to {}:{} with the kit in {}", opt.coordinator.host, opt.coordinator.port, kit);
+  int code = client.run();
+  g_client = nullptr;
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const OptionsError& e) {
+    std::cerr << "federa-client: " << e.what() << "\nRun with --help for usage.\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "federa-client: fatal: " << e.what() << "\n";
+    return 1;
+  }
+}

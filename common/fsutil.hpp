@@ -1,0 +1,20 @@
+// Small file-system helpers with the guarantees the state store needs.
+//
+//   Status s = write_file_atomic(dir / "state.json", bytes);  // temp, fsync, rename, fsync dir
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace federa {
+
+// Writes `data` to `path` so that a crash leaves either the old file or the new one, never a
+// torn one: write to a temp file beside it, fsync it, rename over `path`, fsync the folder.
+Status write_file_atomic(const std::filesystem::path& path, std::string_view data);
+
+Result<std::string> read_file(const std::filesystem::path& path);
+
+}  // namespace federa

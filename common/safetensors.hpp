@@ -1,0 +1,37 @@
+// safetensors files (https://huggingface.co/docs/safetensors): an 8-byte little-endian header
+// length, a JSON header, then raw little-endian data. federa writes and reads F32 tensors only;
+// the files open as they are in PyTorch (`safetensors.torch.load_file`) and NumPy.
+//
+//   std::string bytes = encode_safetensors(model, {{"round", "7"}});
+//   Result<SafetensorsFile> f = decode_safetensors(bytes);   // strict: rejects anything odd
+//   Status s = save_safetensors_atomic("global.safetensors", model, metadata);
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "common/model.hpp"
+#include "common/result.hpp"
+
+namespace federa {
+
+using Metadata = std::map<std::string, std::string>;
+
+struct SafetensorsFile {
+  Model model;  // tensors in file order (data offsets ascending)
+  Metadata metadata;
+};
+
+std::string encode_safetensors(const Model& model, const Metadata& metadata = {});
+// Rejects: short input, header length past the end, non-JSON header, dtypes other than F32,
+// shapes that disagree with byte sizes, offsets that are not contiguous from 0 or run out of
+// bounds, trailing bytes, duplicate names.
+Result<SafetensorsFile> decode_safetensors(std::string_view bytes);
+
+Status save_safetensors_atomic(const std::filesystem::path& path, const Model& model,
+                               const Metadata& metadata = {});
+Result<SafetensorsFile> load_safetensors(const std::filesystem::path& path);
+
+}  // namespace federa

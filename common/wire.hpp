@@ -1,0 +1,69 @@
+// Helpers around the wire protocol (protocols/federa.proto): protocol constants, conversions
+// between wire messages and federa types, and tensor chunking with validation on reassembly.
+//
+//   auto chunks = make_chunks(round, weights);                 // <= 4 MiB of data each
+//   ChunkAssembler in;  in.begin(round, total, num_chunks, chunk_elems, dest);
+//   for (each received chunk) if (Status s = in.add(chunk); !s) reject(s.message());
+//   if (in.complete()) use(dest);
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/model.hpp"
+#include "common/result.hpp"
+#include "common/train_config.hpp"
+#include "federa.pb.h"
+
+namespace federa {
+
+inline constexpr std::uint32_t kProtocolVersion = 1;
+inline constexpr std::size_t kDefaultChunkElements = 1u << 20;  // 4 MiB of float32
+inline constexpr std::size_t kMaxChunkElements = 1u << 22;      // 16 MiB, hard cap
+// Largest WebSocket message either side accepts: one full chunk plus protobuf framing.
+inline constexpr std::size_t kMaxMessageBytes = kMaxChunkElements * 4 + (1u << 16);
+// Largest model either side accepts (elements): 4 G floats would exceed sane memory anyway.
+inline constexpr std::uint64_t kMaxModelElements = 1ull << 31;
+
+wire::TrainConfig to_wire(const TrainConfig& c);
+TrainConfig from_wire(const wire::TrainConfig& c);
+wire::Layout to_wire(const ModelLayout& layout);
+// Validates names, shapes and the element budget; the hash must match the recomputed one.
+Result<ModelLayout> from_wire(const wire::Layout& layout);
+
+std::uint32_t chunk_count(std::size_t elements, std::size_t chunk_elements);
+
+// Splits `data` into TensorChunk envelopes of at most `chunk_elements` values.
+std::vector<wire::Envelope> make_chunks(std::uint64_t round, std::span<const float> data,
+                                        std::size_t chunk_elements = kDefaultChunkElements);
+
+// Reassembles a chunked float vector straight into caller-owned memory, checking every chunk
+// before it is copied: round, order, offset, size and finite values. Memory: none of its own.
+class ChunkAssembler {
+ public:
+  // Fails when the announced sizes are inconsistent or exceed the destination.
+  Status begin(std::uint64_t round, std::uint64_t total_elements, std::uint32_t num_chunks,
+               std::size_t chunk_elements, std::span<float> dest, bool require_finite = true);
+  Status add(const wire::TensorChunk& chunk);
+  bool active() const { return active_; }
+  bool complete() const { return active_ && next_ == num_chunks_; }
+  void reset() { active_ = false; }
+
+ private:
+  std::span<float> dest_;
+  std::uint64_t round_ = 0;
+  std::uint64_t total_ = 0;
+  std::uint32_t num_chunks_ = 0;
+  std::uint32_t next_ = 0;
+  std::size_t chunk_elements_ = 0;
+  bool require_finite_ = true;
+  bool active_ = false;
+};
+
+// A short human description of an envelope's payload, for logs ("fit_task", "chunk", ...).
+const char* payload_name(const wire::Envelope& e);
+
+}  // namespace federa

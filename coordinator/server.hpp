@@ -1,0 +1,52 @@
+// The coordinator's network transport: a TLS 1.3 listener with mutual authentication whose
+// sessions upgrade to WebSocket at /v1/connect and carry one Envelope per binary message.
+//
+//   boost::asio::io_context io;
+//   auto tls = make_server_tls_context(ca, cert, key);        // common/tls.hpp
+//   WebSocketServer server(io, *tls, handler, {.listen = {"127.0.0.1", 8443}});
+//   if (Status s = server.start(); !s) fail(s.message());
+//   io.run();                                                 // on as many threads as wanted
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include "common/options.hpp"
+#include "common/result.hpp"
+#include "coordinator/transport.hpp"
+
+namespace federa {
+
+struct ServerOptions {
+  HostPort listen{"127.0.0.1", 8443};
+  std::chrono::seconds handshake_timeout{15};
+  // A peer that answers no WebSocket ping for this long is dropped (heartbeat).
+  std::chrono::seconds idle_timeout{60};
+  std::size_t max_message_bytes = 0;     // 0 = kMaxMessageBytes
+  std::size_t max_queued_bytes = 512u << 20;  // per session outbound cap
+};
+
+class WebSocketServer {
+ public:
+  WebSocketServer(boost::asio::io_context& io, std::shared_ptr<boost::asio::ssl::context> tls,
+                  TransportHandler& handler, ServerOptions options);
+  ~WebSocketServer();
+  // Binds and starts accepting. Fails with a clear reason (address in use, bad address).
+  Status start();
+  // Stops accepting; existing sessions end when the io_context stops.
+  void stop();
+  unsigned short bound_port() const { return port_; }
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+  unsigned short port_ = 0;
+};
+
+}  // namespace federa

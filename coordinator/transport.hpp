@@ -1,0 +1,47 @@
+// The Transport seam, coordinator side. A transport (TLS WebSockets in coordinator/server.hpp,
+// an in-process one for simulation) authenticates peers, frames messages and delivers them to
+// a TransportHandler; the orchestrator talks back through ClientLink. Nothing above this seam
+// knows about sockets.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/result.hpp"
+#include "federa.pb.h"
+
+namespace federa {
+
+// One connected, authenticated client.
+class ClientLink {
+ public:
+  virtual ~ClientLink() = default;
+  // The authenticated identity (certificate CN for TLS).
+  virtual const std::string& id() const = 0;
+  // Queues one serialized Envelope; shared so a broadcast is serialized once for everyone.
+  virtual void send(std::shared_ptr<const std::string> envelope_bytes) = 0;
+  // Sends an Error envelope with `reason`, then closes the connection.
+  virtual void close_with_error(int code, const std::string& reason) = 0;
+  // Closes gracefully (after queued messages are sent).
+  virtual void close() = 0;
+};
+
+// What the transport calls. Calls for one link are never concurrent with each other; calls for
+// different links may be.
+class TransportHandler {
+ public:
+  virtual ~TransportHandler() = default;
+  // A peer authenticated as link->id(). Returning an Error refuses it (the reason is sent).
+  virtual Status on_connect(const std::shared_ptr<ClientLink>& link) = 0;
+  // One envelope from the peer. Returning an Error makes the transport send it and close.
+  virtual Status on_message(const std::shared_ptr<ClientLink>& link, const wire::Envelope& msg) = 0;
+  virtual void on_disconnect(const std::shared_ptr<ClientLink>& link, const std::string& why) = 0;
+};
+
+inline std::shared_ptr<const std::string> serialize_shared(const wire::Envelope& e) {
+  auto s = std::make_shared<std::string>();
+  e.SerializeToString(s.get());
+  return s;
+}
+
+}  // namespace federa
