@@ -196,7 +196,10 @@ bool valid_dns_name(const std::string& host) {
       return false;
     for (char c : label)
       if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-')) return false;
-    if (end == std::string::npos) return true;
+    if (end == std::string::npos)
+      // An all-digit last label is a mistyped IP address ("10.0.0.256"), not a name.
+      return !std::all_of(label.begin(), label.end(),
+                          [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
     start = end + 1;
   }
 }
@@ -379,6 +382,75 @@ std::string time_string(const ASN1_TIME* t) {
 
 std::vector<std::string> default_hosts() { return {"127.0.0.1", "localhost"}; }
 
+struct loaded_ca {
+  x509_ptr cert;
+  pkey_ptr key;
+};
+
+Result<loaded_ca> load_ca(const fs::path& dir) {
+  const fs::path ca_pem = dir / "ca.pem", ca_key = dir / "ca.key";
+  for (const fs::path& p : {ca_pem, ca_key}) {
+    std::error_code ec;
+    if (!fs::exists(p, ec))
+      return make_error("no federation CA in " + quoted(dir) + ": " + quoted(p) +
+                        " does not exist (run `federa-pki init --dir " + dir.string() + "` first)");
+  }
+  auto cert = load_certificate(ca_pem, "CA certificate");
+  if (!cert) return cert.error();
+  auto key = load_private_key(ca_key, "CA private key");
+  if (!key) return key.error();
+  if (X509_check_private_key(cert->get(), key->get()) != 1) {
+    ERR_clear_error();
+    return make_error("CA private key " + quoted(ca_key) + " does not match " + quoted(ca_pem));
+  }
+  if (X509_check_ca(cert->get()) == 0) return make_error(quoted(ca_pem) + " is not a CA certificate");
+  return loaded_ca{std::move(*cert), std::move(*key)};
+}
+
+std::vector<fs::path> coordinator_outputs(const fs::path& dir) {
+  const fs::path d = dir / "coordinator";
+  return {d / "key.pem", d / "cert.pem", d / "ca.pem"};
+}
+
+Result<std::vector<std::string>> coordinator_sans(const std::vector<std::string>& requested) {
+  std::vector<std::string> hosts;
+  for (const std::string& h : requested.empty() ? default_hosts() : requested)
+    if (std::find(hosts.begin(), hosts.end(), h) == hosts.end()) hosts.push_back(h);
+  return hosts;
+}
+
+// Generates the coordinator's key and certificate and writes DIR/coordinator/, which the caller
+// has checked does not hold any of those files.
+Status write_coordinator(const fs::path& dir, const std::vector<std::string>& hosts,
+                         const loaded_ca& ca, rollback& rb) {
+  auto key = generate_key();
+  if (!key) return key.error();
+  cert_spec spec{coordinator_common_name, coordinator_validity_days, false, "serverAuth", hosts};
+  auto cert = make_certificate(spec, key->get(), ca.cert.get(), ca.key.get());
+  if (!cert) return cert.error();
+  auto cert_text = cert_to_pem(cert->get());
+  if (!cert_text) return cert_text.error();
+  auto key_text = key_to_pem(key->get());
+  if (!key_text) return key_text.error();
+  auto ca_text = cert_to_pem(ca.cert.get());
+  if (!ca_text) return ca_text.error();
+
+  const std::vector<fs::path> out = coordinator_outputs(dir);
+  if (Status s = make_dir(dir / "coordinator", 0700, false, rb); !s) return s;
+  if (Status s = write_new_file(out[0], *key_text, 0600, rb); !s) return s;
+  if (Status s = write_new_file(out[1], *cert_text, 0644, rb); !s) return s;
+  return write_new_file(out[2], *ca_text, 0644, rb);
+}
+
+Status refuse_existing(const std::vector<fs::path>& paths, const std::string& why) {
+  for (const fs::path& p : paths) {
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(p, ec)))
+      return make_error(quoted(p) + " already exists" + why + "; refusing to overwrite it");
+  }
+  return Status::success();
+}
+
 }  // namespace
 
 Status validate_client_name(const std::string& name) {
@@ -400,29 +472,20 @@ Result<std::vector<fs::path>> init_pki(const fs::path& dir,
                                        const std::vector<std::string>& coordinator_hosts) {
   if (dir.empty()) return make_error("no PKI folder given");
   const fs::path ca_pem = dir / "ca.pem", ca_key = dir / "ca.key";
-  const fs::path coord_dir = dir / "coordinator";
-  const std::vector<fs::path> outputs = {ca_key, ca_pem, coord_dir / "key.pem",
-                                         coord_dir / "cert.pem", coord_dir / "ca.pem"};
   // All checks before any write: a refusal leaves the folder exactly as it was.
-  for (const fs::path& p : {ca_pem, ca_key}) {
-    std::error_code ec;
-    if (fs::exists(fs::symlink_status(p, ec)))
-      return make_error(quoted(p) + " already exists: " + quoted(dir) +
-                        " already holds a federation CA; refusing to overwrite it (choose another "
-                        "--dir, or move the old PKI away yourself)");
-  }
-  for (const fs::path& p : outputs) {
-    std::error_code ec;
-    if (fs::exists(fs::symlink_status(p, ec)))
-      return make_error(quoted(p) + " already exists; refusing to overwrite it");
-  }
-
-  std::vector<std::string> hosts = coordinator_hosts.empty() ? default_hosts() : coordinator_hosts;
+  if (Status s = refuse_existing({ca_pem, ca_key}, ": " + quoted(dir) +
+                                                       " already holds a federation CA (choose "
+                                                       "another --dir, or move the old PKI away "
+                                                       "yourself)");
+      !s)
+    return s.error();
+  if (Status s = refuse_existing(coordinator_outputs(dir), ""); !s) return s.error();
+  auto hosts = coordinator_sans(coordinator_hosts);
+  if (!hosts) return hosts.error();
+  // Host names are validated while building the SANs; do that before creating anything.
   {
-    std::vector<std::string> unique;
-    for (const std::string& h : hosts)
-      if (std::find(unique.begin(), unique.end(), h) == unique.end()) unique.push_back(h);
-    hosts = std::move(unique);
+    x509_ptr probe(X509_new());
+    if (Status s = add_subject_alt_names(probe.get(), *hosts); !s) return s.error();
   }
 
   ERR_clear_error();
@@ -431,57 +494,50 @@ Result<std::vector<fs::path>> init_pki(const fs::path& dir,
   cert_spec ca_spec{ca_common_name, ca_validity_days, true, nullptr, {}};
   auto ca_cert = make_certificate(ca_spec, ca_private->get(), nullptr, nullptr);
   if (!ca_cert) return ca_cert.error();
-
-  auto coord_private = generate_key();
-  if (!coord_private) return coord_private.error();
-  cert_spec coord_spec{coordinator_common_name, coordinator_validity_days, false, "serverAuth",
-                       hosts};
-  auto coord_cert =
-      make_certificate(coord_spec, coord_private->get(), ca_cert->get(), ca_private->get());
-  if (!coord_cert) return coord_cert.error();
-
   auto ca_pem_text = cert_to_pem(ca_cert->get());
+  if (!ca_pem_text) return ca_pem_text.error();
   auto ca_key_text = key_to_pem(ca_private->get());
-  auto coord_pem_text = cert_to_pem(coord_cert->get());
-  auto coord_key_text = key_to_pem(coord_private->get());
-  for (const Error* e : {ca_pem_text ? nullptr : &ca_pem_text.error(),
-                         ca_key_text ? nullptr : &ca_key_text.error(),
-                         coord_pem_text ? nullptr : &coord_pem_text.error(),
-                         coord_key_text ? nullptr : &coord_key_text.error()})
-    if (e != nullptr) return *e;
+  if (!ca_key_text) return ca_key_text.error();
+  loaded_ca ca{std::move(*ca_cert), std::move(*ca_private)};
 
   rollback rb;
   std::error_code ec;
-  if (!fs::exists(dir, ec)) {
-    if (dir.has_parent_path() && !dir.parent_path().empty()) {
-      fs::create_directories(dir.parent_path(), ec);
-      if (ec) return make_error("cannot create folder " + quoted(dir.parent_path()) + ": " + ec.message());
-    }
+  if (!fs::exists(dir, ec) && dir.has_parent_path()) {
+    fs::create_directories(dir.parent_path(), ec);
+    if (ec)
+      return make_error("cannot create folder " + quoted(dir.parent_path()) + ": " + ec.message());
   }
   if (Status s = make_dir(dir, 0700, false, rb); !s) return s.error();
   // ca.key first: its O_EXCL create is what makes two concurrent inits exclude each other.
   if (Status s = write_new_file(ca_key, *ca_key_text, 0600, rb); !s) return s.error();
   if (Status s = write_new_file(ca_pem, *ca_pem_text, 0644, rb); !s) return s.error();
-  if (Status s = make_dir(coord_dir, 0700, false, rb); !s) return s.error();
-  if (Status s = write_new_file(coord_dir / "key.pem", *coord_key_text, 0600, rb); !s)
-    return s.error();
-  if (Status s = write_new_file(coord_dir / "cert.pem", *coord_pem_text, 0644, rb); !s)
-    return s.error();
-  if (Status s = write_new_file(coord_dir / "ca.pem", *ca_pem_text, 0644, rb); !s)
-    return s.error();
+  if (Status s = write_coordinator(dir, *hosts, ca, rb); !s) return s.error();
   rb.commit();
-  return outputs;
+  std::vector<fs::path> written = {ca_key, ca_pem};
+  for (const fs::path& p : coordinator_outputs(dir)) written.push_back(p);
+  return written;
+}
+
+Result<std::vector<fs::path>> issue_coordinator(const fs::path& dir,
+                                                const std::vector<std::string>& coordinator_hosts) {
+  if (dir.empty()) return make_error("no PKI folder given");
+  if (Status s = refuse_existing({dir / "coordinator"},
+                                 " (move it away first to replace the coordinator certificate)");
+      !s)
+    return s.error();
+  auto hosts = coordinator_sans(coordinator_hosts);
+  if (!hosts) return hosts.error();
+  ERR_clear_error();
+  auto ca = load_ca(dir);
+  if (!ca) return ca.error();
+  rollback rb;
+  if (Status s = write_coordinator(dir, *hosts, *ca, rb); !s) return s.error();
+  rb.commit();
+  return coordinator_outputs(dir);
 }
 
 Result<std::vector<fs::path>> issue_client(const fs::path& dir, const std::string& name) {
   if (Status s = validate_client_name(name); !s) return s.error();
-  const fs::path ca_pem = dir / "ca.pem", ca_key = dir / "ca.key";
-  for (const fs::path& p : {ca_pem, ca_key}) {
-    std::error_code ec;
-    if (!fs::exists(p, ec))
-      return make_error("no federation CA in " + quoted(dir) + ": " + quoted(p) +
-                        " does not exist (run `federa-pki init --dir " + dir.string() + "` first)");
-  }
   const fs::path clients = dir / "clients";
   const fs::path kit = clients / name;
   {
@@ -492,23 +548,14 @@ Result<std::vector<fs::path>> issue_client(const fs::path& dir, const std::strin
   }
 
   ERR_clear_error();
-  auto ca_cert = load_certificate(ca_pem, "CA certificate");
-  if (!ca_cert) return ca_cert.error();
-  auto ca_private = load_private_key(ca_key, "CA private key");
-  if (!ca_private) return ca_private.error();
-  if (X509_check_private_key(ca_cert->get(), ca_private->get()) != 1) {
-    ERR_clear_error();
-    return make_error("CA private key " + quoted(ca_key) + " does not match " + quoted(ca_pem));
-  }
-  if (X509_check_ca(ca_cert->get()) == 0)
-    return make_error(quoted(ca_pem) + " is not a CA certificate");
-
+  auto ca = load_ca(dir);
+  if (!ca) return ca.error();
   auto client_private = generate_key();
   if (!client_private) return client_private.error();
   cert_spec spec{name, client_validity_days, false, "clientAuth", {}};
-  auto cert = make_certificate(spec, client_private->get(), ca_cert->get(), ca_private->get());
+  auto cert = make_certificate(spec, client_private->get(), ca->cert.get(), ca->key.get());
   if (!cert) return cert.error();
-  auto ca_text = cert_to_pem(ca_cert->get());
+  auto ca_text = cert_to_pem(ca->cert.get());
   if (!ca_text) return ca_text.error();
   auto cert_text = cert_to_pem(cert->get());
   if (!cert_text) return cert_text.error();

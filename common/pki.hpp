@@ -34,6 +34,12 @@ inline constexpr int client_validity_days = 365;
 Result<std::vector<std::filesystem::path>> init_pki(const std::filesystem::path& dir,
                                                     const std::vector<std::string>& coordinator_hosts);
 
+// Issues a new coordinator certificate (new key, the given SANs, defaults as in init_pki) from the
+// existing CA in DIR: for when it nears expiry or the coordinator's names change. Refuses when
+// DIR/coordinator exists; the operator moves the old one away first. Returns the files written.
+Result<std::vector<std::filesystem::path>> issue_coordinator(
+    const std::filesystem::path& dir, const std::vector<std::string>& coordinator_hosts);
+
 // Issues a client's kit DIR/clients/NAME/{ca.pem,cert.pem,key.pem} (clientAuth, CN = NAME),
 // signed by DIR/ca.pem + DIR/ca.key. Refuses when that folder exists or NAME is invalid (see
 // validate_client_name). On failure the partly written folder is removed. Returns the files.

@@ -158,8 +158,9 @@ std::string verify_sentence(long result, const std::string& peer) {
       return peer + "'s certificate is not valid yet (check the clocks)";
     case X509_V_ERR_HOSTNAME_MISMATCH:
     case X509_V_ERR_IP_ADDRESS_MISMATCH:
-      return peer + "'s certificate does not name the address we connected to (see its SANs; "
-                    "re-run federa-pki init with --coordinator-host)";
+      return peer + "'s certificate does not name the address we connected to (see its names "
+                    "with federa-pki verify; federa-pki issue-coordinator --coordinator-host "
+                    "adds names)";
     case X509_V_ERR_INVALID_PURPOSE:
       return peer + "'s certificate is not meant for this role (a client certificate used by a "
                     "coordinator, or the reverse)";

@@ -1,6 +1,7 @@
 // federa-pki: the federation's certificate authority on the command line.
 //   federa-pki init   --dir DIR [--coordinator-host NAME]...
 //   federa-pki issue  --dir DIR --client NAME
+//   federa-pki issue-coordinator --dir DIR [--coordinator-host NAME]...
 //   federa-pki verify (--dir DIR | --ca FILE) --cert FILE
 #include <boost/program_options.hpp>
 #include <filesystem>
@@ -24,7 +25,9 @@ void print_overview(std::ostream& out) {
          "usage:\n"
          "  federa-pki init   --dir DIR [--coordinator-host NAME]...  CA + coordinator certificate\n"
          "  federa-pki issue  --dir DIR --client NAME                 a member's startup kit\n"
-         "  federa-pki verify (--dir DIR | --ca FILE) --cert FILE     check a certificate\n\n"
+         "  federa-pki verify (--dir DIR | --ca FILE) --cert FILE     check a certificate\n"
+         "  federa-pki issue-coordinator --dir DIR [--coordinator-host NAME]...\n"
+         "                                   a new coordinator certificate from the same CA\n\n"
          "Run `federa-pki COMMAND --help` for the options of one command.\n"
          "See certs/README.md for the trust model: which file goes where, and revocation.\n";
 }
@@ -45,6 +48,21 @@ command init_command() {
       "coordinator-host", po::value<std::vector<std::string>>()->composing()->value_name("NAME"),
       "a name or IP address clients use to reach the coordinator; repeat for several. IP "
       "addresses become IP SANs, names DNS SANs. Default: 127.0.0.1 and localhost");
+  return c;
+}
+
+command issue_coordinator_command() {
+  command c{"issue-coordinator",
+            "Issues a new coordinator certificate and key from the CA in DIR, for when the old one\n"
+            "nears expiry or the coordinator's names change. Member kits stay valid. Refuses\n"
+            "while DIR/coordinator exists: move the old folder away first.",
+            po::options_description("options")};
+  c.options.add_options()("help,h", "show this help")(
+      "dir", po::value<std::string>()->required()->value_name("DIR"),
+      "PKI folder made by `federa-pki init`")(
+      "coordinator-host", po::value<std::vector<std::string>>()->composing()->value_name("NAME"),
+      "a name or IP address clients use to reach the coordinator; repeat for several. "
+      "Default: 127.0.0.1 and localhost");
   return c;
 }
 
@@ -100,6 +118,15 @@ void list_files(const std::vector<fs::path>& files) {
   }
 }
 
+void print_coordinator_names(const fs::path& dir) {
+  auto info = federa::read_certificate_info(dir / "coordinator" / "cert.pem");
+  if (!info) return;
+  std::cout << "the coordinator certificate is valid for:";
+  for (const auto& ip : info->ip_addresses) std::cout << " " << ip;
+  for (const auto& dns : info->dns_names) std::cout << " " << dns;
+  std::cout << " (until " << info->not_after << ")\n";
+}
+
 int run_init(int argc, char** argv) {
   command c = init_command();
   po::variables_map vm;
@@ -115,16 +142,29 @@ int run_init(int argc, char** argv) {
   }
   std::cout << "created the federation CA and the coordinator certificate:\n";
   list_files(*written);
-  auto info = federa::read_certificate_info(fs::path(dir) / "coordinator" / "cert.pem");
-  if (info) {
-    std::cout << "the coordinator certificate is valid for:";
-    for (const auto& ip : info->ip_addresses) std::cout << " " << ip;
-    for (const auto& dns : info->dns_names) std::cout << " " << dns;
-    std::cout << " (until " << info->not_after << ")\n";
-  }
+  print_coordinator_names(dir);
   std::cout << "next: federa-pki issue --dir " << dir
             << " --client NAME   (once per member), then start federa-coordinator --pki " << dir
             << "\n";
+  return exit_ok;
+}
+
+int run_issue_coordinator(int argc, char** argv) {
+  command c = issue_coordinator_command();
+  po::variables_map vm;
+  if (!parse(c, argc, argv, vm)) return exit_ok;
+  const std::string dir = vm["dir"].as<std::string>();
+  std::vector<std::string> hosts;
+  if (vm.count("coordinator-host")) hosts = vm["coordinator-host"].as<std::vector<std::string>>();
+  auto written = federa::issue_coordinator(dir, hosts);
+  if (!written) {
+    std::cerr << "federa-pki issue-coordinator: " << written.error().message << "\n";
+    return exit_failure;
+  }
+  std::cout << "issued a new coordinator certificate:\n";
+  list_files(*written);
+  print_coordinator_names(dir);
+  std::cout << "restart federa-coordinator --pki " << dir << " --resume to use it\n";
   return exit_ok;
 }
 
@@ -202,6 +242,7 @@ int main(int argc, char** argv) {
     if (cmd == "init") return run_init(argc - 1, argv + 1);
     if (cmd == "issue") return run_issue(argc - 1, argv + 1);
     if (cmd == "verify") return run_verify(argc - 1, argv + 1);
+    if (cmd == "issue-coordinator") return run_issue_coordinator(argc - 1, argv + 1);
     std::cerr << "federa-pki: unknown command '" << cmd << "'\n\n";
     print_overview(std::cerr);
     return exit_usage;

@@ -213,6 +213,47 @@ TEST_CASE("init rejects a host that is neither an IP nor a DNS name, and writes 
   CHECK_FALSE(fs::exists(tmp.path / "pki" / "ca.pem"));
 }
 
+TEST_CASE("init rejects a mistyped IP address instead of making it a DNS name") {
+  temp_dir tmp;
+  auto r = init_pki(tmp.path / "pki", {"10.0.0.256"});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "10.0.0.256"));
+}
+
+TEST_CASE("issue_coordinator replaces the coordinator certificate from the same CA") {
+  federation f;
+  auto refused = issue_coordinator(f.pki, {"fl.example.org"});
+  REQUIRE_FALSE(refused.ok());
+  CHECK(contains(refused.error().message, "already exists"));
+
+  const std::string old_key = read_text(f.coordinator() / "key.pem");
+  fs::rename(f.coordinator(), f.tmp.path / "old-coordinator");
+  auto bad_host = issue_coordinator(f.pki, {"not a host"});
+  REQUIRE_FALSE(bad_host.ok());
+  CHECK_FALSE(fs::exists(f.coordinator()));  // rolled back
+
+  auto w = issue_coordinator(f.pki, {"fl.example.org", "10.1.2.3"});
+  REQUIRE_MESSAGE(w.ok(), (w.ok() ? "" : w.error().message));
+  CHECK(w->size() == 3);
+  CHECK(file_mode(f.coordinator() / "key.pem") == 0600);
+  CHECK(read_text(f.coordinator() / "key.pem") != old_key);
+  auto cn = verify_certificate(f.ca(), f.coordinator() / "cert.pem");
+  REQUIRE(cn.ok());
+  CHECK(*cn == "coordinator");
+  auto info = read_certificate_info(f.coordinator() / "cert.pem");
+  REQUIRE(info.ok());
+  CHECK(info->server_auth);
+  CHECK(info->dns_names == std::vector<std::string>{"fl.example.org"});
+  CHECK(info->ip_addresses == std::vector<std::string>{"10.1.2.3"});
+
+  // Existing member kits keep working with the new coordinator certificate.
+  auto server_ctx = server_context(f);
+  auto client_ctx = client_context(f.kit() / "ca.pem", f.kit());
+  outcome out = connect_once(*server_ctx, *client_ctx, "fl.example.org");
+  CHECK_MESSAGE(!out.client_ec, out.client_said);
+  CHECK(out.server_saw_cn == std::optional<std::string>("hospital-a"));
+}
+
 TEST_CASE("verify_certificate accepts the federation's certificates and returns the CN") {
   federation f;
   auto cn = verify_certificate(f.ca(), f.kit() / "cert.pem");
