@@ -1,0 +1,475 @@
+#include "coordinator/cpu_backend.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+namespace federa {
+
+// ---------------------------------------------------------------------------------------------
+// ThreadPool
+
+ThreadPool::ThreadPool(unsigned threads) {
+  if (threads == 0) threads = 1;
+  workers_.reserve(threads - 1);
+  for (unsigned i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  start_cv_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::worker(unsigned index) {
+  std::uint64_t seen = 0;
+  for (;;) {
+    const std::function<void(unsigned, unsigned)>* job = nullptr;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      job = job_;
+    }
+    (*job)(index, size());
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+}
+
+void ThreadPool::run(const std::function<void(unsigned, unsigned)>& fn) {
+  if (workers_.empty()) {
+    fn(0, 1);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    job_ = &fn;
+    pending_ = static_cast<unsigned>(workers_.size());
+    ++generation_;
+  }
+  start_cv_.notify_all();
+  fn(0, size());
+  std::unique_lock<std::mutex> lock(mutex_);
+  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  job_ = nullptr;
+}
+
+namespace {
+
+// Below this many elements, waking the workers costs more than the loop itself.
+constexpr std::size_t kSerialBelow = 1 << 15;
+
+struct Range {
+  std::size_t begin, end;
+};
+
+Range thread_range(std::size_t n, unsigned t, unsigned nt) {
+  std::size_t chunk = (n + nt - 1) / nt;
+  chunk = (chunk + 15) / 16 * 16;
+  std::size_t b = std::min(n, chunk * t);
+  return {b, std::min(n, b + chunk)};
+}
+
+}  // namespace
+
+void ThreadPool::parallel_for(std::size_t n,
+                              const std::function<void(std::size_t, std::size_t)>& fn) {
+  if (n == 0) return;
+  if (n < kSerialBelow || workers_.empty()) {
+    fn(0, n);
+    return;
+  }
+  run([&](unsigned t, unsigned nt) {
+    Range r = thread_range(n, t, nt);
+    if (r.begin < r.end) fn(r.begin, r.end);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels: plain loops that GCC/Clang vectorise (-fopenmp-simd lets the reductions vectorise
+// without -ffast-math). Squares are summed in double so that no finite float can overflow them:
+// a non-finite sum therefore means a non-finite input.
+
+namespace {
+
+double sum_sq(const float* x, std::size_t n) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (std::size_t i = 0; i < n; ++i) {
+    double v = x[i];
+    s += v * v;
+  }
+  return s;
+}
+
+double sum_sq_delta(const float* x, const float* ref, std::size_t n) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (std::size_t i = 0; i < n; ++i) {
+    double v = static_cast<double>(x[i]) - static_cast<double>(ref[i]);
+    s += v * v;
+  }
+  return s;
+}
+
+void axpy(float* __restrict acc, const float* __restrict x, float w, std::size_t n) {
+#pragma omp simd
+  for (std::size_t i = 0; i < n; ++i) acc[i] += w * x[i];
+}
+
+void axpy_delta(float* __restrict acc, const float* __restrict x, const float* __restrict ref,
+                float w, std::size_t n) {
+#pragma omp simd
+  for (std::size_t i = 0; i < n; ++i) acc[i] += w * (x[i] - ref[i]);
+}
+
+// Block size of the fused check-then-accumulate pass: small enough that the block is still in L1
+// when it is accumulated, so the update is read from memory once.
+constexpr std::size_t kBlock = 2048;
+
+std::string size_error(std::size_t got, std::size_t want) {
+  return "update has " + std::to_string(got) + " values, the model has " + std::to_string(want);
+}
+
+const char* kNonFinite = "update has non-finite values (NaN or Inf)";
+
+// Pass 1 of the checked paths: the L2 norm of x (or x - ref), in parallel.
+double parallel_norm(ThreadPool& pool, std::span<const float> x, std::span<const float> ref) {
+  const unsigned nt = x.size() < kSerialBelow ? 1 : pool.size();
+  std::vector<double> partial(nt, 0.0);
+  auto body = [&](unsigned t, unsigned n_threads) {
+    Range r = thread_range(x.size(), t, n_threads);
+    if (r.begin >= r.end) return;
+    partial[t] = ref.empty() ? sum_sq(x.data() + r.begin, r.end - r.begin)
+                             : sum_sq_delta(x.data() + r.begin, ref.data() + r.begin,
+                                            r.end - r.begin);
+  };
+  if (nt == 1)
+    body(0, 1);
+  else
+    pool.run(body);
+  double s = 0.0;
+  for (double p : partial) s += p;
+  return std::sqrt(s);
+}
+
+// Validates `options` against a norm; returns the clip scale or an Error.
+Result<double> check_norm(double norm, const AddOptions& options) {
+  if (!std::isfinite(norm)) return make_error(kNonFinite);
+  if (options.max_norm > 0.0 && norm > options.max_norm)
+    return make_error("update L2 norm " + std::to_string(norm) + " exceeds the bound " +
+                      std::to_string(options.max_norm));
+  if (options.clip_norm > 0.0 && norm > options.clip_norm) return options.clip_norm / norm;
+  return 1.0;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+class CpuWeightedSum final : public WeightedSum {
+ public:
+  CpuWeightedSum(ThreadPool& pool, std::size_t n) : pool_(pool), acc_(n, 0.0f) {}
+  std::size_t size() const override { return acc_.size(); }
+
+  Status reset() override {
+    pool_.parallel_for(acc_.size(), [&](std::size_t b, std::size_t e) {
+      std::memset(acc_.data() + b, 0, (e - b) * sizeof(float));
+    });
+    return {};
+  }
+
+  Result<AddReport> add(std::span<const float> x, float weight,
+                        const AddOptions& options) override {
+    if (x.size() != acc_.size()) return make_error(size_error(x.size(), acc_.size()));
+    if (!options.reference.empty() && options.reference.size() != acc_.size())
+      return make_error("reference has the wrong size");
+    if (!std::isfinite(weight)) return make_error("update weight is not finite");
+    if (options.reference.empty() && options.max_norm <= 0.0 && options.clip_norm <= 0.0)
+      return add_fused(x, weight);
+    // Checked path: the norm must be known before anything is added (bound, clip factor).
+    double norm = parallel_norm(pool_, x, options.reference);
+    Result<double> scale = check_norm(norm, options);
+    if (!scale) return scale.error();
+    const float w = static_cast<float>(weight * scale.value());
+    pool_.parallel_for(acc_.size(), [&](std::size_t b, std::size_t e) {
+      if (options.reference.empty())
+        axpy(acc_.data() + b, x.data() + b, w, e - b);
+      else
+        axpy_delta(acc_.data() + b, x.data() + b, options.reference.data() + b, w, e - b);
+    });
+    return AddReport{norm, scale.value()};
+  }
+
+  Status read(std::span<float> out, float scale) override {
+    if (out.size() != acc_.size()) return make_error(size_error(out.size(), acc_.size()));
+    pool_.parallel_for(acc_.size(), [&](std::size_t b, std::size_t e) {
+      const float* a = acc_.data();
+      float* o = out.data();
+#pragma omp simd
+      for (std::size_t i = b; i < e; ++i) o[i] = a[i] * scale;
+    });
+    return {};
+  }
+
+ private:
+  // One pass: each thread checks a block (sum of squares, finiteness) while it is in L1, then adds
+  // it. A non-finite block stops every thread; what was already added is subtracted back.
+  Result<AddReport> add_fused(std::span<const float> x, float w) {
+    const std::size_t n = acc_.size();
+    const unsigned nt = n < kSerialBelow ? 1 : pool_.size();
+    std::vector<double> partial(nt, 0.0);
+    std::vector<std::size_t> done(nt, 0);
+    std::atomic<bool> bad{false};
+    auto body = [&](unsigned t, unsigned n_threads) {
+      Range r = thread_range(n, t, n_threads);
+      std::size_t i = r.begin;
+      double s = 0.0;
+      while (i < r.end && !bad.load(std::memory_order_relaxed)) {
+        std::size_t len = std::min(kBlock, r.end - i);
+        double bs = sum_sq(x.data() + i, len);
+        if (!std::isfinite(bs)) {
+          bad.store(true, std::memory_order_relaxed);
+          break;
+        }
+        axpy(acc_.data() + i, x.data() + i, w, len);
+        s += bs;
+        i += len;
+      }
+      partial[t] = s;
+      done[t] = i;
+    };
+    if (nt == 1)
+      body(0, 1);
+    else
+      pool_.run(body);
+    if (bad.load()) {
+      auto undo = [&](unsigned t, unsigned n_threads) {
+        Range r = thread_range(n, t, n_threads);
+        if (done[t] > r.begin) axpy(acc_.data() + r.begin, x.data() + r.begin, -w, done[t] - r.begin);
+      };
+      if (nt == 1)
+        undo(0, 1);
+      else
+        pool_.run(undo);
+      return make_error(kNonFinite);
+    }
+    double s = 0.0;
+    for (double p : partial) s += p;
+    return AddReport{std::sqrt(s), 1.0};
+  }
+
+  ThreadPool& pool_;
+  std::vector<float> acc_;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+class CpuUpdateSet final : public UpdateSet {
+ public:
+  CpuUpdateSet(ThreadPool& pool, std::size_t n) : pool_(pool), n_(n) {}
+  std::size_t size() const override { return n_; }
+  std::size_t count() const override { return rows_.size(); }
+  Status clear() override {
+    rows_.clear();
+    return {};
+  }
+
+  Result<AddReport> push(std::span<const float> x, const AddOptions& options) override {
+    if (x.size() != n_) return make_error(size_error(x.size(), n_));
+    if (!options.reference.empty() && options.reference.size() != n_)
+      return make_error("reference has the wrong size");
+    double norm = parallel_norm(pool_, x, options.reference);
+    Result<double> scale = check_norm(norm, options);
+    if (!scale) return scale.error();
+    std::vector<float> row(n_);
+    const float s = static_cast<float>(scale.value());
+    pool_.parallel_for(n_, [&](std::size_t b, std::size_t e) {
+      if (options.reference.empty() && s == 1.0f) {
+        std::memcpy(row.data() + b, x.data() + b, (e - b) * sizeof(float));
+      } else {
+        const float* ref = options.reference.empty() ? nullptr : options.reference.data();
+        for (std::size_t i = b; i < e; ++i) row[i] = s * (x[i] - (ref ? ref[i] : 0.0f));
+      }
+    });
+    rows_.push_back(std::move(row));
+    return AddReport{norm, scale.value()};
+  }
+
+  Status median(std::span<float> out) override {
+    if (Status st = check_out(out); !st) return st;
+    const std::size_t k = rows_.size();
+    pool_.parallel_for(n_, [&](std::size_t b, std::size_t e) {
+      std::vector<float> v(k);
+      for (std::size_t i = b; i < e; ++i) {
+        for (std::size_t j = 0; j < k; ++j) v[j] = rows_[j][i];
+        auto mid = v.begin() + k / 2;
+        std::nth_element(v.begin(), mid, v.end());
+        float hi = *mid;
+        if (k % 2 == 1) {
+          out[i] = hi;
+        } else {
+          float lo = *std::max_element(v.begin(), mid);
+          out[i] = static_cast<float>((static_cast<double>(lo) + hi) * 0.5);
+        }
+      }
+    });
+    return {};
+  }
+
+  Status trimmed_mean(std::size_t trim, std::span<float> out) override {
+    if (Status st = check_out(out); !st) return st;
+    const std::size_t k = rows_.size();
+    if (2 * trim >= k)
+      return make_error("trimmed mean: trimming " + std::to_string(trim) + " from each end of " +
+                        std::to_string(k) + " updates leaves nothing");
+    pool_.parallel_for(n_, [&](std::size_t b, std::size_t e) {
+      std::vector<float> v(k);
+      for (std::size_t i = b; i < e; ++i) {
+        for (std::size_t j = 0; j < k; ++j) v[j] = rows_[j][i];
+        std::sort(v.begin(), v.end());
+        double s = 0.0;
+        for (std::size_t j = trim; j < k - trim; ++j) s += v[j];
+        out[i] = static_cast<float>(s / static_cast<double>(k - 2 * trim));
+      }
+    });
+    return {};
+  }
+
+  Result<std::vector<double>> pairwise_sq_distances() override {
+    const std::size_t k = rows_.size();
+    std::vector<double> d(k * k, 0.0);
+    if (k < 2) return d;
+    // Each thread covers a range of coordinates for all pairs, in blocks that keep k rows of the
+    // block in L2; partial matrices are added at the end.
+    const unsigned nt = pool_.size();
+    std::vector<std::vector<double>> partial(nt, std::vector<double>(k * k, 0.0));
+    pool_.run([&](unsigned t, unsigned n_threads) {
+      Range r = thread_range(n_, t, n_threads);
+      auto& p = partial[t];
+      for (std::size_t b = r.begin; b < r.end; b += kBlock) {
+        std::size_t len = std::min(kBlock, r.end - b);
+        for (std::size_t i = 0; i < k; ++i) {
+          const float* a = rows_[i].data() + b;
+          for (std::size_t j = i + 1; j < k; ++j) {
+            const float* c = rows_[j].data() + b;
+            double s = 0.0;
+#pragma omp simd reduction(+ : s)
+            for (std::size_t q = 0; q < len; ++q) {
+              double diff = static_cast<double>(a[q]) - c[q];
+              s += diff * diff;
+            }
+            p[i * k + j] += s;
+          }
+        }
+      }
+    });
+    for (std::size_t i = 0; i < k; ++i)
+      for (std::size_t j = i + 1; j < k; ++j) {
+        double s = 0.0;
+        for (auto& p : partial) s += p[i * k + j];
+        d[i * k + j] = d[j * k + i] = s;
+      }
+    return d;
+  }
+
+  Status weighted_mean(std::span<const std::size_t> rows, std::span<const float> weights,
+                       std::span<float> out) override {
+    if (Status st = check_out(out); !st) return st;
+    if (rows.empty() || rows.size() != weights.size())
+      return make_error("weighted mean: rows and weights must be non-empty and of equal length");
+    double total = 0.0;
+    for (std::size_t j = 0; j < rows.size(); ++j) {
+      if (rows[j] >= rows_.size()) return make_error("weighted mean: row out of range");
+      total += weights[j];
+    }
+    if (!(total > 0.0)) return make_error("weighted mean: weights sum to zero");
+    const float inv = static_cast<float>(1.0 / total);
+    // Blocked so that the output block stays in L1 while every row streams past it once.
+    pool_.parallel_for(n_, [&](std::size_t b, std::size_t e) {
+      for (std::size_t s = b; s < e; s += kBlock) {
+        std::size_t len = std::min(kBlock, e - s);
+        float* o = out.data() + s;
+        std::memset(o, 0, len * sizeof(float));
+        for (std::size_t j = 0; j < rows.size(); ++j) axpy(o, rows_[rows[j]].data() + s, weights[j], len);
+#pragma omp simd
+        for (std::size_t q = 0; q < len; ++q) o[q] *= inv;
+      }
+    });
+    return {};
+  }
+
+ private:
+  Status check_out(std::span<float> out) const {
+    if (rows_.empty()) return make_error("no updates kept");
+    if (out.size() != n_) return make_error(size_error(out.size(), n_));
+    return {};
+  }
+
+  ThreadPool& pool_;
+  std::size_t n_;
+  std::vector<std::vector<float>> rows_;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+class CpuU32Sum final : public U32Sum {
+ public:
+  CpuU32Sum(ThreadPool& pool, std::size_t n) : pool_(pool), acc_(n, 0u) {}
+  std::size_t size() const override { return acc_.size(); }
+  Status reset() override {
+    std::fill(acc_.begin(), acc_.end(), 0u);
+    return {};
+  }
+  Status add(std::span<const std::uint32_t> x) override {
+    if (x.size() != acc_.size()) return make_error(size_error(x.size(), acc_.size()));
+    pool_.parallel_for(acc_.size(), [&](std::size_t b, std::size_t e) {
+      std::uint32_t* a = acc_.data();
+      const std::uint32_t* v = x.data();
+#pragma omp simd
+      for (std::size_t i = b; i < e; ++i) a[i] += v[i];  // unsigned: wraps mod 2^32
+    });
+    return {};
+  }
+  Status read(std::span<std::uint32_t> out) override {
+    if (out.size() != acc_.size()) return make_error(size_error(out.size(), acc_.size()));
+    std::copy(acc_.begin(), acc_.end(), out.begin());
+    return {};
+  }
+
+ private:
+  ThreadPool& pool_;
+  std::vector<std::uint32_t> acc_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+CpuBackend::CpuBackend(unsigned threads)
+    : pool_(threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : threads) {}
+
+std::string CpuBackend::description() const {
+  return "cpu, " + std::to_string(pool_.size()) + " threads";
+}
+
+Result<std::unique_ptr<WeightedSum>> CpuBackend::make_weighted_sum(std::size_t size) {
+  return std::unique_ptr<WeightedSum>(std::make_unique<CpuWeightedSum>(pool_, size));
+}
+
+Result<std::unique_ptr<UpdateSet>> CpuBackend::make_update_set(std::size_t size) {
+  return std::unique_ptr<UpdateSet>(std::make_unique<CpuUpdateSet>(pool_, size));
+}
+
+Result<std::unique_ptr<U32Sum>> CpuBackend::make_u32_sum(std::size_t size) {
+  return std::unique_ptr<U32Sum>(std::make_unique<CpuU32Sum>(pool_, size));
+}
+
+}  // namespace federa

@@ -1,0 +1,578 @@
+#include "coordinator/strategies.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <numeric>
+#include <random>
+
+#include "coordinator/dp.hpp"
+
+namespace federa {
+
+namespace po = boost::program_options;
+
+namespace {
+
+std::string hex(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%a", v);
+  return buf;
+}
+
+Result<double> parse_double(const std::string& text, const std::string& what) {
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0') return make_error(what + ": not a number: '" + text + "'");
+  return v;
+}
+
+std::string reject_message(const ClientUpdate& u, const std::string& why) {
+  return "update from '" + u.client_id + "' rejected: " + why;
+}
+
+// splitmix64: decorrelates per-round seeds derived from one --dp-seed.
+std::uint64_t mix(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Copies a saved tensor into `dst`, or clears `dst` when the state has none.
+void load_tensor(const StrategyState& s, const std::string& key, std::vector<float>& dst) {
+  auto it = s.tensors.find(key);
+  if (it == s.tensors.end())
+    dst.clear();
+  else
+    dst = it->second;
+}
+
+// ---------------------------------------------------------------------------------------------
+// FedAvg family: one O(model) accumulator, nothing kept per client.
+
+enum class ServerOpt { avg, avgm, adam, yogi, adagrad };
+
+class StreamingStrategy final : public Strategy {
+ public:
+  StreamingStrategy(std::string name, ServerOpt opt, const StrategyOptions& o,
+                    AggregationBackend& backend, double lr, double momentum, double tau)
+      : name_(std::move(name)), opt_(opt), o_(o), backend_(backend), lr_(lr),
+        momentum_(momentum), tau_(tau), dp_(o.dp_enabled()) {
+    clip_norm_ = o.dp_clip_norm > 0.0 ? o.dp_clip_norm : 0.1;
+  }
+
+  std::string name() const override { return dp_ ? "dp-" + name_ : name_; }
+  void configure_fit(TrainConfig& config) const override {
+    if (name_ == "fedprox") config.proximal_mu = static_cast<float>(o_.mu);
+  }
+  bool needs_all_updates() const override { return false; }
+
+  void begin_round(std::span<const float> global, std::uint64_t round) override {
+    round_ = round;
+    accepted_ = rejected_ = unclipped_ = 0;
+    total_weight_ = 0.0;
+    setup_ = Status{};
+    n_ = global.size();
+    if (!sum_ || sum_->size() != n_) {
+      auto s = backend_.make_weighted_sum(n_);
+      if (!s) {
+        sum_.reset();
+        setup_ = Status(s.error());
+        return;
+      }
+      sum_ = std::move(s.value());
+    } else if (Status st = sum_->reset(); !st) {
+      setup_ = st;
+      return;
+    }
+    // The round's starting point is needed for server optimisers, for DP (which clips changes)
+    // and for --max-update-norm (which bounds changes); plain FedAvg keeps no copy.
+    delta_mode_ = dp_ || o_.max_update_norm > 0.0;
+    if (delta_mode_ || opt_ != ServerOpt::avg)
+      x_t_.assign(global.begin(), global.end());
+    else
+      x_t_.clear();
+    began_ = true;
+  }
+
+  Status add_update(const ClientUpdate& u) override {
+    if (!began_) return make_error("add_update called before begin_round");
+    if (!setup_) return make_error("aggregation backend: " + setup_.message());
+    if (u.weights.size() != n_) {
+      ++rejected_;
+      return make_error(reject_message(u, "update has " + std::to_string(u.weights.size()) +
+                                              " values, the model has " + std::to_string(n_)));
+    }
+    if (u.num_examples == 0) {
+      ++rejected_;
+      return make_error(reject_message(u, "num_examples is 0"));
+    }
+    AddOptions ao;
+    ao.max_norm = o_.max_update_norm;
+    if (delta_mode_) ao.reference = x_t_;
+    if (dp_) ao.clip_norm = clip_norm_;
+    // DP-FedAvg weighs clients equally: with bounded weights the sensitivity stays S.
+    const float w = dp_ ? 1.0f : static_cast<float>(u.num_examples);
+    Result<AddReport> r = sum_->add(u.weights, w, ao);
+    if (!r) {
+      ++rejected_;
+      return make_error(reject_message(u, r.error().message));
+    }
+    ++accepted_;
+    total_weight_ += w;
+    if (r->norm <= clip_norm_) ++unclipped_;
+    return {};
+  }
+
+  Result<RoundStats> finish_round(std::span<float> global) override {
+    if (!began_) return make_error("finish_round called before begin_round");
+    if (!setup_) return make_error("aggregation backend: " + setup_.message());
+    if (global.size() != n_) return make_error("finish_round: the model changed size in the round");
+    if (accepted_ == 0)
+      return make_error("no usable updates this round (" + std::to_string(rejected_) + " rejected)");
+    avg_.resize(n_);
+    RoundStats stats;
+    stats["accepted"] = static_cast<double>(accepted_);
+    stats["rejected"] = static_cast<double>(rejected_);
+    stats["total_weight"] = total_weight_;
+    if (dp_) {
+      if (Status st = finish_dp(stats); !st) return st.error();
+    } else if (delta_mode_) {
+      if (Status st = sum_->read(avg_, static_cast<float>(1.0 / total_weight_)); !st) return st.error();
+      for (std::size_t i = 0; i < n_; ++i) avg_[i] += x_t_[i];
+    } else {
+      if (Status st = sum_->read(avg_, static_cast<float>(1.0 / total_weight_)); !st) return st.error();
+    }
+    if (Status st = server_step(global); !st) return st.error();
+    began_ = false;
+    return stats;
+  }
+
+  StrategyState save_state() const override {
+    StrategyState s;
+    s.values["strategy"] = name();
+    if (!m_.empty()) s.tensors["server_m"] = m_;
+    if (!v_.empty()) s.tensors["server_v"] = v_;
+    if (dp_) {
+      s.values["dp_clip_norm"] = hex(clip_norm_);
+      s.values["dp_accountant"] = accountant_.serialize();
+    }
+    return s;
+  }
+
+  Status load_state(const StrategyState& s) override {
+    if (auto it = s.values.find("strategy"); it != s.values.end() && it->second != name())
+      return make_error("saved strategy state is for '" + it->second + "', this run uses '" +
+                        name() + "'");
+    std::vector<float> m, v;
+    load_tensor(s, "server_m", m);
+    load_tensor(s, "server_v", v);
+    if (!m.empty() && !v.empty() && m.size() != v.size())
+      return make_error("saved strategy state: optimiser moments differ in size");
+    RdpAccountant acc;
+    double clip = clip_norm_;
+    if (dp_) {
+      if (auto it = s.values.find("dp_accountant"); it != s.values.end())
+        if (Status st = acc.deserialize(it->second); !st) return st;
+      if (auto it = s.values.find("dp_clip_norm"); it != s.values.end()) {
+        auto c = parse_double(it->second, "saved dp_clip_norm");
+        if (!c) return c.error();
+        clip = c.value();
+      }
+    }
+    m_ = std::move(m);
+    v_ = std::move(v);
+    accountant_ = acc;
+    clip_norm_ = clip;
+    return {};
+  }
+
+ private:
+  // DP-FedAvg (McMahan et al. 2018): sum of clipped changes + N(0, (z S)^2), divided by the
+  // number of accepted updates; adaptive clipping after Andrew et al. 2021.
+  Status finish_dp(RoundStats& stats) {
+    if (Status st = sum_->read(avg_, 1.0f); !st) return st;
+    const double k = static_cast<double>(accepted_);
+    const double z = o_.dp_noise_multiplier;
+    double z_eff = z;
+    double sigma_b = 0.0;
+    if (o_.dp_adaptive_clip && z > 0.0) {
+      sigma_b = o_.dp_clip_count_stddev > 0.0 ? o_.dp_clip_count_stddev : k / 20.0;
+      // The count query spends part of the budget: z_eff^-2 = z^-2 - (2 sigma_b)^-2. With a small
+      // cohort sigma_b would leave nothing, so it is raised to z (then z_eff = z / sqrt(3/4)).
+      if (2.0 * sigma_b <= z) sigma_b = z;
+      z_eff = 1.0 / std::sqrt(1.0 / (z * z) - 1.0 / (4.0 * sigma_b * sigma_b));
+    }
+    std::mt19937_64 rng(o_.dp_seed != 0 ? mix(o_.dp_seed ^ mix(round_)) : std::random_device{}() ^ (std::uint64_t(std::random_device{}()) << 32));
+    const double noise_std = z_eff * clip_norm_;
+    std::normal_distribution<double> noise(0.0, noise_std > 0.0 ? noise_std : 1.0);
+    const double inv_k = 1.0 / k;
+    for (std::size_t i = 0; i < n_; ++i) {
+      double s = avg_[i];
+      if (noise_std > 0.0) s += noise(rng);
+      avg_[i] = static_cast<float>(x_t_[i] + s * inv_k);
+    }
+    stats["dp_clip_norm"] = clip_norm_;
+    stats["dp_noise_std"] = noise_std * inv_k;
+    stats["dp_clipped_fraction"] = 1.0 - unclipped_ / k;
+    if (o_.dp_adaptive_clip) {
+      double b = static_cast<double>(unclipped_);
+      if (sigma_b > 0.0) b += std::normal_distribution<double>(0.0, sigma_b)(rng);
+      clip_norm_ *= std::exp(-o_.dp_clip_lr * (b / k - o_.dp_target_quantile));
+    }
+    if (z > 0.0) accountant_.add_steps(o_.dp_sampling_rate, z, 1);
+    stats["dp_epsilon"] = z > 0.0 ? accountant_.epsilon(o_.dp_delta)
+                                  : std::numeric_limits<double>::infinity();
+    stats["dp_delta"] = o_.dp_delta;
+    stats["dp_next_clip_norm"] = clip_norm_;
+    return {};
+  }
+
+  Status server_step(std::span<float> global) {
+    const std::size_t n = n_;
+    auto ensure = [n](std::vector<float>& v, const char* what) -> Status {
+      if (v.empty()) v.assign(n, 0.0f);
+      if (v.size() != n)
+        return make_error(std::string("saved ") + what + " has " + std::to_string(v.size()) +
+                          " values, the model has " + std::to_string(n));
+      return {};
+    };
+    switch (opt_) {
+      case ServerOpt::avg:
+        std::copy(avg_.begin(), avg_.end(), global.begin());
+        return {};
+      case ServerOpt::avgm: {
+        if (Status st = ensure(v_, "server momentum"); !st) return st;
+        const float beta = static_cast<float>(momentum_), lr = static_cast<float>(lr_);
+        for (std::size_t i = 0; i < n; ++i) {
+          float d = x_t_[i] - avg_[i];  // pseudo-gradient
+          v_[i] = beta * v_[i] + d;
+          global[i] = x_t_[i] - lr * v_[i];
+        }
+        return {};
+      }
+      case ServerOpt::adam:
+      case ServerOpt::yogi:
+      case ServerOpt::adagrad: {
+        if (Status st = ensure(m_, "first moment"); !st) return st;
+        if (Status st = ensure(v_, "second moment"); !st) return st;
+        const double b1 = o_.beta1, b2 = o_.beta2;
+        for (std::size_t i = 0; i < n; ++i) {
+          double d = static_cast<double>(avg_[i]) - x_t_[i];
+          double m = b1 * m_[i] + (1.0 - b1) * d;
+          double v = v_[i], d2 = d * d;
+          if (opt_ == ServerOpt::adagrad)
+            v = v + d2;
+          else if (opt_ == ServerOpt::adam)
+            v = b2 * v + (1.0 - b2) * d2;
+          else
+            v = v - (1.0 - b2) * d2 * (v - d2 > 0.0 ? 1.0 : (v - d2 < 0.0 ? -1.0 : 0.0));
+          m_[i] = static_cast<float>(m);
+          v_[i] = static_cast<float>(v);
+          global[i] = static_cast<float>(x_t_[i] + lr_ * m / (std::sqrt(v) + tau_));
+        }
+        return {};
+      }
+    }
+    return {};
+  }
+
+  std::string name_;
+  ServerOpt opt_;
+  StrategyOptions o_;
+  AggregationBackend& backend_;
+  double lr_, momentum_, tau_;
+  bool dp_;
+
+  std::unique_ptr<WeightedSum> sum_;
+  Status setup_;
+  bool began_ = false;
+  bool delta_mode_ = false;
+  std::uint64_t round_ = 0;
+  std::size_t n_ = 0;
+  std::size_t accepted_ = 0, rejected_ = 0, unclipped_ = 0;
+  double total_weight_ = 0.0;
+  std::vector<float> x_t_, avg_;
+  std::vector<float> m_, v_;  // FedOpt moments; v_ is the momentum buffer of FedAvgM
+  double clip_norm_ = 0.1;
+  RdpAccountant accountant_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Robust strategies: every update of the round is kept (on the backend's device).
+
+enum class Robust { median, trimmed, krum, multi_krum };
+
+class RobustStrategy final : public Strategy {
+ public:
+  RobustStrategy(std::string name, Robust kind, const StrategyOptions& o,
+                 AggregationBackend& backend)
+      : name_(std::move(name)), kind_(kind), o_(o), backend_(backend) {}
+
+  std::string name() const override { return name_; }
+  bool needs_all_updates() const override { return true; }
+
+  void begin_round(std::span<const float> global, std::uint64_t round) override {
+    rejected_ = 0;
+    weights_.clear();
+    setup_ = Status{};
+    n_ = global.size();
+    if (!set_ || set_->size() != n_) {
+      auto s = backend_.make_update_set(n_);
+      if (!s) {
+        set_.reset();
+        setup_ = Status(s.error());
+        return;
+      }
+      set_ = std::move(s.value());
+    } else if (Status st = set_->clear(); !st) {
+      setup_ = st;
+      return;
+    }
+    delta_mode_ = o_.max_update_norm > 0.0;
+    if (delta_mode_)
+      x_t_.assign(global.begin(), global.end());
+    else
+      x_t_.clear();
+    began_ = true;
+  }
+
+  Status add_update(const ClientUpdate& u) override {
+    if (!began_) return make_error("add_update called before begin_round");
+    if (!setup_) return make_error("aggregation backend: " + setup_.message());
+    if (u.weights.size() != n_) {
+      ++rejected_;
+      return make_error(reject_message(u, "update has " + std::to_string(u.weights.size()) +
+                                              " values, the model has " + std::to_string(n_)));
+    }
+    if (u.num_examples == 0) {
+      ++rejected_;
+      return make_error(reject_message(u, "num_examples is 0"));
+    }
+    AddOptions ao;
+    ao.max_norm = o_.max_update_norm;
+    // Median, trimmed mean and Krum commute with a shift, so a bounded change can be kept as the
+    // change itself and the starting point added back at the end.
+    if (delta_mode_) ao.reference = x_t_;
+    Result<AddReport> r = set_->push(u.weights, ao);
+    if (!r) {
+      ++rejected_;
+      return make_error(reject_message(u, r.error().message));
+    }
+    weights_.push_back(static_cast<float>(u.num_examples));
+    return {};
+  }
+
+  Result<RoundStats> finish_round(std::span<float> global) override {
+    if (!began_) return make_error("finish_round called before begin_round");
+    if (!setup_) return make_error("aggregation backend: " + setup_.message());
+    if (global.size() != n_) return make_error("finish_round: the model changed size in the round");
+    const std::size_t k = set_->count();
+    if (k == 0)
+      return make_error("no usable updates this round (" + std::to_string(rejected_) + " rejected)");
+    out_.resize(n_);
+    RoundStats stats;
+    stats["accepted"] = static_cast<double>(k);
+    stats["rejected"] = static_cast<double>(rejected_);
+    switch (kind_) {
+      case Robust::median:
+        if (Status st = set_->median(out_); !st) return st.error();
+        break;
+      case Robust::trimmed: {
+        auto trim = static_cast<std::size_t>(std::floor(o_.trim_beta * static_cast<double>(k)));
+        stats["trimmed"] = static_cast<double>(trim);
+        if (Status st = set_->trimmed_mean(trim, out_); !st) return st.error();
+        break;
+      }
+      case Robust::krum:
+      case Robust::multi_krum: {
+        auto chosen = krum_select(k);
+        if (!chosen) return chosen.error();
+        std::vector<float> w;
+        for (std::size_t r : chosen.value()) w.push_back(weights_[r]);
+        stats["krum_selected"] = static_cast<double>(chosen->size());
+        stats["krum_first"] = static_cast<double>(chosen->front());
+        if (Status st = set_->weighted_mean(chosen.value(), w, out_); !st) return st.error();
+        break;
+      }
+    }
+    if (delta_mode_)
+      for (std::size_t i = 0; i < n_; ++i) out_[i] += x_t_[i];
+    std::copy(out_.begin(), out_.end(), global.begin());
+    began_ = false;
+    return stats;
+  }
+
+ private:
+  // Krum (Blanchard et al. 2017): score(i) = sum of squared distances to its k - f - 2 nearest
+  // other updates; the lowest scores win. Returns the chosen rows, best first.
+  Result<std::vector<std::size_t>> krum_select(std::size_t k) {
+    const std::size_t f = o_.krum_f;
+    if (k <= 2 * f + 2)
+      return make_error("krum needs more than 2f + 2 = " + std::to_string(2 * f + 2) +
+                        " updates, got " + std::to_string(k) + " (--krum-f " + std::to_string(f) + ")");
+    auto d = set_->pairwise_sq_distances();
+    if (!d) return d.error();
+    const std::size_t nearest = k - f - 2;
+    std::vector<double> score(k), row;
+    for (std::size_t i = 0; i < k; ++i) {
+      row.clear();
+      for (std::size_t j = 0; j < k; ++j)
+        if (j != i) row.push_back((*d)[i * k + j]);
+      std::partial_sort(row.begin(), row.begin() + nearest, row.end());
+      score[i] = std::accumulate(row.begin(), row.begin() + nearest, 0.0);
+    }
+    std::vector<std::size_t> order(k);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return score[a] < score[b]; });
+    std::size_t m = 1;
+    if (kind_ == Robust::multi_krum) m = o_.krum_m > 0 ? std::min<std::size_t>(o_.krum_m, k) : k - f;
+    order.resize(m);
+    return order;
+  }
+
+  std::string name_;
+  Robust kind_;
+  StrategyOptions o_;
+  AggregationBackend& backend_;
+  std::unique_ptr<UpdateSet> set_;
+  Status setup_;
+  bool began_ = false;
+  bool delta_mode_ = false;
+  std::size_t n_ = 0, rejected_ = 0;
+  std::vector<float> weights_, x_t_, out_;
+};
+
+bool is_robust(const std::string& s) {
+  return s == "median" || s == "trimmed-mean" || s == "krum" || s == "multi-krum";
+}
+
+bool is_known(const std::string& s) {
+  return is_robust(s) || s == "fedavg" || s == "fedavgm" || s == "fedprox" || s == "fedadam" ||
+         s == "fedyogi" || s == "fedadagrad";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+void add_strategy_options(po::options_description& desc) {
+  po::options_description s("Aggregation strategy");
+  s.add_options()
+    ("strategy", po::value<std::string>()->default_value("fedavg"),
+     (std::string("how updates become the next model: ") + kStrategyNames).c_str())
+    ("server-lr", po::value<double>(),
+     "server learning rate eta (fedavgm default 1.0, fedadam 0.1, fedyogi 0.01, fedadagrad 0.1)")
+    ("server-momentum", po::value<double>(), "fedavgm server momentum beta (default 0.9)")
+    ("beta1", po::value<double>()->default_value(0.9), "fedadam/fedyogi/fedadagrad first-moment decay")
+    ("beta2", po::value<double>()->default_value(0.99), "fedadam/fedyogi second-moment decay")
+    ("tau", po::value<double>(), "fedadam/fedyogi/fedadagrad adaptivity tau (default 1e-9; fedyogi 1e-3)")
+    ("mu", po::value<double>()->default_value(0.01), "fedprox proximal term mu, sent to clients")
+    ("trim-beta", po::value<double>()->default_value(0.1),
+     "trimmed-mean: drop floor(beta K) largest and smallest values per coordinate (beta < 0.5)")
+    ("krum-f", po::value<unsigned>()->default_value(1), "krum/multi-krum: Byzantine clients tolerated (K > 2f + 2)")
+    ("krum-m", po::value<unsigned>()->default_value(0), "multi-krum: updates averaged (0 = K - f)")
+    ("max-update-norm", po::value<double>()->default_value(0.0),
+     "reject an update whose change from the global model has a larger L2 norm (0 = no bound)")
+    ("dp-noise-multiplier", po::value<double>()->default_value(0.0),
+     "central DP: Gaussian noise std = multiplier x clip norm on the sum (0 = no noise)")
+    ("dp-clip-norm", po::value<double>()->default_value(0.0),
+     "central DP: clip each update's change to this L2 norm (initial value when adaptive; 0 = 0.1)")
+    ("dp-adaptive-clip", po::bool_switch(), "central DP: adapt the clip norm to a quantile of update norms")
+    ("dp-target-quantile", po::value<double>()->default_value(0.5), "adaptive clipping: target unclipped fraction")
+    ("dp-clip-lr", po::value<double>()->default_value(0.2), "adaptive clipping: geometric learning rate")
+    ("dp-clip-count-stddev", po::value<double>()->default_value(0.0),
+     "adaptive clipping: noise std on the unclipped count (0 = cohort / 20)")
+    ("dp-delta", po::value<double>()->default_value(1e-5), "central DP: delta for the reported epsilon")
+    ("dp-sampling-rate", po::value<double>()->default_value(1.0),
+     "central DP: fraction of the population sampled per round, for the accountant (1 = no amplification)")
+    ("dp-seed", po::value<std::uint64_t>()->default_value(0),
+     "central DP: noise seed for repeatable runs (0 = fresh OS randomness; use 0 in deployments)");
+  desc.add(s);
+}
+
+Result<StrategyOptions> strategy_options_from(const po::variables_map& vm) {
+  StrategyOptions o;
+  auto get = [&](const char* key, auto& dst) {
+    if (vm.count(key)) dst = vm[key].as<std::remove_reference_t<decltype(dst)>>();
+  };
+  auto get_opt = [&](const char* key, std::optional<double>& dst) {
+    if (vm.count(key)) dst = vm[key].as<double>();
+  };
+  get("strategy", o.strategy);
+  get_opt("server-lr", o.server_lr);
+  get_opt("server-momentum", o.server_momentum);
+  get("beta1", o.beta1);
+  get("beta2", o.beta2);
+  get_opt("tau", o.tau);
+  get("mu", o.mu);
+  get("trim-beta", o.trim_beta);
+  get("krum-f", o.krum_f);
+  get("krum-m", o.krum_m);
+  get("max-update-norm", o.max_update_norm);
+  get("dp-noise-multiplier", o.dp_noise_multiplier);
+  get("dp-clip-norm", o.dp_clip_norm);
+  get("dp-adaptive-clip", o.dp_adaptive_clip);
+  get("dp-target-quantile", o.dp_target_quantile);
+  get("dp-clip-lr", o.dp_clip_lr);
+  get("dp-clip-count-stddev", o.dp_clip_count_stddev);
+  get("dp-delta", o.dp_delta);
+  get("dp-sampling-rate", o.dp_sampling_rate);
+  get("dp-seed", o.dp_seed);
+
+  if (!is_known(o.strategy))
+    return make_error("--strategy: unknown '" + o.strategy + "' (one of " + kStrategyNames + ")");
+  auto in = [](double v, double lo, double hi) { return std::isfinite(v) && v >= lo && v <= hi; };
+  if (o.server_lr && !(*o.server_lr > 0.0 && std::isfinite(*o.server_lr)))
+    return make_error("--server-lr must be > 0");
+  if (o.server_momentum && !in(*o.server_momentum, 0.0, 1.0) ) return make_error("--server-momentum must be in [0, 1]");
+  if (!in(o.beta1, 0.0, 1.0) || o.beta1 == 1.0) return make_error("--beta1 must be in [0, 1)");
+  if (!in(o.beta2, 0.0, 1.0) || o.beta2 == 1.0) return make_error("--beta2 must be in [0, 1)");
+  if (o.tau && !(*o.tau > 0.0)) return make_error("--tau must be > 0");
+  if (!in(o.mu, 0.0, 1e6)) return make_error("--mu must be >= 0");
+  if (!in(o.trim_beta, 0.0, 0.5) || o.trim_beta == 0.5) return make_error("--trim-beta must be in [0, 0.5)");
+  if (!in(o.max_update_norm, 0.0, 1e300)) return make_error("--max-update-norm must be >= 0");
+  if (!in(o.dp_noise_multiplier, 0.0, 1e6)) return make_error("--dp-noise-multiplier must be >= 0");
+  if (!in(o.dp_clip_norm, 0.0, 1e300)) return make_error("--dp-clip-norm must be >= 0");
+  if (!in(o.dp_target_quantile, 0.0, 1.0)) return make_error("--dp-target-quantile must be in [0, 1]");
+  if (!in(o.dp_clip_lr, 0.0, 1e3)) return make_error("--dp-clip-lr must be >= 0");
+  if (!in(o.dp_clip_count_stddev, 0.0, 1e9)) return make_error("--dp-clip-count-stddev must be >= 0");
+  if (!(o.dp_delta > 0.0 && o.dp_delta < 1.0)) return make_error("--dp-delta must be in (0, 1)");
+  if (!(o.dp_sampling_rate > 0.0 && o.dp_sampling_rate <= 1.0))
+    return make_error("--dp-sampling-rate must be in (0, 1]");
+  if (o.dp_noise_multiplier > 0.0 && o.dp_clip_norm == 0.0 && !o.dp_adaptive_clip)
+    return make_error("--dp-noise-multiplier needs --dp-clip-norm (or --dp-adaptive-clip): noise is scaled to the clip norm");
+  if (o.dp_enabled() && is_robust(o.strategy))
+    return make_error("central DP wraps the FedAvg family only, not --strategy " + o.strategy);
+  return o;
+}
+
+Result<std::unique_ptr<Strategy>> make_strategy(const StrategyOptions& o, AggregationBackend& backend) {
+  const std::string& s = o.strategy;
+  if (o.dp_enabled() && is_robust(s))
+    return make_error("central DP wraps the FedAvg family only, not --strategy " + s);
+  auto streaming = [&](ServerOpt opt, double lr, double momentum, double tau) {
+    return Result<std::unique_ptr<Strategy>>(std::unique_ptr<Strategy>(
+        std::make_unique<StreamingStrategy>(s, opt, o, backend, o.server_lr.value_or(lr),
+                                            o.server_momentum.value_or(momentum), o.tau.value_or(tau))));
+  };
+  auto robust = [&](Robust kind) {
+    return Result<std::unique_ptr<Strategy>>(
+        std::unique_ptr<Strategy>(std::make_unique<RobustStrategy>(s, kind, o, backend)));
+  };
+  if (s == "fedavg" || s == "fedprox") return streaming(ServerOpt::avg, 1.0, 0.0, 0.0);
+  if (s == "fedavgm") return streaming(ServerOpt::avgm, 1.0, 0.9, 0.0);
+  if (s == "fedadam") return streaming(ServerOpt::adam, 0.1, 0.0, 1e-9);
+  if (s == "fedyogi") return streaming(ServerOpt::yogi, 0.01, 0.0, 1e-3);
+  if (s == "fedadagrad") return streaming(ServerOpt::adagrad, 0.1, 0.0, 1e-9);
+  if (s == "median") return robust(Robust::median);
+  if (s == "trimmed-mean") return robust(Robust::trimmed);
+  if (s == "krum") return robust(Robust::krum);
+  if (s == "multi-krum") return robust(Robust::multi_krum);
+  return make_error("unknown strategy '" + s + "' (one of " + kStrategyNames + ")");
+}
+
+}  // namespace federa

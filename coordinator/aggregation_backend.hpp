@@ -1,0 +1,113 @@
+// Where the coordinator's aggregation arithmetic runs: the CPU (threaded, fused loops) or a CUDA
+// GPU. Strategies hold backend objects and never know which device they are on.
+//
+//   auto backend = make_backend("auto", 4);            // CUDA if built with it and a GPU is there
+//   if (!backend) return backend.error();
+//   auto sum = (*backend)->make_weighted_sum(p);        // zeroed accumulator, lives on the device
+//   for (each update) {
+//     Result<AddReport> r = (*sum)->add(x, float(n_i));  // validates and folds in, one pass
+//     if (!r) log(r.error().message);                   // rejected: accumulator unchanged
+//   }
+//   (*sum)->read(global, 1.0f / total);                  // global = acc / N
+//
+// Objects made by a backend (WeightedSum, UpdateSet, U32Sum) keep their data where the backend
+// computes (host memory for the CPU, device memory for CUDA); host code reaches the data only
+// through add/push/read. Every call is synchronous: when it returns, the input span may be reused.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace federa {
+
+// How an incoming update is checked and transformed before it is folded in or kept.
+struct AddOptions {
+  // When non-empty (same length as the update), the backend works on the delta (x - reference):
+  // norms, clipping and accumulation all apply to the delta. Used by central DP, which clips
+  // model *changes*, not models.
+  std::span<const float> reference;
+  // Reject the update when its L2 norm (of x, or of the delta) exceeds this; 0 = no bound.
+  double max_norm = 0.0;
+  // Scale the update (delta) down to this L2 norm when it is longer; 0 = no clipping.
+  double clip_norm = 0.0;
+};
+
+struct AddReport {
+  double norm = 0.0;   // L2 norm of x (or of the delta), before clipping
+  double scale = 1.0;  // clipping factor applied, min(1, clip_norm / norm)
+};
+
+// acc += weight * scale * (x [- reference]), over one O(model) accumulator. Non-finite values or a
+// norm over max_norm reject the update with an Error and leave the accumulator as it was (to the
+// last rounding: a fused pass that meets a bad value late subtracts what it already added).
+class WeightedSum {
+ public:
+  virtual ~WeightedSum() = default;
+  virtual std::size_t size() const = 0;
+  virtual Status reset() = 0;  // acc = 0
+  virtual Result<AddReport> add(std::span<const float> x, float weight,
+                                const AddOptions& options = {}) = 0;
+  // out = scale * acc (the finalising divide of FedAvg: scale = 1 / sum of weights).
+  virtual Status read(std::span<float> out, float scale) = 0;
+};
+
+// A set of kept updates, for strategies that need all of them (median, trimmed mean, Krum).
+// Memory is O(count x size) on the backend's device, by nature of those strategies.
+class UpdateSet {
+ public:
+  virtual ~UpdateSet() = default;
+  virtual std::size_t size() const = 0;   // parameters per update
+  virtual std::size_t count() const = 0;  // updates kept so far
+  virtual Status clear() = 0;
+  // Validates like WeightedSum::add (finite, max_norm; reference and clip_norm are applied too)
+  // and keeps a copy. A rejected update is not kept.
+  virtual Result<AddReport> push(std::span<const float> x, const AddOptions& options = {}) = 0;
+  // Coordinate-wise median (mean of the two middle values when count is even).
+  virtual Status median(std::span<float> out) = 0;
+  // Coordinate-wise mean after dropping the `trim` largest and `trim` smallest values.
+  virtual Status trimmed_mean(std::size_t trim, std::span<float> out) = 0;
+  // count x count row-major matrix of squared L2 distances between kept updates (for Krum).
+  virtual Result<std::vector<double>> pairwise_sq_distances() = 0;
+  // out = sum_j weights[j] * update[rows[j]] / sum_j weights[j]  (Multi-Krum, and FedAvg over
+  // device-resident updates in the benchmark). One pass: each output element reads every row.
+  virtual Status weighted_mean(std::span<const std::size_t> rows, std::span<const float> weights,
+                               std::span<float> out) = 0;
+};
+
+// acc += x (mod 2^32), for secure aggregation's masked, quantised uploads.
+class U32Sum {
+ public:
+  virtual ~U32Sum() = default;
+  virtual std::size_t size() const = 0;
+  virtual Status reset() = 0;
+  virtual Status add(std::span<const std::uint32_t> x) = 0;
+  virtual Status read(std::span<std::uint32_t> out) = 0;
+};
+
+class AggregationBackend {
+ public:
+  virtual ~AggregationBackend() = default;
+  virtual std::string name() const = 0;         // "cpu" or "cuda"
+  virtual std::string description() const = 0;  // e.g. "cpu, 2 threads", "cuda: NVIDIA H100 ..."
+  virtual Result<std::unique_ptr<WeightedSum>> make_weighted_sum(std::size_t size) = 0;
+  virtual Result<std::unique_ptr<UpdateSet>> make_update_set(std::size_t size) = 0;
+  virtual Result<std::unique_ptr<U32Sum>> make_u32_sum(std::size_t size) = 0;
+};
+
+// The registry. device: "auto" (CUDA when this build has it and a GPU is present, else CPU),
+// "cpu", or "cuda" (an Error saying why when the build or the host has no CUDA).
+// threads: CPU worker threads including the caller; 0 = hardware concurrency.
+Result<std::unique_ptr<AggregationBackend>> make_backend(std::string_view device,
+                                                         unsigned threads);
+
+// True when this binary was built with the CUDA backend and a CUDA device is usable now.
+bool cuda_backend_available();
+
+}  // namespace federa

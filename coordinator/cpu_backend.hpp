@@ -1,0 +1,70 @@
+// The CPU aggregation backend: a small persistent thread pool and fused, vectorisable loops.
+//
+//   CpuBackend cpu(2);                                  // 2 threads, the caller included
+//   auto sum = cpu.make_weighted_sum(p).value();
+//   sum->add(x, 3.0f).value();                          // acc += 3 x, one pass over x
+//   cpu.pool().run([&](unsigned t, unsigned nt) { ... });  // the same threads, for benchmarks
+//
+// Accumulation is in float, on purpose: the pass is memory-bound, and a float accumulator is half
+// the bytes of a double one (a 4M-parameter accumulator, 16 MB, stays in a 32 MB L3 while updates
+// stream through). FedAvg's weights are positive, so the sum has no cancellation; its relative
+// rounding error grows at most like K * 2^-24 (6e-6 for K = 100), far below the noise of SGD.
+// Norms and distances are summed in double.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "coordinator/aggregation_backend.hpp"
+
+namespace federa {
+
+// A fixed set of threads that run one function together and wait for each other. Work is
+// handed out by index, so there is no queue and no per-call allocation beyond std::function.
+class ThreadPool {
+ public:
+  explicit ThreadPool(unsigned threads);  // total threads, the calling thread included; >= 1
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  unsigned size() const { return static_cast<unsigned>(workers_.size()) + 1; }
+  // Calls fn(t, size()) for t in [0, size()) concurrently (t = 0 on the caller) and returns when
+  // all are done. Not reentrant: fn must not call run().
+  void run(const std::function<void(unsigned, unsigned)>& fn);
+  // Splits [0, n) into size() contiguous ranges aligned to 16 elements (a cache line of floats)
+  // and calls fn(begin, end) for each non-empty one.
+  void parallel_for(std::size_t n, const std::function<void(std::size_t, std::size_t)>& fn);
+
+ private:
+  void worker(unsigned index);
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable start_cv_;
+  std::condition_variable done_cv_;
+  const std::function<void(unsigned, unsigned)>* job_ = nullptr;
+  std::uint64_t generation_ = 0;
+  unsigned pending_ = 0;
+  bool stop_ = false;
+};
+
+class CpuBackend final : public AggregationBackend {
+ public:
+  explicit CpuBackend(unsigned threads);  // 0 = std::thread::hardware_concurrency()
+  std::string name() const override { return "cpu"; }
+  std::string description() const override;
+  Result<std::unique_ptr<WeightedSum>> make_weighted_sum(std::size_t size) override;
+  Result<std::unique_ptr<UpdateSet>> make_update_set(std::size_t size) override;
+  Result<std::unique_ptr<U32Sum>> make_u32_sum(std::size_t size) override;
+  ThreadPool& pool() { return pool_; }
+
+ private:
+  ThreadPool pool_;
+};
+
+}  // namespace federa
