@@ -1,0 +1,100 @@
+// SecAgg+ server: one object per round. The transport feeds it each client's message with the
+// authenticated sender index (on_*), and at each phase deadline (or when everyone answered)
+// calls end_* to get the messages to send back. A rejected message returns an Error naming the
+// client and the reason; the round goes on without that client while thresholds hold. When they
+// no longer hold, end_* / finish return the reason and the round is abandoned; nothing that would
+// reveal an individual update is ever requested (survivor and dropped lists are disjoint).
+//
+// The server stores the public keys, the encrypted shares it relays, and the running mod-2^32
+// sum of masked vectors; never a single client's vector, masked or not.
+//
+//   auto s = secagg::Server::create(config);
+//   for each AdvertiseKeys m from client u:  Status st = s->on_advertise_keys(u, m);
+//   auto broadcasts = s->end_advertise_keys();   // one KeysBroadcast per remaining client
+//   for each ShareKeys m:                    st = s->on_share_keys(u, m);
+//   auto forwards = s->end_share_keys();         // one SharesForward per remaining client
+//   for each MaskedInput m:                  st = s->on_masked_input(u, m);
+//   auto requests = s->end_masked_input();       // one UnmaskRequest per survivor
+//   for each UnmaskResponse m:               st = s->on_unmask(u, m);
+//   auto result = s->finish();                   // the unmasked sum, decoded
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "common/result.hpp"
+#include "common/secagg.hpp"
+
+namespace federa::secagg {
+
+struct ServerOptions {
+  unsigned threads = 1;  // workers for mask regeneration in finish() (1 or 2 on small hosts)
+};
+
+struct AggregateResult {
+  std::vector<std::uint32_t> sum;  // sum of the survivors' quantized vectors, mod 2^32
+  Decoded decoded;                 // sum w_u clip(x_u) and sum w_u over the survivors
+  std::vector<std::uint32_t> included;  // clients whose input is in the sum (sent MaskedInput)
+  std::vector<std::uint32_t> dropped;   // sent shares but no MaskedInput; masks removed
+  double error_bound = 0.0;             // quantization error bound per coordinate
+};
+
+class Server {
+ public:
+  enum class Phase { advertise_keys, share_keys, masked_input, unmasking, done, abandoned };
+
+  [[nodiscard]] static Result<Server> create(const RoundConfig& config,
+                                             ServerOptions options = {});
+
+  [[nodiscard]] Status on_advertise_keys(std::uint32_t sender, const AdvertiseKeys& msg);
+  [[nodiscard]] Result<std::vector<KeysBroadcast>> end_advertise_keys();
+  [[nodiscard]] Status on_share_keys(std::uint32_t sender, const ShareKeys& msg);
+  [[nodiscard]] Result<std::vector<SharesForward>> end_share_keys();
+  [[nodiscard]] Status on_masked_input(std::uint32_t sender, const MaskedInput& msg);
+  [[nodiscard]] Result<std::vector<UnmaskRequest>> end_masked_input();
+  [[nodiscard]] Status on_unmask(std::uint32_t sender, const UnmaskResponse& msg);
+  [[nodiscard]] Result<AggregateResult> finish();
+
+  Phase phase() const { return phase_; }
+  const std::string& abandon_reason() const { return abandon_reason_; }
+  const RoundConfig& config() const { return config_; }
+  const NeighborGraph& graph() const { return graph_; }
+  // What the server holds of the clients' inputs: the running masked sum (for inspection).
+  std::span<const std::uint32_t> masked_sum() const { return sum_; }
+  std::size_t stored_input_vectors() const { return 0; }  // by construction
+  std::size_t masked_inputs_received() const { return masked_count_; }
+
+ private:
+  explicit Server(const RoundConfig& config, NeighborGraph graph, ServerOptions options);
+  Error abandon(std::string reason);
+  Status check_phase(Phase expected, const char* what) const;
+  Error reject(std::uint32_t sender, const std::string& why) const;
+
+  struct ClientState {
+    bool advertised = false;  // U1 (after pruning)
+    bool shared = false;      // U2
+    bool masked = false;      // U3
+    bool answered = false;    // U4 (sent a valid UnmaskResponse)
+    bool share_msg_seen = false;
+    bool unmask_msg_seen = false;
+    AdvertiseKeys keys;
+    std::vector<EncryptedShare> inbox;  // shares addressed to this client (relayed)
+    std::vector<shamir::Share> b_shares, s_shares;  // revealed shares of this client's secrets
+  };
+
+  RoundConfig config_;
+  NeighborGraph graph_;
+  ServerOptions options_;
+  Phase phase_ = Phase::advertise_keys;
+  std::string abandon_reason_;
+  std::vector<ClientState> clients_;
+  std::unordered_set<std::string> seen_tags_;  // AES-GCM tags of relayed shares (replays)
+  std::vector<std::uint32_t> sum_;
+  std::size_t masked_count_ = 0;
+};
+
+}  // namespace federa::secagg
