@@ -110,7 +110,8 @@ Status write_new_file(const fs::path& path, std::string_view data, mode_t mode, 
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
   if (fd < 0) {
     int err = errno;
-    if (err == EEXIST) return make_error(quoted(path) + " already exists; refusing to overwrite it");
+    if (err == EEXIST)
+      return make_error(quoted(path) + " already exists; refusing to overwrite it");
     return make_error("cannot create " + quoted(path) + ": " + std::strerror(err));
   }
   rb.add(path);
@@ -191,7 +192,8 @@ bool valid_dns_name(const std::string& host) {
   size_t start = 0;
   while (true) {
     size_t end = host.find('.', start);
-    std::string_view label(host.data() + start, (end == std::string::npos ? host.size() : end) - start);
+    std::string_view label(host.data() + start,
+                           (end == std::string::npos ? host.size() : end) - start);
     if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-')
       return false;
     for (char c : label)
@@ -299,7 +301,8 @@ Result<x509_ptr> make_certificate(const cert_spec& spec, EVP_PKEY* key, X509* is
 
 Result<std::string> cert_to_pem(X509* cert) {
   bio_ptr bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_X509(bio.get(), cert) != 1) return ossl_error("cannot encode a certificate");
+  if (!bio || PEM_write_bio_X509(bio.get(), cert) != 1)
+    return ossl_error("cannot encode a certificate");
   char* data = nullptr;
   long n = BIO_get_mem_data(bio.get(), &data);
   return std::string(data, static_cast<size_t>(n));
@@ -349,7 +352,8 @@ Result<x509_stack_ptr> load_certificates(const fs::path& path, const std::string
   }
   // The loop ends on "no start line" at end of file; that one is expected.
   unsigned long last = ERR_peek_last_error();
-  if (sk_X509_num(certs.get()) > 0 && ERR_GET_REASON(last) == PEM_R_NO_START_LINE) ERR_clear_error();
+  if (sk_X509_num(certs.get()) > 0 && ERR_GET_REASON(last) == PEM_R_NO_START_LINE)
+    ERR_clear_error();
   if (sk_X509_num(certs.get()) == 0) {
     ERR_clear_error();
     return make_error(what + " " + quoted(path) + " holds no PEM certificate");
@@ -403,7 +407,8 @@ Result<loaded_ca> load_ca(const fs::path& dir) {
     ERR_clear_error();
     return make_error("CA private key " + quoted(ca_key) + " does not match " + quoted(ca_pem));
   }
-  if (X509_check_ca(cert->get()) == 0) return make_error(quoted(ca_pem) + " is not a CA certificate");
+  if (X509_check_ca(cert->get()) == 0)
+    return make_error(quoted(ca_pem) + " is not a CA certificate");
   return loaded_ca{std::move(*cert), std::move(*key)};
 }
 
@@ -618,7 +623,8 @@ Result<certificate_info> read_certificate_info(const fs::path& cert_pem) {
     int idx = X509_NAME_get_index_by_NID(issuer, NID_commonName, -1);
     if (idx >= 0) {
       unsigned char* utf8 = nullptr;
-      int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(issuer, idx)));
+      int len =
+          ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(issuer, idx)));
       if (len >= 0) {
         info.issuer_common_name.assign(reinterpret_cast<char*>(utf8), static_cast<size_t>(len));
         OPENSSL_free(utf8);

@@ -31,8 +31,8 @@ inline constexpr int client_validity_days = 365;
 // the SANs are 127.0.0.1 and localhost. Refuses when DIR/ca.pem or DIR/ca.key exists, or a host
 // is not a valid IP address or DNS name. On failure, files this call created are removed.
 // Returns the files written.
-Result<std::vector<std::filesystem::path>> init_pki(const std::filesystem::path& dir,
-                                                    const std::vector<std::string>& coordinator_hosts);
+Result<std::vector<std::filesystem::path>> init_pki(
+    const std::filesystem::path& dir, const std::vector<std::string>& coordinator_hosts);
 
 // Issues a new coordinator certificate (new key, the given SANs, defaults as in init_pki) from the
 // existing CA in DIR: for when it nears expiry or the coordinator's names change. Refuses when

@@ -58,14 +58,16 @@ Status check_readable(const std::string& path, const char* what) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
-    return make_error("cannot read " + std::string(what) + " '" + path + "': " + std::strerror(err));
+    return make_error("cannot read " + std::string(what) + " '" + path +
+                      "': " + std::strerror(err));
   }
   ::close(fd);
   return Status::success();
 }
 
-Result<context_ptr> make_context(ssl::context::method method, bool server, const std::string& ca_pem,
-                                 const std::string& cert_pem, const std::string& key_pem) {
+Result<context_ptr> make_context(ssl::context::method method, bool server,
+                                 const std::string& ca_pem, const std::string& cert_pem,
+                                 const std::string& key_pem) {
   if (Status s = check_readable(ca_pem, "CA certificate file"); !s) return s.error();
   if (Status s = check_readable(cert_pem, "certificate file"); !s) return s.error();
   if (Status s = check_readable(key_pem, "private key file"); !s) return s.error();
@@ -88,14 +90,13 @@ Result<context_ptr> make_context(ssl::context::method method, bool server, const
   // The federation CA is the only trust anchor: load_verify_file, never set_default_verify_paths.
   ctx->load_verify_file(ca_pem, ec);
   if (ec)
-    return make_error(with_detail("cannot load CA certificate file '" + ca_pem +
-                                      "' (expected PEM certificates)",
-                                  ec));
+    return make_error(with_detail(
+        "cannot load CA certificate file '" + ca_pem + "' (expected PEM certificates)", ec));
 
   ctx->use_certificate_chain_file(cert_pem, ec);
   if (ec)
-    return make_error(with_detail("cannot load certificate file '" + cert_pem + "' (expected PEM)",
-                                  ec));
+    return make_error(
+        with_detail("cannot load certificate file '" + cert_pem + "' (expected PEM)", ec));
 
   ctx->use_private_key_file(key_pem, ssl::context::pem, ec);
   // OpenSSL checks the pair while loading the key, so a mismatch surfaces here, not below.
@@ -158,12 +159,14 @@ std::string verify_sentence(long result, const std::string& peer) {
       return peer + "'s certificate is not valid yet (check the clocks)";
     case X509_V_ERR_HOSTNAME_MISMATCH:
     case X509_V_ERR_IP_ADDRESS_MISMATCH:
-      return peer + "'s certificate does not name the address we connected to (see its names "
-                    "with federa-pki verify; federa-pki issue-coordinator --coordinator-host "
-                    "adds names)";
+      return peer +
+             "'s certificate does not name the address we connected to (see its names "
+             "with federa-pki verify; federa-pki issue-coordinator --coordinator-host "
+             "adds names)";
     case X509_V_ERR_INVALID_PURPOSE:
-      return peer + "'s certificate is not meant for this role (a client certificate used by a "
-                    "coordinator, or the reverse)";
+      return peer +
+             "'s certificate is not meant for this role (a client certificate used by a "
+             "coordinator, or the reverse)";
     default:
       return peer + "'s certificate was rejected: " + X509_verify_cert_error_string(result);
   }
@@ -226,13 +229,15 @@ std::optional<std::string> peer_common_name(const SSL* ssl) {
 std::string describe_tls_error(const boost::system::error_code& ec, const SSL* ssl) {
   if (!ec) return "no error";
   const bool we_are_server = ssl != nullptr && SSL_is_server(ssl) == 1;
-  const std::string peer = ssl == nullptr ? "the peer" : (we_are_server ? "the client" : "the coordinator");
+  const std::string peer =
+      ssl == nullptr ? "the peer" : (we_are_server ? "the client" : "the coordinator");
   std::string detail = ec.message();
   auto sentence = [&](const std::string& s) { return s + " [" + detail + "]"; };
 
   if (ec == ssl::error::stream_truncated)
-    return sentence(peer + " closed the connection without a TLS close (it may have refused our "
-                           "certificate, or it crashed)");
+    return sentence(peer +
+                    " closed the connection without a TLS close (it may have refused our "
+                    "certificate, or it crashed)");
   if (ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset)
     return sentence(peer + " closed the connection (it may have refused our certificate)");
   if (ec == boost::asio::error::connection_refused)
@@ -255,8 +260,9 @@ std::string describe_tls_error(const boost::system::error_code& ec, const SSL* s
     case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
     case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
       if (we_are_server)
-        return sentence(peer + " refused our certificate (its ca.pem is not this federation's "
-                               "CA, or it connected by a name our certificate does not list)");
+        return sentence(peer +
+                        " refused our certificate (its ca.pem is not this federation's "
+                        "CA, or it connected by a name our certificate does not list)");
       return sentence(peer + " refused our certificate (is this kit from this federation's CA?)");
     case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
       return sentence(peer + " refused our certificate: it has expired");

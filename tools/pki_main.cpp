@@ -23,7 +23,8 @@ constexpr int exit_usage = 2;
 void print_overview(std::ostream& out) {
   out << "federa-pki: create and use the federation's certificate authority\n\n"
          "usage:\n"
-         "  federa-pki init   --dir DIR [--coordinator-host NAME]...  CA + coordinator certificate\n"
+         "  federa-pki init   --dir DIR [--coordinator-host NAME]...  CA + coordinator "
+         "certificate\n"
          "  federa-pki issue  --dir DIR --client NAME                 a member's startup kit\n"
          "  federa-pki verify (--dir DIR | --ca FILE) --cert FILE     check a certificate\n"
          "  federa-pki issue-coordinator --dir DIR [--coordinator-host NAME]...\n"
@@ -44,7 +45,8 @@ command init_command() {
             "key.pem,ca.pem}.\nRefuses to run when DIR already holds a CA.",
             po::options_description("options")};
   c.options.add_options()("help,h", "show this help")(
-      "dir", po::value<std::string>()->required()->value_name("DIR"), "PKI folder to create (e.g. pki)")(
+      "dir", po::value<std::string>()->required()->value_name("DIR"),
+      "PKI folder to create (e.g. pki)")(
       "coordinator-host", po::value<std::vector<std::string>>()->composing()->value_name("NAME"),
       "a name or IP address clients use to reach the coordinator; repeat for several. IP "
       "addresses become IP SANs, names DNS SANs. Default: 127.0.0.1 and localhost");
@@ -52,11 +54,12 @@ command init_command() {
 }
 
 command issue_coordinator_command() {
-  command c{"issue-coordinator",
-            "Issues a new coordinator certificate and key from the CA in DIR, for when the old one\n"
-            "nears expiry or the coordinator's names change. Member kits stay valid. Refuses\n"
-            "while DIR/coordinator exists: move the old folder away first.",
-            po::options_description("options")};
+  command c{
+      "issue-coordinator",
+      "Issues a new coordinator certificate and key from the CA in DIR, for when the old one\n"
+      "nears expiry or the coordinator's names change. Member kits stay valid. Refuses\n"
+      "while DIR/coordinator exists: move the old folder away first.",
+      po::options_description("options")};
   c.options.add_options()("help,h", "show this help")(
       "dir", po::value<std::string>()->required()->value_name("DIR"),
       "PKI folder made by `federa-pki init`")(
@@ -73,7 +76,8 @@ command issue_command() {
             "overwrite an existing kit.",
             po::options_description("options")};
   c.options.add_options()("help,h", "show this help")(
-      "dir", po::value<std::string>()->required()->value_name("DIR"), "PKI folder made by `federa-pki init`")(
+      "dir", po::value<std::string>()->required()->value_name("DIR"),
+      "PKI folder made by `federa-pki init`")(
       "client", po::value<std::string>()->required()->value_name("NAME"),
       "member name: 1-64 characters of A-Z a-z 0-9 . _ -, not starting with '.'");
   return c;
@@ -86,8 +90,10 @@ command verify_command() {
             po::options_description("options")};
   c.options.add_options()("help,h", "show this help")(
       "dir", po::value<std::string>()->value_name("DIR"), "PKI folder; the CA is DIR/ca.pem")(
-      "ca", po::value<std::string>()->value_name("FILE"), "CA certificate file (e.g. a kit's ca.pem), instead of --dir")(
-      "cert", po::value<std::string>()->required()->value_name("FILE"), "certificate file to check");
+      "ca", po::value<std::string>()->value_name("FILE"),
+      "CA certificate file (e.g. a kit's ca.pem), instead of --dir")(
+      "cert", po::value<std::string>()->required()->value_name("FILE"),
+      "certificate file to check");
   return c;
 }
 
@@ -110,7 +116,8 @@ bool parse(const command& c, int argc, char** argv, po::variables_map& vm) {
 void list_files(const std::vector<fs::path>& files) {
   for (const fs::path& p : files) {
     const std::string name = p.filename().string();
-    const char* what = name == "ca.key"     ? "CA private key: stays with the central team, offline if you can"
+    const char* what = name == "ca.key"
+                           ? "CA private key: stays with the central team, offline if you can"
                        : name == "key.pem"  ? "private key (mode 0600)"
                        : name == "cert.pem" ? "certificate"
                                             : "CA certificate (trust anchor)";
@@ -207,11 +214,11 @@ int run_verify(int argc, char** argv) {
   std::cout << "OK: " << cert.string() << " is signed by " << ca.string() << "\n";
   std::cout << "  common name: " << *cn << "\n";
   if (auto info = federa::read_certificate_info(cert); info) {
-    const char* role = info->is_ca          ? "certificate authority"
+    const char* role = info->is_ca                              ? "certificate authority"
                        : info->server_auth && info->client_auth ? "coordinator and client"
-                       : info->server_auth  ? "coordinator (serverAuth)"
-                       : info->client_auth  ? "client (clientAuth)"
-                                            : "no TLS role";
+                       : info->server_auth                      ? "coordinator (serverAuth)"
+                       : info->client_auth                      ? "client (clientAuth)"
+                                                                : "no TLS role";
     std::cout << "  role: " << role << "\n";
     std::cout << "  valid: " << info->not_before << " to " << info->not_after << "\n";
     std::cout << "  serial: " << info->serial_hex << "\n";

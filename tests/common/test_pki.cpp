@@ -71,8 +71,8 @@ std::shared_ptr<ssl::context> server_context(const federation& f) {
 }
 
 std::shared_ptr<ssl::context> client_context(const fs::path& ca, const fs::path& kit) {
-  auto ctx = make_client_tls_context(ca.string(), (kit / "cert.pem").string(),
-                                     (kit / "key.pem").string());
+  auto ctx =
+      make_client_tls_context(ca.string(), (kit / "cert.pem").string(), (kit / "key.pem").string());
   REQUIRE_MESSAGE(ctx.ok(), (ctx.ok() ? "" : ctx.error().message));
   return *ctx;
 }
@@ -156,9 +156,9 @@ std::string read_text(const fs::path& p) {
 
 TEST_CASE("init and issue write the documented files, keys mode 0600") {
   federation f;
-  for (const char* name : {"ca.pem", "ca.key", "coordinator/ca.pem", "coordinator/cert.pem",
-                           "coordinator/key.pem", "clients/hospital-a/ca.pem",
-                           "clients/hospital-a/cert.pem", "clients/hospital-a/key.pem"})
+  for (const char* name :
+       {"ca.pem", "ca.key", "coordinator/ca.pem", "coordinator/cert.pem", "coordinator/key.pem",
+        "clients/hospital-a/ca.pem", "clients/hospital-a/cert.pem", "clients/hospital-a/key.pem"})
     CHECK_MESSAGE(fs::is_regular_file(f.pki / name), name);
   CHECK(file_mode(f.pki / "ca.key") == 0600);
   CHECK(file_mode(f.pki / "coordinator/key.pem") == 0600);
@@ -303,9 +303,9 @@ TEST_CASE("issue refuses an existing client and bad names") {
   CHECK(contains(again.error().message, "already has a kit"));
   CHECK(read_text(f.kit() / "cert.pem") == cert_before);
 
-  for (const std::string& bad : {std::string(""), std::string(".hidden"), std::string("a/b"),
-                                std::string(".."), std::string("x y"), std::string("ü"),
-                                std::string(65, 'x')}) {
+  for (const std::string& bad :
+       {std::string(""), std::string(".hidden"), std::string("a/b"), std::string(".."),
+        std::string("x y"), std::string("ü"), std::string(65, 'x')}) {
     CAPTURE(bad);
     auto r = issue_client(f.pki, bad);
     REQUIRE_FALSE(r.ok());
@@ -445,13 +445,13 @@ TEST_CASE("the client refuses a coordinator that does not match the CA, the role
     auto fake = server_context(theirs);
     outcome out = connect_once(*fake, *client_ctx);
     CHECK(out.client_ec);
-    CHECK(contains(out.client_said, "the coordinator's certificate is not signed by this "
-                                    "federation's CA"));
+    CHECK(contains(out.client_said,
+                   "the coordinator's certificate is not signed by this "
+                   "federation's CA"));
   }
   SUBCASE("a client certificate used as the coordinator's") {
-    auto wrong_role = make_server_tls_context(ours.ca().string(),
-                                              (ours.kit() / "cert.pem").string(),
-                                              (ours.kit() / "key.pem").string());
+    auto wrong_role = make_server_tls_context(
+        ours.ca().string(), (ours.kit() / "cert.pem").string(), (ours.kit() / "key.pem").string());
     REQUIRE(wrong_role.ok());
     outcome out = connect_once(**wrong_role, *client_ctx);
     CHECK(out.client_ec);
