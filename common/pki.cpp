@@ -473,9 +473,11 @@ Status validate_client_name(const std::string& name) {
   return Status::success();
 }
 
-Result<std::vector<fs::path>> init_pki(const fs::path& dir,
+Result<std::vector<fs::path>> init_pki(const fs::path& dir_in,
                                        const std::vector<std::string>& coordinator_hosts) {
-  if (dir.empty()) return make_error("no PKI folder given");
+  if (dir_in.empty()) return make_error("no PKI folder given");
+  // "pki/" names the folder "pki": without this its parent would be "pki", created with 0755.
+  const fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
   const fs::path ca_pem = dir / "ca.pem", ca_key = dir / "ca.key";
   // All checks before any write: a refusal leaves the folder exactly as it was.
   if (Status s = refuse_existing({ca_pem, ca_key}, ": " + quoted(dir) +
