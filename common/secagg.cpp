@@ -41,7 +41,11 @@ void put_u32(crypto::Bytes& b, std::uint32_t v) {
 void put_u64(crypto::Bytes& b, std::uint64_t v) {
   for (int i = 0; i < 8; ++i) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
 }
-void put_str(crypto::Bytes& b, std::string_view s) { b.insert(b.end(), s.begin(), s.end()); }
+void put_str(crypto::Bytes& b, std::string_view s) {
+  const std::size_t old = b.size();
+  b.resize(old + s.size());
+  std::memcpy(b.data() + old, s.data(), s.size());
+}
 
 crypto::Bytes pair_info(std::string_view label, const RoundConfig& c, std::uint32_t a,
                         std::uint32_t b) {
