@@ -91,6 +91,15 @@ class U32Sum {
   virtual Status read(std::span<std::uint32_t> out) = 0;
 };
 
+// The machine's own streaming bandwidth, measured by the backend on the resources it aggregates
+// with, so a benchmark can report aggregation throughput as a fraction of it.
+struct BandwidthReport {
+  double memory_gbps = 0.0;          // CPU: STREAM triad on the backend's threads (3 x 4 B per
+                                     // element); CUDA: device-to-device copy (2 x bytes)
+  double host_to_device_gbps = 0.0;  // CUDA: pinned host-to-device copy; CPU: 0
+  std::string method;                // how it was measured, in words
+};
+
 class AggregationBackend {
  public:
   virtual ~AggregationBackend() = default;
@@ -99,6 +108,8 @@ class AggregationBackend {
   virtual Result<std::unique_ptr<WeightedSum>> make_weighted_sum(std::size_t size) = 0;
   virtual Result<std::unique_ptr<UpdateSet>> make_update_set(std::size_t size) = 0;
   virtual Result<std::unique_ptr<U32Sum>> make_u32_sum(std::size_t size) = 0;
+  // Takes a second or so and allocates ~400 MB (CPU) or ~2 GB (GPU) while it runs.
+  virtual Result<BandwidthReport> measure_bandwidth() = 0;
 };
 
 // The registry. device: "auto" (CUDA when this build has it and a GPU is present, else CPU),
