@@ -38,12 +38,12 @@ Result<Client> Client::create(const RoundConfig& config, std::uint32_t index) {
   if (index >= config.num_clients)
     return make_error("secagg client: index " + idx(index) + " outside the cohort of " +
                       idx(config.num_clients));
-  auto graph = NeighborGraph::create(config);
-  if (!graph) return graph.error();
+  auto neighbors = neighbors_of(config, index);
+  if (!neighbors) return neighbors.error();
   Client c;
   c.config_ = config;
   c.index_ = index;
-  c.neighbors_ = graph->neighbors(index);
+  c.neighbors_ = std::move(*neighbors);
   return c;
 }
 

@@ -240,9 +240,43 @@ std::uint32_t effective_degree(std::uint32_t n, std::uint32_t k) {
   return k >= n - 1 ? n - 1 : k;
 }
 
+namespace {
+
+Result<Key32> graph_seed(const RoundConfig& config) {
+  return crypto::hkdf_sha256_key(config.session_id, {}, crypto::as_bytes("federa/secagg/v1/graph"));
+}
+
+// node_at[position] = client: a uniform permutation (Fisher-Yates, rejection sampling) drawn
+// from the PRG keyed by the graph seed.
+Result<std::vector<std::uint32_t>> relabelling(std::uint32_t n, const Key32& seed) {
+  std::vector<std::uint32_t> words(std::size_t{2} * n + 64);
+  std::vector<std::uint32_t> node_at(n);
+  for (std::uint32_t i = 0; i < n; ++i) node_at[i] = i;
+  if (Status s = crypto::prg_expand(seed, words); !s) return s.error();
+  std::size_t w = 0;
+  std::uint8_t refills = 0;
+  for (std::uint32_t i = n - 1; i > 0; --i) {
+    const std::uint64_t range = std::uint64_t{i} + 1;
+    const std::uint64_t limit = (std::uint64_t{1} << 32) - ((std::uint64_t{1} << 32) % range);
+    std::uint64_t r;
+    do {
+      if (w == words.size()) {  // practically never: rejections are rare
+        Key32 s = seed;
+        s[31] ^= ++refills;
+        if (Status st = crypto::prg_expand(s, words); !st) return st.error();
+        w = 0;
+      }
+      r = words[w++];
+    } while (r >= limit);
+    std::swap(node_at[i], node_at[r % range]);
+  }
+  return node_at;
+}
+
+}  // namespace
+
 Result<NeighborGraph> NeighborGraph::create(const RoundConfig& config) {
-  auto seed = crypto::hkdf_sha256_key(config.session_id, {},
-                                      crypto::as_bytes("federa/secagg/v1/graph"));
+  auto seed = graph_seed(config);
   if (!seed) return seed.error();
   return create(config.num_clients, config.neighbors, *seed);
 }
@@ -253,43 +287,49 @@ Result<NeighborGraph> NeighborGraph::create(std::uint32_t n, std::uint32_t k, co
   NeighborGraph g;
   g.degree_ = deg;
   g.adj_.assign(n, {});
-  // Random relabelling: position[i] from a Fisher-Yates shuffle driven by the PRG.
-  std::vector<std::uint32_t> words(std::size_t{4} * n + 64);
-  std::vector<std::uint32_t> node_at(n);  // node_at[position] = client
-  for (std::uint32_t i = 0; i < n; ++i) node_at[i] = i;
-  if (Status s = crypto::prg_expand(seed, words); !s) return s.error();
-  std::size_t w = 0;
-  std::size_t refills = 0;
-  for (std::uint32_t i = n - 1; i > 0; --i) {
-    const std::uint64_t range = std::uint64_t{i} + 1;
-    const std::uint64_t limit = (std::uint64_t{1} << 32) - ((std::uint64_t{1} << 32) % range);
-    std::uint64_t r;
-    do {
-      if (w == words.size()) {
-        Key32 s = seed;
-        s[1] ^= static_cast<std::uint8_t>(++refills);
-        if (Status st = crypto::prg_expand(s, words); !st) return st.error();
-        w = 0;
-      }
-      r = words[w++];
-    } while (r >= limit);
-    std::swap(node_at[i], node_at[r % range]);
-  }
   if (deg == n - 1) {
     for (std::uint32_t u = 0; u < n; ++u)
       for (std::uint32_t v = 0; v < n; ++v)
         if (u != v) g.adj_[u].push_back(v);
-  } else {
-    for (std::uint32_t p = 0; p < n; ++p) {
-      const std::uint32_t u = node_at[p];
-      for (std::uint32_t j = 1; j <= deg / 2; ++j) {
-        g.adj_[u].push_back(node_at[(p + j) % n]);
-        g.adj_[u].push_back(node_at[(p + n - j) % n]);
-      }
-    }
-    for (auto& a : g.adj_) std::sort(a.begin(), a.end());
+    return g;
   }
+  auto node_at = relabelling(n, seed);
+  if (!node_at) return node_at.error();
+  for (std::uint32_t p = 0; p < n; ++p) {
+    const std::uint32_t u = (*node_at)[p];
+    g.adj_[u].reserve(deg);
+    for (std::uint32_t j = 1; j <= deg / 2; ++j) {
+      g.adj_[u].push_back((*node_at)[(p + j) % n]);
+      g.adj_[u].push_back((*node_at)[(p + n - j) % n]);
+    }
+  }
+  for (auto& a : g.adj_) std::sort(a.begin(), a.end());
   return g;
+}
+
+Result<std::vector<std::uint32_t>> neighbors_of(const RoundConfig& config, std::uint32_t u) {
+  const std::uint32_t n = config.num_clients;
+  if (u >= n) return make_error("secagg: client index outside the cohort");
+  const std::uint32_t deg = effective_degree(n, config.neighbors);
+  std::vector<std::uint32_t> out;
+  out.reserve(deg);
+  if (deg == n - 1) {
+    for (std::uint32_t v = 0; v < n; ++v)
+      if (v != u) out.push_back(v);
+    return out;
+  }
+  auto seed = graph_seed(config);
+  if (!seed) return seed.error();
+  auto node_at = relabelling(n, *seed);
+  if (!node_at) return node_at.error();
+  const auto p = static_cast<std::uint32_t>(
+      std::find(node_at->begin(), node_at->end(), u) - node_at->begin());
+  for (std::uint32_t j = 1; j <= deg / 2; ++j) {
+    out.push_back((*node_at)[(p + j) % n]);
+    out.push_back((*node_at)[(p + n - j) % n]);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 bool NeighborGraph::adjacent(std::uint32_t u, std::uint32_t v) const {

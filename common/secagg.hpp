@@ -124,6 +124,9 @@ class NeighborGraph {
   std::vector<std::vector<std::uint32_t>> adj_;  // sorted
   std::uint32_t degree_ = 0;
 };
+// One client's neighbours (sorted) without building the whole graph: O(n) time and memory.
+[[nodiscard]] Result<std::vector<std::uint32_t>> neighbors_of(const RoundConfig& config,
+                                                              std::uint32_t u);
 // The degree the graph will actually have for (n, k).
 std::uint32_t effective_degree(std::uint32_t n, std::uint32_t k);
 

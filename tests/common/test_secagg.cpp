@@ -347,6 +347,21 @@ TEST_CASE("secagg: Harary graph is regular, symmetric, seeded and relabelled") {
   }
   CHECK(same12);
   CHECK_FALSE(same13);
+  // one client's neighbours without the whole graph agree with the graph
+  RoundOptions o;
+  o.num_clients = 300;
+  o.vector_length = 1;
+  o.neighbors = 16;
+  o.threshold = 5;
+  auto cfg = make_round_config(o);
+  REQUIRE(cfg);
+  auto g = NeighborGraph::create(*cfg);
+  REQUIRE(g);
+  for (std::uint32_t u : {0u, 17u, 299u}) {
+    auto nb = neighbors_of(*cfg, u);
+    REQUIRE(nb);
+    CHECK(*nb == g->neighbors(u));
+  }
   CHECK_FALSE(ring);  // relabelled, not the identity layout
 }
 
@@ -703,25 +718,35 @@ TEST_CASE("secagg protocol: bad inputs are rejected and the round goes on") {
     REQUIRE(r.end_advertise());
     r.clients_share();
     r.sk.at(1).shares[2].ciphertext.resize(50);  // malformed
-    // client 2 replays a ciphertext of client 3 as its own share to the same recipient
-    auto& s2 = r.sk.at(2);
-    auto& s3 = r.sk.at(3);
+    // client a replays a ciphertext of client b as its own share to a common neighbour
+    std::uint32_t a = 0, b = 0;
     bool replayed = false;
-    for (auto& a : s2.shares)
-      for (auto& b : s3.shares)
-        if (!replayed && a.recipient == b.recipient) {
-          a.ciphertext = b.ciphertext;
-          replayed = true;
-        }
+    for (std::uint32_t i = 2; i < 40 && !replayed; ++i)
+      for (std::uint32_t j = 2; j < 40 && !replayed; ++j) {
+        if (i == j) continue;
+        for (auto& x : r.sk.at(i).shares)
+          for (auto& y : r.sk.at(j).shares)
+            if (!replayed && x.recipient == y.recipient) {
+              x.ciphertext = y.ciphertext;
+              a = i;
+              b = j;
+              replayed = true;
+            }
+      }
     REQUIRE(replayed);
-    // process 3 first so its tags are known
-    REQUIRE(r.server->on_share_keys(3, s3));
+    // process b first so its tags are known
+    REQUIRE(r.server->on_share_keys(b, r.sk.at(b)));
     r.server_share();
-    // errors: malformed (1), replayed (2), second ShareKeys (3, from server_share)
+    // errors: malformed (1), replayed (a), second ShareKeys (b, from server_share)
     REQUIRE(r.errors.size() == 3);
-    CHECK(contains(r.errors[0], "malformed"));
-    CHECK(contains(r.errors[1], "replayed"));
-    CHECK(contains(r.errors[2], "second ShareKeys"));
+    auto has = [&](const std::string& what, std::uint32_t who) {
+      return std::any_of(r.errors.begin(), r.errors.end(), [&](const std::string& e) {
+        return contains(e, what) && contains(e, "client " + std::to_string(who) + " ");
+      });
+    };
+    CHECK(has("malformed", 1));
+    CHECK(has("replayed", a));
+    CHECK(has("second ShareKeys", b));
     REQUIRE(r.end_share());
     r.clients_mask();
     r.server_mask();
