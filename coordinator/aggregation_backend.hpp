@@ -108,6 +108,11 @@ class AggregationBackend {
   virtual Result<std::unique_ptr<WeightedSum>> make_weighted_sum(std::size_t size) = 0;
   virtual Result<std::unique_ptr<UpdateSet>> make_update_set(std::size_t size) = 0;
   virtual Result<std::unique_ptr<U32Sum>> make_u32_sum(std::size_t size) = 0;
+  // Host memory this backend reads fastest, for buffers that updates are received into:
+  // page-locked for CUDA (copies to the GPU go straight from it, without staging), 64-byte
+  // aligned ordinary memory for the CPU.
+  using HostBuffer = std::unique_ptr<float[], void (*)(float*)>;
+  virtual Result<HostBuffer> make_host_buffer(std::size_t size) = 0;
   // Takes a second or so and allocates ~400 MB (CPU) or ~2 GB (GPU) while it runs.
   virtual Result<BandwidthReport> measure_bandwidth() = 0;
 };

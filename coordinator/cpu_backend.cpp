@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -486,6 +487,13 @@ Result<std::unique_ptr<UpdateSet>> CpuBackend::make_update_set(std::size_t size)
 
 Result<std::unique_ptr<U32Sum>> CpuBackend::make_u32_sum(std::size_t size) {
   return std::unique_ptr<U32Sum>(std::make_unique<CpuU32Sum>(pool_, size));
+}
+
+Result<AggregationBackend::HostBuffer> CpuBackend::make_host_buffer(std::size_t size) {
+  std::size_t bytes = (std::max<std::size_t>(size, 1) * sizeof(float) + 63) / 64 * 64;
+  auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (!p) return make_error("out of memory allocating " + std::to_string(bytes) + " bytes");
+  return HostBuffer(p, [](float* q) { std::free(q); });
 }
 
 Result<BandwidthReport> CpuBackend::measure_bandwidth() {

@@ -61,6 +61,7 @@ class CpuBackend final : public AggregationBackend {
   Result<std::unique_ptr<WeightedSum>> make_weighted_sum(std::size_t size) override;
   Result<std::unique_ptr<UpdateSet>> make_update_set(std::size_t size) override;
   Result<std::unique_ptr<U32Sum>> make_u32_sum(std::size_t size) override;
+  Result<HostBuffer> make_host_buffer(std::size_t size) override;
   Result<BandwidthReport> measure_bandwidth() override;
   ThreadPool& pool() { return pool_; }
 

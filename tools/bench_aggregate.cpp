@@ -44,16 +44,6 @@ namespace {
 namespace po = boost::program_options;
 using clock_type = std::chrono::steady_clock;
 
-struct FreeDeleter {
-  void operator()(float* p) const { std::free(p); }
-};
-using AlignedFloats = std::unique_ptr<float[], FreeDeleter>;
-
-AlignedFloats aligned_floats(std::size_t n) {
-  std::size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-  return AlignedFloats(static_cast<float*>(std::aligned_alloc(64, bytes)));
-}
-
 // A client's update: the global model plus a small client-dependent change. Cheap integer hash,
 // written with streaming stores (bypassing the caches) where the CPU has them.
 void regenerate(float* x, std::size_t n, std::uint32_t client) {
@@ -155,7 +145,13 @@ int aggregate_main(int argc, char** argv) {
   Strategy& s = *strategy.value();
 
   std::vector<float> global(p, 0.01f);
-  AlignedFloats update = aligned_floats(p);
+  // Pinned memory on CUDA (as the coordinator's receive pool would use), aligned memory on CPU.
+  auto host = be.make_host_buffer(p);
+  if (!host) {
+    std::cerr << "federa-bench aggregate: " << host.error().message << "\n";
+    return 1;
+  }
+  AggregationBackend::HostBuffer& update = host.value();
   std::vector<double> times;
   std::string mode = resident ? "resident" : (s.needs_all_updates() ? "kept" : "streaming");
 
