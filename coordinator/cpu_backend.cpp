@@ -121,6 +121,22 @@ double sum_sq(const float* x, std::size_t n) {
   return s;
 }
 
+// The fused pass's check: float lanes do half the work of double ones, which matters when two
+// cores must keep up with memory. A float sum that overflows is recomputed in double, so a large
+// but finite value is never mistaken for Inf. (The norm is then exact to ~1e-6 relative, plenty
+// for a bound; clipping uses the double sum_sq.)
+double sum_sq_fast(const float* x, std::size_t n) {
+  constexpr std::size_t kF = 16;
+  float lanes[kF] = {};
+  std::size_t i = 0;
+  for (; i + kF <= n; i += kF)
+    for (std::size_t j = 0; j < kF; ++j) lanes[j] += x[i + j] * x[i + j];
+  double s = 0.0;
+  for (; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+  for (float l : lanes) s += l;
+  return std::isfinite(s) ? s : sum_sq(x, n);
+}
+
 double sum_sq_delta(const float* x, const float* ref, std::size_t n) {
   double lanes[kLanes] = {};
   std::size_t i = 0;
@@ -141,6 +157,19 @@ double sum_sq_delta(const float* x, const float* ref, std::size_t n) {
 void axpy(float* __restrict acc, const float* __restrict x, float w, std::size_t n) {
 #pragma omp simd
   for (std::size_t i = 0; i < n; ++i) acc[i] += w * x[i];
+}
+
+// acc = w * x: the first update of a round initialises the accumulator, which saves the pass
+// that zeroing it would cost.
+void scal(float* __restrict acc, const float* __restrict x, float w, std::size_t n) {
+#pragma omp simd
+  for (std::size_t i = 0; i < n; ++i) acc[i] = w * x[i];
+}
+
+void scal_delta(float* __restrict acc, const float* __restrict x, const float* __restrict ref,
+                float w, std::size_t n) {
+#pragma omp simd
+  for (std::size_t i = 0; i < n; ++i) acc[i] = w * (x[i] - ref[i]);
 }
 
 void axpy_delta(float* __restrict acc, const float* __restrict x, const float* __restrict ref,
@@ -193,13 +222,12 @@ Result<double> check_norm(double norm, const AddOptions& options) {
 
 class CpuWeightedSum final : public WeightedSum {
  public:
-  CpuWeightedSum(ThreadPool& pool, std::size_t n) : pool_(pool), acc_(n, 0.0f) {}
+  CpuWeightedSum(ThreadPool& pool, std::size_t n) : pool_(pool), acc_(n) {}
   std::size_t size() const override { return acc_.size(); }
 
+  // Lazy: the next add stores instead of adding (and read() of an empty sum gives zeros).
   Status reset() override {
-    pool_.parallel_for(acc_.size(), [&](std::size_t b, std::size_t e) {
-      std::memset(acc_.data() + b, 0, (e - b) * sizeof(float));
-    });
+    empty_ = true;
     return {};
   }
 
@@ -216,17 +244,26 @@ class CpuWeightedSum final : public WeightedSum {
     Result<double> scale = check_norm(norm, options);
     if (!scale) return scale.error();
     const float w = static_cast<float>(weight * scale.value());
+    const bool first = empty_;
     pool_.parallel_for(acc_.size(), [&](std::size_t b, std::size_t e) {
+      float* a = acc_.data() + b;
       if (options.reference.empty())
-        axpy(acc_.data() + b, x.data() + b, w, e - b);
+        first ? scal(a, x.data() + b, w, e - b) : axpy(a, x.data() + b, w, e - b);
+      else if (first)
+        scal_delta(a, x.data() + b, options.reference.data() + b, w, e - b);
       else
-        axpy_delta(acc_.data() + b, x.data() + b, options.reference.data() + b, w, e - b);
+        axpy_delta(a, x.data() + b, options.reference.data() + b, w, e - b);
     });
+    empty_ = false;
     return AddReport{norm, scale.value()};
   }
 
   Status read(std::span<float> out, float scale) override {
     if (out.size() != acc_.size()) return make_error(size_error(out.size(), acc_.size()));
+    if (empty_) {
+      std::fill(out.begin(), out.end(), 0.0f);
+      return {};
+    }
     pool_.parallel_for(acc_.size(), [&](std::size_t b, std::size_t e) {
       const float* a = acc_.data();
       float* o = out.data();
@@ -245,18 +282,22 @@ class CpuWeightedSum final : public WeightedSum {
     std::vector<double> partial(nt, 0.0);
     std::vector<std::size_t> done(nt, 0);
     std::atomic<bool> bad{false};
+    const bool first = empty_;
     auto body = [&](unsigned t, unsigned n_threads) {
       Range r = thread_range(n, t, n_threads);
       std::size_t i = r.begin;
       double s = 0.0;
       while (i < r.end && !bad.load(std::memory_order_relaxed)) {
         std::size_t len = std::min(kBlock, r.end - i);
-        double bs = sum_sq(x.data() + i, len);
+        double bs = sum_sq_fast(x.data() + i, len);
         if (!std::isfinite(bs)) {
           bad.store(true, std::memory_order_relaxed);
           break;
         }
-        axpy(acc_.data() + i, x.data() + i, w, len);
+        if (first)
+          scal(acc_.data() + i, x.data() + i, w, len);
+        else
+          axpy(acc_.data() + i, x.data() + i, w, len);
         s += bs;
         i += len;
       }
@@ -268,6 +309,7 @@ class CpuWeightedSum final : public WeightedSum {
     else
       pool_.run(body);
     if (bad.load()) {
+      if (first) return make_error(kNonFinite);  // still empty: what was stored is ignored
       auto undo = [&](unsigned t, unsigned n_threads) {
         Range r = thread_range(n, t, n_threads);
         if (done[t] > r.begin) axpy(acc_.data() + r.begin, x.data() + r.begin, -w, done[t] - r.begin);
@@ -280,11 +322,13 @@ class CpuWeightedSum final : public WeightedSum {
     }
     double s = 0.0;
     for (double p : partial) s += p;
+    empty_ = false;
     return AddReport{std::sqrt(s), 1.0};
   }
 
   ThreadPool& pool_;
   std::vector<float> acc_;
+  bool empty_ = true;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ class StreamingStrategy final : public Strategy {
     if (global.size() != n_) return make_error("finish_round: the model changed size in the round");
     if (accepted_ == 0)
       return make_error("no usable updates this round (" + std::to_string(rejected_) + " rejected)");
-    avg_.resize(n_);
+    if (dp_ || delta_mode_ || opt_ != ServerOpt::avg) avg_.resize(n_);
     RoundStats stats;
     stats["accepted"] = static_cast<double>(accepted_);
     stats["rejected"] = static_cast<double>(rejected_);
@@ -143,6 +143,11 @@ class StreamingStrategy final : public Strategy {
     } else if (delta_mode_) {
       if (Status st = sum_->read(avg_, static_cast<float>(1.0 / total_weight_)); !st) return st.error();
       for (std::size_t i = 0; i < n_; ++i) avg_[i] += x_t_[i];
+    } else if (opt_ == ServerOpt::avg) {
+      // Plain FedAvg: the finalising divide writes the new model directly (one pass, no copy).
+      if (Status st = sum_->read(global, static_cast<float>(1.0 / total_weight_)); !st) return st.error();
+      began_ = false;
+      return stats;
     } else {
       if (Status st = sum_->read(avg_, static_cast<float>(1.0 / total_weight_)); !st) return st.error();
     }
