@@ -83,7 +83,7 @@ int secagg_main(int argc, char** argv) {
       "clients", po::value(&n)->default_value(n), "cohort size N")(
       "params", po::value(&params)->default_value(params), "update length P")(
       "dropout", po::value(&dropout)->default_value(dropout),
-      "fraction of clients that drop out (also the expected dropout used to derive k, t)")(
+      "fraction of clients that drop out; k, t are derived for max(this, 0.05)")(
       "dropout-phase", po::value(&phase_name)->default_value(phase_name),
       "advertise | share | masked | unmask")(
       "neighbors", po::value(&k)->default_value(0), "graph degree k (0: derive)")(
@@ -119,7 +119,9 @@ int secagg_main(int argc, char** argv) {
   ro.vector_length = params;
   ro.neighbors = k;
   ro.threshold = t;
-  ro.dropout = dropout;
+  // k and t are derived for an expected dropout of at least 5%: with 0% the derivation would
+  // give t = k, which any single real dropout would break.
+  ro.dropout = std::max(dropout, 0.05);
   ro.corrupt = corrupt;
   ro.clip = clip;
   ro.max_weight = 1.0;
