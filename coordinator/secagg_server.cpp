@@ -330,15 +330,29 @@ Result<AggregateResult> Server::finish() {
   std::vector<MaskJob> jobs;
   AggregateResult result;
 
-  auto recover = [&](std::vector<shamir::Share>& shares) -> Result<Key32> {
-    // Sort by x so clients whose first t responders coincide share cached coefficients.
+  // Reconstructs from t of the revealed shares and accepts the result only if `verify` holds.
+  // With spare shares, a single bad share among the first t is tolerated: each leave-one-out
+  // subset of the first t+1 is tried (coefficients come from the cache when point sets repeat).
+  auto recover = [&](std::vector<shamir::Share>& shares,
+                     auto&& verify) -> Result<Key32> {
+    // Sort by x so clients whose first responders coincide share cached coefficients.
     std::sort(shares.begin(), shares.end(),
               [](const shamir::Share& a, const shamir::Share& b) { return a.x < b.x; });
+    const std::size_t m = std::min<std::size_t>(shares.size(), std::size_t{t} + 1);
+    const std::size_t attempts = m > t ? std::size_t{t} + 1 : 1;
+    std::vector<shamir::Share> subset(t);
     std::vector<std::uint32_t> xs(t);
-    for (std::uint32_t i = 0; i < t; ++i) xs[i] = shares[i].x;
-    auto coeffs = cache.at_zero(xs);
-    if (!coeffs) return coeffs.error();
-    return shamir::reconstruct(std::span(shares).first(t), **coeffs);
+    for (std::size_t attempt = 0; attempt < attempts; ++attempt) {
+      const std::size_t skip = attempt == 0 ? t : attempt - 1;  // attempt 0: the first t
+      for (std::size_t i = 0, j = 0; i < m && j < t; ++i)
+        if (i != skip) subset[j++] = shares[i];
+      for (std::uint32_t i = 0; i < t; ++i) xs[i] = subset[i].x;
+      auto coeffs = cache.at_zero(xs);
+      if (!coeffs) return coeffs.error();
+      auto secret = shamir::reconstruct(subset, **coeffs);
+      if (secret && verify(*secret)) return secret;
+    }
+    return make_error("no consistent subset of the revealed shares");
   };
 
   for (std::uint32_t u = 0; u < clients_.size(); ++u) {
@@ -348,10 +362,12 @@ Result<AggregateResult> Server::finish() {
       if (c.b_shares.size() < t)
         return abandon("self mask of client " + idx(u) + ": " + idx(c.b_shares.size()) +
                        " shares revealed, t=" + idx(t));
-      auto b = recover(c.b_shares);
-      if (!b || self_mask_commitment(config_, u, *b) != c.keys.self_mask_commitment)
+      auto b = recover(c.b_shares, [&](const Key32& seed) {
+        return self_mask_commitment(config_, u, seed) == c.keys.self_mask_commitment;
+      });
+      if (!b)
         return abandon("self mask of client " + idx(u) +
-                       " failed verification against its commitment (a bad share)");
+                       " failed verification against its commitment (bad shares)");
       jobs.push_back({*b, u, u, false, crypto::PrgOp::subtract});
     } else if (c.shared) {
       std::vector<std::uint32_t> users;  // survivors that masked with u
@@ -362,12 +378,13 @@ Result<AggregateResult> Server::finish() {
       if (c.s_shares.size() < t)
         return abandon("mask key of dropped client " + idx(u) + ": " +
                        idx(c.s_shares.size()) + " shares revealed, t=" + idx(t));
-      auto s = recover(c.s_shares);
-      if (!s) return abandon("mask key of dropped client " + idx(u) + ": " + s.error().message);
-      auto pub = crypto::x25519_public_from_private(*s);
-      if (!pub || *pub != c.keys.mask_public)
+      auto s = recover(c.s_shares, [&](const Key32& key) {
+        auto pub = crypto::x25519_public_from_private(key);
+        return pub && *pub == c.keys.mask_public;
+      });
+      if (!s)
         return abandon("mask key of dropped client " + idx(u) +
-                       " failed verification against its public key (a bad share)");
+                       " failed verification against its public key (bad shares)");
       // v applied pair_mask_op(v, u); undo it.
       for (std::uint32_t v : users)
         jobs.push_back({*s, u, v, true,

@@ -828,6 +828,37 @@ TEST_CASE("secagg protocol: bad inputs are rejected and the round goes on") {
     // and the client refuses to answer twice
     CHECK_FALSE(r.clients[holder]->unmask(r.req.at(holder)));
   }
+  SUBCASE("a wrong (well-formed) revealed share is tolerated with a spare, detected without") {
+    for (int bad : {1, 2}) {
+      CAPTURE(bad);
+      Round r(o);
+      r.clients_advertise();
+      REQUIRE(r.end_advertise());
+      r.clients_share();
+      r.server_share();
+      REQUIRE(r.end_share());
+      r.clients_mask();
+      r.server_mask();
+      REQUIRE(r.end_mask());
+      r.clients_unmask();
+      // corrupt the self-mask shares of client 0 held by its `bad` lowest-index neighbours
+      const auto& nb = r.server->graph().neighbors(0);
+      for (int i = 0; i < bad; ++i)
+        for (auto& sh : r.ur.at(nb[i]).shares)
+          if (sh.owner == 0) sh.share[3] ^= 0x10;
+      r.server_unmask();
+      CHECK(r.errors.empty());
+      auto res = r.server->finish();
+      if (bad == 1) {
+        REQUIRE(res);
+        r.check_sum(*res);
+      } else {
+        REQUIRE_FALSE(res);
+        CHECK(contains(res.error().message, "self mask of client 0"));
+        CHECK(contains(res.error().message, "verification"));
+      }
+    }
+  }
   SUBCASE("client refuses a request that asks for both shares of one neighbour") {
     Round r(o);
     r.clients_advertise();
