@@ -22,27 +22,45 @@ ThreadPool::ThreadPool(unsigned threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
+    stop_.store(true);
   }
   start_cv_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// About 20-50 us of spinning before a thread goes to sleep.
+constexpr int kSpin = 4000;
+
+}  // namespace
+
 void ThreadPool::worker(unsigned index) {
   std::uint64_t seen = 0;
   for (;;) {
-    const std::function<void(unsigned, unsigned)>* job = nullptr;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
+    bool ready = false;
+    for (int i = 0; i < kSpin && !ready; ++i) {
+      ready = generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_relaxed);
+      if (!ready) cpu_relax();
     }
-    (*job)(index, size());
-    {
+    if (!ready) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      start_cv_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+    }
+    if (stop_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
+    (*job_.load(std::memory_order_acquire))(index, size());
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      done_cv_.notify_one();
     }
   }
 }
@@ -52,17 +70,19 @@ void ThreadPool::run(const std::function<void(unsigned, unsigned)>& fn) {
     fn(0, 1);
     return;
   }
+  job_.store(&fn, std::memory_order_release);
+  pending_.store(static_cast<unsigned>(workers_.size()), std::memory_order_release);
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    pending_ = static_cast<unsigned>(workers_.size());
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_acq_rel);
   }
   start_cv_.notify_all();
   fn(0, size());
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
-  job_ = nullptr;
+  for (int i = 0; i < kSpin && pending_.load(std::memory_order_acquire) != 0; ++i) cpu_relax();
+  if (pending_.load(std::memory_order_acquire) != 0) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_cv_.wait(lock, [&] { return pending_.load() == 0; });
+  }
 }
 
 namespace {

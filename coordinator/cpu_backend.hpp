@@ -12,6 +12,7 @@
 // Norms and distances are summed in double.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -43,14 +44,16 @@ class ThreadPool {
  private:
   void worker(unsigned index);
 
+  // Workers spin briefly on `generation_` before sleeping on the condition variable: an update
+  // takes well under a millisecond, and a futex wake-up per update would be a visible share.
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable start_cv_;
   std::condition_variable done_cv_;
-  const std::function<void(unsigned, unsigned)>* job_ = nullptr;
-  std::uint64_t generation_ = 0;
-  unsigned pending_ = 0;
-  bool stop_ = false;
+  std::atomic<const std::function<void(unsigned, unsigned)>*> job_{nullptr};
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<unsigned> pending_{0};
+  std::atomic<bool> stop_{false};
 };
 
 class CpuBackend final : public AggregationBackend {
