@@ -135,6 +135,18 @@ int secagg_main(int argc, char** argv) {
             << " t=" << cfg->threshold << " dropout=" << dropout << " at " << phase_name
             << " scale=" << cfg->quant.scale << "\n";
 
+  // A round abandoned below threshold is a result, not a crash: report it as JSON.
+  auto abandoned = [&](const std::string& reason) {
+    std::cerr << "federa-bench secagg: " << reason << "\n";
+    std::string r;
+    for (char ch : reason) r += (ch == '"' || ch == '\\') ? ' ' : ch;
+    std::cout << "{\"clients\":" << n << ",\"params\":" << params << ",\"dropout\":" << dropout
+              << ",\"dropout_phase\":\"" << phase_name << "\",\"neighbors\":" << cfg->neighbors
+              << ",\"threshold\":" << cfg->threshold
+              << ",\"correct\":false,\"abandoned\":true,\"reason\":\"" << r << "\"}" << std::endl;
+    return 3;
+  };
+
   // Who drops.
   std::vector<std::uint32_t> order(n);
   for (std::uint32_t i = 0; i < n; ++i) order[i] = i;
@@ -167,7 +179,7 @@ int secagg_main(int argc, char** argv) {
   }
   double before = server_timer.ms;
   auto kb = server_timer([&] { return server.end_advertise_keys(); });
-  if (!kb) return fail(kb.error().message);
+  if (!kb) return abandoned(kb.error().message);
   server_phase_ms.push_back(server_timer.ms);
 
   // Phase 2: ShareKeys.
@@ -183,7 +195,7 @@ int secagg_main(int argc, char** argv) {
   }
   kb->clear();
   auto fwd = server_timer([&] { return server.end_share_keys(); });
-  if (!fwd) return fail(fwd.error().message);
+  if (!fwd) return abandoned(fwd.error().message);
   server_phase_ms.push_back(server_timer.ms - before);
   before = server_timer.ms;
 
@@ -207,7 +219,7 @@ int secagg_main(int argc, char** argv) {
   }
   fwd->clear();
   auto req = server_timer([&] { return server.end_masked_input(); });
-  if (!req) return fail(req.error().message);
+  if (!req) return abandoned(req.error().message);
   server_phase_ms.push_back(server_timer.ms - before);
   before = server_timer.ms;
 
@@ -224,7 +236,7 @@ int secagg_main(int argc, char** argv) {
   }
   auto result = server_timer([&] { return server.finish(); });
   server_phase_ms.push_back(server_timer.ms - before);
-  if (!result) return fail(result.error().message);
+  if (!result) return abandoned(result.error().message);
 
   // Check.
   double max_err = 0;
