@@ -70,6 +70,17 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
     beast::get_lowest_layer(ws).socket().close(ignored);
   }
 
+  // Ends the session with a WebSocket close handshake (and TLS close_notify) instead of a reset.
+  void close_then_end(Outcome o, std::string why) {
+    if (ended || closing) return;
+    closing = true;
+    closing_outcome = o;
+    closing_reason = std::move(why);
+    ws.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {
+      self->end(self->closing_outcome, self->closing_reason);
+    });
+  }
+
   void on_resolve(beast::error_code ec, tcp::resolver::results_type results) {
     if (ec) return end(Outcome::retry, "cannot resolve " + opt.coordinator.host + ": " + ec.message());
     beast::get_lowest_layer(ws).expires_after(opt.handshake_timeout);
@@ -104,12 +115,12 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
 
   void tls_failure(const beast::error_code& ec) {
     if (peer_refused_us(ec))
-      return end(Outcome::refused, "the coordinator refused this client's certificate (" + describe_tls_error(ec) +
+      return end(Outcome::refused, "the coordinator refused this client's certificate (" + describe_tls_error(ec, ws.next_layer().native_handle()) +
                                        "): check that the kit was issued by this federation's CA");
     if (we_refused_peer(ec))
       return end(Outcome::refused, "the coordinator's certificate is not signed by the CA in this kit, or does "
-                                   "not name " + opt.coordinator.host + " (" + describe_tls_error(ec) + ")");
-    end(Outcome::retry, "TLS handshake failed: " + describe_tls_error(ec));
+                                   "not name " + opt.coordinator.host + " (" + describe_tls_error(ec, ws.next_layer().native_handle()) + ")");
+    end(Outcome::retry, "TLS handshake failed: " + describe_tls_error(ec, ws.next_layer().native_handle()));
   }
 
   void on_upgrade(beast::error_code ec) {
@@ -133,6 +144,7 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
   void on_read(beast::error_code ec, std::size_t bytes) {
     if (ec) {
       if (ended) return;
+      if (closing) return end(closing_outcome, closing_reason);
       if (peer_refused_us(ec)) return tls_failure(ec);
       return end(Outcome::retry, ec == websocket::error::closed ? "the coordinator closed the connection"
                                                                 : "connection lost: " + ec.message());
@@ -149,7 +161,7 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
       send(e);
       spdlog::warn("{}", s.message());
     }
-    if (!ended) do_read();
+    if (!ended && !closing) do_read();
   }
 
   Status handle(const wire::Envelope& msg) {
@@ -202,9 +214,9 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
       }
       case wire::Envelope::kBye:
         if (msg.bye().federation_complete()) {
-          end(Outcome::complete, msg.bye().reason());
+          close_then_end(Outcome::complete, msg.bye().reason());
         } else {
-          end(Outcome::retry, "coordinator said goodbye: " + msg.bye().reason());
+          close_then_end(Outcome::retry, "coordinator said goodbye: " + msg.bye().reason());
         }
         return {};
       default:
@@ -308,6 +320,9 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
   bool training = false;
   bool connected = false;
   bool ended = false;
+  bool closing = false;
+  Outcome closing_outcome = Outcome::retry;
+  std::string closing_reason;
   Outcome outcome = Outcome::retry;
   std::string reason;
 };

@@ -1,16 +1,16 @@
 #include "coordinator/orchestrator.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <random>
 
-#include <boost/json.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace federa {
 
-namespace json = boost::json;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
@@ -418,25 +418,32 @@ Status Orchestrator::run_round(std::uint64_t round, bool& committed) {
 
 std::string Orchestrator::metrics_line(std::uint64_t round, std::size_t selected, double duration_ms,
                                        const RoundStats& stats, const EvalResult* eval) const {
-  json::object o;
-  o["round"] = round;
-  o["clients"] = round_.accepted;
-  o["selected"] = selected;
-  o["rejected"] = round_.rejected;
-  o["dropped"] = round_.dropped;
+  // Hand-formatted so numbers read as people write them (0.8512, 163.1, 3), which Boost.JSON's
+  // serializer does not do for doubles; keys are plain identifiers, so no escaping is needed.
+  std::string out = "{";
+  std::set<std::string, std::less<>> keys;
+  auto add = [&](std::string_view key, const std::string& value) {
+    if (!keys.emplace(key).second) return;  // the orchestrator's own figures win over a strategy's
+    if (out.size() > 1) out += ',';
+    out += fmt::format("\"{}\":{}", key, value);
+  };
+  auto num = [](double v) { return std::isfinite(v) ? fmt::format("{}", v) : std::string("null"); };
   double train_loss = round_.train_weight > 0 ? round_.train_loss_sum / round_.train_weight : NAN;
-  if (eval) {
-    o["loss"] = eval->loss;
-    o["accuracy"] = eval->accuracy;
-  } else {
-    o["loss"] = std::isfinite(train_loss) ? json::value(train_loss) : json::value(nullptr);
-    o["accuracy"] = nullptr;
+  add("round", std::to_string(round));
+  add("clients", std::to_string(round_.accepted));
+  add("selected", std::to_string(selected));
+  add("rejected", std::to_string(round_.rejected));
+  add("dropped", std::to_string(round_.dropped));
+  add("loss", num(eval ? eval->loss : train_loss));
+  add("accuracy", eval ? num(eval->accuracy) : "null");
+  add("train_loss", num(train_loss));
+  add("duration_ms", num(std::round(duration_ms * 10) / 10));
+  add("strategy", "\"" + strategy_->name() + "\"");
+  for (const auto& [k, v] : stats) {
+    bool plain = !k.empty() && std::all_of(k.begin(), k.end(), [](char c) { return std::isalnum((unsigned char)c) || c == '_'; });
+    if (plain) add(k, num(v));
   }
-  o["train_loss"] = std::isfinite(train_loss) ? json::value(train_loss) : json::value(nullptr);
-  o["duration_ms"] = std::round(duration_ms * 10) / 10;
-  o["strategy"] = strategy_->name();
-  for (const auto& [k, v] : stats) o[k] = std::isfinite(v) ? json::value(v) : json::value(nullptr);
-  return json::serialize(o);
+  return out + "}";
 }
 
 }  // namespace federa

@@ -76,7 +76,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
   void on_tls(beast::error_code ec) {
     if (ec) {
       // Impostors, plaintext peers and TLS <= 1.2 clients all end here.
-      spdlog::warn("refused {}: TLS handshake failed: {}", peer_, describe_tls_error(ec));
+      spdlog::warn("refused {}: TLS handshake failed: {}", peer_, describe_tls_error(ec, ws_.next_layer().native_handle()));
       return;
     }
     auto cn = peer_common_name(ws_.next_layer().native_handle());
