@@ -270,6 +270,24 @@ Result<Dataset> load_csv(const std::string& path, const std::string& label_colum
 
 }  // namespace
 
+Result<Dataset> select_rows(const Dataset& d, std::span<const std::size_t> indices) {
+  Dataset out;
+  out.rows = indices.size();
+  out.features = d.features;
+  out.num_classes = d.num_classes;  // kept even if some class has no row left
+  out.x.resize(out.rows * out.features);
+  out.labels.resize(out.rows);
+  for (std::size_t i = 0; i < indices.size(); ++i) {
+    if (indices[i] >= d.rows) {
+      return make_error("select_rows: index " + std::to_string(indices[i]) +
+                        " is outside the dataset (" + std::to_string(d.rows) + " rows)");
+    }
+    std::copy_n(d.row(indices[i]), d.features, out.x.data() + i * out.features);
+    out.labels[i] = d.labels[indices[i]];
+  }
+  return out;
+}
+
 Result<Dataset> load_dataset(std::string_view spec, Split split) {
   if (spec == "fashion-mnist") {
     const std::string dir = fashion_mnist_dir;

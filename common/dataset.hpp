@@ -34,6 +34,10 @@ enum class Split { train, test };
 //       ignored). Errors name the file and what was wrong with it.
 Result<Dataset> load_dataset(std::string_view spec, Split split);
 
+// A compact copy of the rows `indices` of `d` (in that order), e.g. for a process that keeps only
+// its own partition in memory instead of the whole dataset. Fails on an out-of-range index.
+Result<Dataset> select_rows(const Dataset& d, std::span<const std::size_t> indices);
+
 using Partitions = std::vector<std::vector<std::size_t>>;  // indices per partition
 
 // spec: "iid", "dirichlet:ALPHA" (NIID-Bench label skew), "labels:K" (NIID-Bench #C=K),

@@ -39,7 +39,8 @@ class Network {
   virtual double loss_and_gradient(std::span<const float> params, const float* x,
                                    const std::int32_t* labels, std::size_t rows,
                                    std::span<float> grad) = 0;
-  // Loss and accuracy on the examples `indices` of `data` (all of them when empty).
+  // Loss and accuracy on the examples `indices` of `data` (all of them when empty), in batches.
+  // Gives examples = 0 when the data's feature count is not the network's input size.
   virtual EvalResult evaluate(std::span<const float> params, const Dataset& data,
                               std::span<const std::size_t> indices = {}) = 0;
   // How many examples of the last loss_and_gradient call the network classified correctly

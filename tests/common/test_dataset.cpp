@@ -270,6 +270,25 @@ TEST_CASE("fashion-mnist: Debian's files load with the right shapes") {
   }
 }
 
+TEST_CASE("select_rows copies the chosen rows in order") {
+  Dataset d;
+  d.rows = 4;
+  d.features = 2;
+  d.num_classes = 3;
+  d.x = {0, 1, 10, 11, 20, 21, 30, 31};
+  d.labels = {0, 1, 2, 1};
+  const std::vector<std::size_t> pick{3, 0, 3};
+  auto s = select_rows(d, pick);
+  REQUIRE(s.ok());
+  CHECK(s->rows == 3);
+  CHECK(s->features == 2);
+  CHECK(s->num_classes == 3);
+  CHECK(s->x == std::vector<float>{30, 31, 0, 1, 30, 31});
+  CHECK(s->labels == std::vector<std::int32_t>{1, 0, 1});
+  const std::vector<std::size_t> bad{1, 4};
+  CHECK_FALSE(select_rows(d, bad).ok());
+}
+
 TEST_CASE("partition iid: equal, disjoint, covering, deterministic") {
   const auto labels = random_labels(10000, 10, 1);
   auto parts = partition_dataset(labels, 10, "iid", 10, 42);
