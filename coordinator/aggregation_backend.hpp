@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "coordinator/aggregation_backend.inl"
 
 namespace federa {
 
@@ -44,6 +45,9 @@ struct AddReport {
   double scale = 1.0;  // clipping factor applied, min(1, clip_norm / norm)
 };
 
+// The server optimiser a round ends with (coordinator/aggregation_backend.inl has the formulas).
+using ServerStep = step::Params;
+
 // acc += weight * scale * (x [- reference]), over one O(model) accumulator. Non-finite values or a
 // norm over max_norm reject the update with an Error and leave the accumulator as it was (to the
 // last rounding: a fused pass that meets a bad value late subtracts what it already added).
@@ -56,6 +60,17 @@ class WeightedSum {
                                 const AddOptions& options = {}) = 0;
   // out = scale * acc (the finalising divide of FedAvg: scale = 1 / sum of weights).
   virtual Status read(std::span<float> out, float scale) = 0;
+  // Ends a round in one pass over the model, where the backend computes:
+  //   avg    = scale * acc + (sum_of_changes ? x_t : 0)
+  //   global = step(x_t, avg)      (FedAvg: avg; FedAvgM/FedAdam/FedYogi/FedAdagrad: Reddi et al.)
+  // The optimiser state (m, v) lives with this object, on the device, across rounds. x_t may be
+  // empty only for step.kind == kReplace without changes.
+  virtual Status finalize(std::span<const float> x_t, bool sum_of_changes, float scale,
+                          const ServerStep& step, std::span<float> global) = 0;
+  // The optimiser state for --resume: (m, v), each empty or of size(). Setting empty spans
+  // resets that part to zeros.
+  virtual Status optimizer_state(std::vector<float>& m, std::vector<float>& v) = 0;
+  virtual Status set_optimizer_state(std::span<const float> m, std::span<const float> v) = 0;
 };
 
 // A set of kept updates, for strategies that need all of them (median, trimmed mean, Krum).

@@ -293,6 +293,54 @@ class CpuWeightedSum final : public WeightedSum {
     return {};
   }
 
+  Status finalize(std::span<const float> x_t, bool changes, float scale, const ServerStep& step,
+                  std::span<float> global) override {
+    const std::size_t n = acc_.size();
+    if (global.size() != n) return make_error(size_error(global.size(), n));
+    const bool need_xt = changes || step.kind != step::kReplace;
+    if (need_xt && x_t.size() != n) return make_error("finalize: the round's starting model is missing");
+    if (step.kind != step::kReplace) {
+      if (m_.size() != n) m_.assign(n, 0.0f);
+      if (v_.size() != n) v_.assign(n, 0.0f);
+    }
+    if (empty_) std::fill(acc_.begin(), acc_.end(), 0.0f);
+    empty_ = false;
+    pool_.parallel_for(n, [&](std::size_t b, std::size_t e) {
+      const float* a = acc_.data();
+      float* g = global.data();
+      if (step.kind == step::kReplace && !changes) {
+#pragma omp simd
+        for (std::size_t i = b; i < e; ++i) g[i] = a[i] * scale;
+        return;
+      }
+      for (std::size_t i = b; i < e; ++i) {
+        float xt = x_t[i];
+        float avg = a[i] * scale + (changes ? xt : 0.0f);
+        if (step.kind == step::kReplace)
+          g[i] = avg;
+        else
+          g[i] = step::apply(step, xt, avg, m_[i], v_[i]);
+      }
+    });
+    return {};
+  }
+
+  Status optimizer_state(std::vector<float>& m, std::vector<float>& v) override {
+    m = m_;
+    v = v_;
+    return {};
+  }
+
+  Status set_optimizer_state(std::span<const float> m, std::span<const float> v) override {
+    const std::size_t n = acc_.size();
+    if ((!m.empty() && m.size() != n) || (!v.empty() && v.size() != n))
+      return make_error("saved optimiser state has " + std::to_string(std::max(m.size(), v.size())) +
+                        " values, the model has " + std::to_string(n));
+    m_.assign(m.begin(), m.end());
+    v_.assign(v.begin(), v.end());
+    return {};
+  }
+
  private:
   // One pass: each thread checks a block (sum of squares, finiteness) while it is in L1, then adds
   // it. A non-finite block stops every thread; what was already added is subtracted back.
@@ -348,6 +396,7 @@ class CpuWeightedSum final : public WeightedSum {
 
   ThreadPool& pool_;
   std::vector<float> acc_;
+  std::vector<float> m_, v_;  // server optimiser state (v_ alone for FedAvgM)
   bool empty_ = true;
 };
 

@@ -53,14 +53,11 @@ void load_tensor(const StrategyState& s, const std::string& key, std::vector<flo
 // ---------------------------------------------------------------------------------------------
 // FedAvg family: one O(model) accumulator, nothing kept per client.
 
-enum class ServerOpt { avg, avgm, adam, yogi, adagrad };
-
 class StreamingStrategy final : public Strategy {
  public:
-  StreamingStrategy(std::string name, ServerOpt opt, const StrategyOptions& o,
-                    AggregationBackend& backend, double lr, double momentum, double tau)
-      : name_(std::move(name)), opt_(opt), o_(o), backend_(backend), lr_(lr),
-        momentum_(momentum), tau_(tau), dp_(o.dp_enabled()) {
+  StreamingStrategy(std::string name, ServerStep step, const StrategyOptions& o,
+                    AggregationBackend& backend)
+      : name_(std::move(name)), step_(step), o_(o), backend_(backend), dp_(o.dp_enabled()) {
     clip_norm_ = o.dp_clip_norm > 0.0 ? o.dp_clip_norm : 0.1;
   }
 
@@ -88,10 +85,17 @@ class StreamingStrategy final : public Strategy {
       setup_ = st;
       return;
     }
+    if (pending_state_) {  // loaded before the model size was known
+      setup_ = sum_->set_optimizer_state(pending_m_, pending_v_);
+      pending_state_ = false;
+      pending_m_.clear();
+      pending_v_.clear();
+      if (!setup_) return;
+    }
     // The round's starting point is needed for server optimisers, for DP (which clips changes)
     // and for --max-update-norm (which bounds changes); plain FedAvg keeps no copy.
     delta_mode_ = dp_ || o_.max_update_norm > 0.0;
-    if (delta_mode_ || opt_ != ServerOpt::avg)
+    if (delta_mode_ || step_.kind != step::kReplace)
       x_t_.assign(global.begin(), global.end());
     else
       x_t_.clear();
@@ -133,25 +137,17 @@ class StreamingStrategy final : public Strategy {
     if (global.size() != n_) return make_error("finish_round: the model changed size in the round");
     if (accepted_ == 0)
       return make_error("no usable updates this round (" + std::to_string(rejected_) + " rejected)");
-    if (dp_ || delta_mode_ || opt_ != ServerOpt::avg) avg_.resize(n_);
     RoundStats stats;
     stats["accepted"] = static_cast<double>(accepted_);
     stats["rejected"] = static_cast<double>(rejected_);
     stats["total_weight"] = total_weight_;
+    float scale = static_cast<float>(1.0 / total_weight_);
     if (dp_) {
-      if (Status st = finish_dp(stats); !st) return st.error();
-    } else if (delta_mode_) {
-      if (Status st = sum_->read(avg_, static_cast<float>(1.0 / total_weight_)); !st) return st.error();
-      for (std::size_t i = 0; i < n_; ++i) avg_[i] += x_t_[i];
-    } else if (opt_ == ServerOpt::avg) {
-      // Plain FedAvg: the finalising divide writes the new model directly (one pass, no copy).
-      if (Status st = sum_->read(global, static_cast<float>(1.0 / total_weight_)); !st) return st.error();
-      began_ = false;
-      return stats;
-    } else {
-      if (Status st = sum_->read(avg_, static_cast<float>(1.0 / total_weight_)); !st) return st.error();
+      if (Status st = add_dp_noise(stats); !st) return st.error();
+      scale = static_cast<float>(1.0 / static_cast<double>(accepted_));
     }
-    if (Status st = server_step(global); !st) return st.error();
+    // One pass on the backend: divide, add back the start (when the sum is of changes), step.
+    if (Status st = sum_->finalize(x_t_, delta_mode_, scale, step_, global); !st) return st.error();
     began_ = false;
     return stats;
   }
@@ -159,8 +155,12 @@ class StreamingStrategy final : public Strategy {
   StrategyState save_state() const override {
     StrategyState s;
     s.values["strategy"] = name();
-    if (!m_.empty()) s.tensors["server_m"] = m_;
-    if (!v_.empty()) s.tensors["server_v"] = v_;
+    std::vector<float> m = pending_m_, v = pending_v_;
+    if (sum_ && !pending_state_) {
+      if (Status st = sum_->optimizer_state(m, v); !st) s.values["error"] = st.message();
+    }
+    if (!m.empty()) s.tensors["server_m"] = std::move(m);
+    if (!v.empty()) s.tensors["server_v"] = std::move(v);
     if (dp_) {
       s.values["dp_clip_norm"] = hex(clip_norm_);
       s.values["dp_accountant"] = accountant_.serialize();
@@ -188,18 +188,19 @@ class StreamingStrategy final : public Strategy {
         clip = c.value();
       }
     }
-    m_ = std::move(m);
-    v_ = std::move(v);
+    pending_m_ = std::move(m);
+    pending_v_ = std::move(v);
+    pending_state_ = true;
     accountant_ = acc;
     clip_norm_ = clip;
     return {};
   }
 
  private:
-  // DP-FedAvg (McMahan et al. 2018): sum of clipped changes + N(0, (z S)^2), divided by the
-  // number of accepted updates; adaptive clipping after Andrew et al. 2021.
-  Status finish_dp(RoundStats& stats) {
-    if (Status st = sum_->read(avg_, 1.0f); !st) return st;
+  // DP-FedAvg (McMahan et al. 2018): the sum of clipped changes gets N(0, (z S)^2) per coordinate
+  // (added to the accumulator as one more, unweighted, "update"), and finalize divides by the
+  // number of accepted updates. Adaptive clipping after Andrew et al. 2021.
+  Status add_dp_noise(RoundStats& stats) {
     const double k = static_cast<double>(accepted_);
     const double z = o_.dp_noise_multiplier;
     double z_eff = z;
@@ -211,17 +212,19 @@ class StreamingStrategy final : public Strategy {
       if (2.0 * sigma_b <= z) sigma_b = z;
       z_eff = 1.0 / std::sqrt(1.0 / (z * z) - 1.0 / (4.0 * sigma_b * sigma_b));
     }
-    std::mt19937_64 rng(o_.dp_seed != 0 ? mix(o_.dp_seed ^ mix(round_)) : std::random_device{}() ^ (std::uint64_t(std::random_device{}()) << 32));
+    std::mt19937_64 rng(o_.dp_seed != 0
+                            ? mix(o_.dp_seed ^ mix(round_))
+                            : std::random_device{}() ^ (std::uint64_t(std::random_device{}()) << 32));
     const double noise_std = z_eff * clip_norm_;
-    std::normal_distribution<double> noise(0.0, noise_std > 0.0 ? noise_std : 1.0);
-    const double inv_k = 1.0 / k;
-    for (std::size_t i = 0; i < n_; ++i) {
-      double s = avg_[i];
-      if (noise_std > 0.0) s += noise(rng);
-      avg_[i] = static_cast<float>(x_t_[i] + s * inv_k);
+    if (noise_std > 0.0) {
+      noise_.resize(n_);
+      std::normal_distribution<double> noise(0.0, noise_std);
+      for (auto& v : noise_) v = static_cast<float>(noise(rng));
+      Result<AddReport> r = sum_->add(noise_, 1.0f);
+      if (!r) return r.error();
     }
     stats["dp_clip_norm"] = clip_norm_;
-    stats["dp_noise_std"] = noise_std * inv_k;
+    stats["dp_noise_std"] = noise_std / k;
     stats["dp_clipped_fraction"] = 1.0 - unclipped_ / k;
     if (o_.dp_adaptive_clip) {
       double b = static_cast<double>(unclipped_);
@@ -236,60 +239,10 @@ class StreamingStrategy final : public Strategy {
     return {};
   }
 
-  Status server_step(std::span<float> global) {
-    const std::size_t n = n_;
-    auto ensure = [n](std::vector<float>& v, const char* what) -> Status {
-      if (v.empty()) v.assign(n, 0.0f);
-      if (v.size() != n)
-        return make_error(std::string("saved ") + what + " has " + std::to_string(v.size()) +
-                          " values, the model has " + std::to_string(n));
-      return {};
-    };
-    switch (opt_) {
-      case ServerOpt::avg:
-        std::copy(avg_.begin(), avg_.end(), global.begin());
-        return {};
-      case ServerOpt::avgm: {
-        if (Status st = ensure(v_, "server momentum"); !st) return st;
-        const float beta = static_cast<float>(momentum_), lr = static_cast<float>(lr_);
-        for (std::size_t i = 0; i < n; ++i) {
-          float d = x_t_[i] - avg_[i];  // pseudo-gradient
-          v_[i] = beta * v_[i] + d;
-          global[i] = x_t_[i] - lr * v_[i];
-        }
-        return {};
-      }
-      case ServerOpt::adam:
-      case ServerOpt::yogi:
-      case ServerOpt::adagrad: {
-        if (Status st = ensure(m_, "first moment"); !st) return st;
-        if (Status st = ensure(v_, "second moment"); !st) return st;
-        const double b1 = o_.beta1, b2 = o_.beta2;
-        for (std::size_t i = 0; i < n; ++i) {
-          double d = static_cast<double>(avg_[i]) - x_t_[i];
-          double m = b1 * m_[i] + (1.0 - b1) * d;
-          double v = v_[i], d2 = d * d;
-          if (opt_ == ServerOpt::adagrad)
-            v = v + d2;
-          else if (opt_ == ServerOpt::adam)
-            v = b2 * v + (1.0 - b2) * d2;
-          else
-            v = v - (1.0 - b2) * d2 * (v - d2 > 0.0 ? 1.0 : (v - d2 < 0.0 ? -1.0 : 0.0));
-          m_[i] = static_cast<float>(m);
-          v_[i] = static_cast<float>(v);
-          global[i] = static_cast<float>(x_t_[i] + lr_ * m / (std::sqrt(v) + tau_));
-        }
-        return {};
-      }
-    }
-    return {};
-  }
-
   std::string name_;
-  ServerOpt opt_;
+  ServerStep step_;
   StrategyOptions o_;
   AggregationBackend& backend_;
-  double lr_, momentum_, tau_;
   bool dp_;
 
   std::unique_ptr<WeightedSum> sum_;
@@ -300,8 +253,9 @@ class StreamingStrategy final : public Strategy {
   std::size_t n_ = 0;
   std::size_t accepted_ = 0, rejected_ = 0, unclipped_ = 0;
   double total_weight_ = 0.0;
-  std::vector<float> x_t_, avg_;
-  std::vector<float> m_, v_;  // FedOpt moments; v_ is the momentum buffer of FedAvgM
+  std::vector<float> x_t_, noise_;
+  bool pending_state_ = false;
+  std::vector<float> pending_m_, pending_v_;
   double clip_norm_ = 0.1;
   RdpAccountant accountant_;
 };
@@ -559,20 +513,26 @@ Result<std::unique_ptr<Strategy>> make_strategy(const StrategyOptions& o, Aggreg
   const std::string& s = o.strategy;
   if (o.dp_enabled() && is_robust(s))
     return make_error("central DP wraps the FedAvg family only, not --strategy " + s);
-  auto streaming = [&](ServerOpt opt, double lr, double momentum, double tau) {
-    return Result<std::unique_ptr<Strategy>>(std::unique_ptr<Strategy>(
-        std::make_unique<StreamingStrategy>(s, opt, o, backend, o.server_lr.value_or(lr),
-                                            o.server_momentum.value_or(momentum), o.tau.value_or(tau))));
+  auto streaming = [&](int kind, double lr, double momentum, double tau) {
+    ServerStep step;
+    step.kind = kind;
+    step.lr = o.server_lr.value_or(lr);
+    step.momentum = o.server_momentum.value_or(momentum);
+    step.beta1 = o.beta1;
+    step.beta2 = o.beta2;
+    step.tau = o.tau.value_or(tau);
+    return Result<std::unique_ptr<Strategy>>(
+        std::unique_ptr<Strategy>(std::make_unique<StreamingStrategy>(s, step, o, backend)));
   };
   auto robust = [&](Robust kind) {
     return Result<std::unique_ptr<Strategy>>(
         std::unique_ptr<Strategy>(std::make_unique<RobustStrategy>(s, kind, o, backend)));
   };
-  if (s == "fedavg" || s == "fedprox") return streaming(ServerOpt::avg, 1.0, 0.0, 0.0);
-  if (s == "fedavgm") return streaming(ServerOpt::avgm, 1.0, 0.9, 0.0);
-  if (s == "fedadam") return streaming(ServerOpt::adam, 0.1, 0.0, 1e-9);
-  if (s == "fedyogi") return streaming(ServerOpt::yogi, 0.01, 0.0, 1e-3);
-  if (s == "fedadagrad") return streaming(ServerOpt::adagrad, 0.1, 0.0, 1e-9);
+  if (s == "fedavg" || s == "fedprox") return streaming(step::kReplace, 1.0, 0.0, 1e-9);
+  if (s == "fedavgm") return streaming(step::kMomentum, 1.0, 0.9, 1e-9);
+  if (s == "fedadam") return streaming(step::kAdam, 0.1, 0.0, 1e-9);
+  if (s == "fedyogi") return streaming(step::kYogi, 0.01, 0.0, 1e-3);
+  if (s == "fedadagrad") return streaming(step::kAdagrad, 0.1, 0.0, 1e-9);
   if (s == "median") return robust(Robust::median);
   if (s == "trimmed-mean") return robust(Robust::trimmed);
   if (s == "krum") return robust(Robust::krum);

@@ -248,10 +248,65 @@ class CudaWeightedSum final : public WeightedSum {
     return ctx_->download(out.data(), x_.get(), n_ * sizeof(float));
   }
 
+  Status finalize(std::span<const float> x_t, bool changes, float scale, const ServerStep& step,
+                  std::span<float> global) override {
+    if (global.size() != n_) return make_error(size_error(global.size(), n_));
+    const bool need_xt = changes || step.kind != step::kReplace;
+    if (need_xt && x_t.size() != n_) return make_error("finalize: the round's starting model is missing");
+    const float* xt = nullptr;
+    if (need_xt) {
+      if (Status st = ref_.reserve(n_); !st) return st;
+      if (Status st = ctx_->upload(ref_.get(), x_t.data(), n_ * sizeof(float), sizeof(float), {}); !st)
+        return st;
+      xt = ref_.get();
+    }
+    if (step.kind != step::kReplace)
+      if (Status st = ensure_state(); !st) return st;
+    CUDA_CHECK(cuda::finalize_step(x_.get(), acc_.get(), xt, changes, scale, step, m_.get(), v_.get(),
+                                   n_, ctx_->stream(0)));
+    return ctx_->download(global.data(), x_.get(), n_ * sizeof(float));
+  }
+
+  Status optimizer_state(std::vector<float>& m, std::vector<float>& v) override {
+    m.clear();
+    v.clear();
+    if (!has_state_) return {};
+    m.resize(n_);
+    v.resize(n_);
+    if (Status st = ctx_->download(m.data(), m_.get(), n_ * sizeof(float)); !st) return st;
+    return ctx_->download(v.data(), v_.get(), n_ * sizeof(float));
+  }
+
+  Status set_optimizer_state(std::span<const float> m, std::span<const float> v) override {
+    if ((!m.empty() && m.size() != n_) || (!v.empty() && v.size() != n_))
+      return make_error("saved optimiser state has " + std::to_string(std::max(m.size(), v.size())) +
+                        " values, the model has " + std::to_string(n_));
+    has_state_ = false;
+    if (Status st = ensure_state(); !st) return st;
+    if (!m.empty())
+      if (Status st = ctx_->upload(m_.get(), m.data(), n_ * sizeof(float), sizeof(float), {}); !st) return st;
+    if (!v.empty())
+      if (Status st = ctx_->upload(v_.get(), v.data(), n_ * sizeof(float), sizeof(float), {}); !st) return st;
+    return {};
+  }
+
  private:
+  // Allocates the optimiser state as zeros the first time a step needs it.
+  Status ensure_state() {
+    if (has_state_) return {};
+    if (Status st = m_.reserve(n_); !st) return st;
+    if (Status st = v_.reserve(n_); !st) return st;
+    CUDA_CHECK(cudaMemsetAsync(m_.get(), 0, n_ * sizeof(float), ctx_->stream(0)));
+    CUDA_CHECK(cudaMemsetAsync(v_.get(), 0, n_ * sizeof(float), ctx_->stream(0)));
+    CUDA_CHECK(cudaStreamSynchronize(ctx_->stream(0)));
+    has_state_ = true;
+    return {};
+  }
+
   std::shared_ptr<Context> ctx_;
   std::size_t n_;
-  DeviceArray<float> acc_, x_, ref_;
+  DeviceArray<float> acc_, x_, ref_, m_, v_;
+  bool has_state_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------

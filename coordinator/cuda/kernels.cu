@@ -103,7 +103,35 @@ static __global__ void weighted_rows_kernel(float* __restrict__ out, const float
   }
 }
 
+static __global__ void finalize_kernel(float* __restrict__ out, const float* __restrict__ acc,
+                                       const float* __restrict__ xt, bool changes, float scale,
+                                       step::Params p, float* __restrict__ m, float* __restrict__ v,
+                                       std::size_t n) {
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += stride) {
+    const float x0 = xt ? xt[i] : 0.0f;
+    const float avg = acc[i] * scale + (changes ? x0 : 0.0f);
+    if (p.kind == step::kReplace) {
+      out[i] = avg;
+    } else {
+      float mi = m[i], vi = v[i];
+      out[i] = step::apply(p, x0, avg, mi, vi);
+      m[i] = mi;
+      v[i] = vi;
+    }
+  }
+}
+
 }  // namespace
+
+cudaError_t finalize_step(float* out, const float* acc, const float* xt, bool changes, float scale,
+                          const step::Params& p, float* m, float* v, std::size_t n,
+                          cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  finalize_kernel<<<blocks_for(n), kThreads, 0, stream>>>(out, acc, xt, changes, scale, p, m, v, n);
+  return cudaGetLastError();
+}
 
 cudaError_t axpy_norm(float* acc, const float* x, const float* ref, float w, std::size_t n,
                       double* norm_sq, cudaStream_t stream) {

@@ -8,6 +8,8 @@
 
 #include <cuda_runtime.h>
 
+#include "coordinator/aggregation_backend.inl"
+
 namespace federa::cuda {
 
 // One fused pass over x (device): with acc, acc += w * (x - ref); with norm_sq,
@@ -20,6 +22,12 @@ cudaError_t scale_delta(float* row, const float* ref, float s, std::size_t n, cu
 
 // out = scale * in.
 cudaError_t scale_copy(float* out, const float* in, float scale, std::size_t n, cudaStream_t stream);
+
+// out[i] = step(xt[i], scale * acc[i] + (changes ? xt[i] : 0)), updating m[i], v[i] (the server
+// optimiser state; unused, may be null, for kReplace). xt may be null when !changes and kReplace.
+cudaError_t finalize_step(float* out, const float* acc, const float* xt, bool changes, float scale,
+                          const step::Params& p, float* m, float* v, std::size_t n,
+                          cudaStream_t stream);
 
 // acc += x mod 2^32.
 cudaError_t add_u32(std::uint32_t* acc, const std::uint32_t* x, std::size_t n, cudaStream_t stream);
