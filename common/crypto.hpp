@@ -4,7 +4,7 @@
 //
 //   auto a = crypto::x25519_generate(), b = crypto::x25519_generate();
 //   auto shared = crypto::x25519_agree(a->private_key, b->public_key);      // == agree(b, a)
-//   auto key = crypto::hkdf_sha256_key(*shared, salt, "federa/secagg/v1/enc");
+//   auto key = crypto::hkdf_sha256_key(*shared, salt, crypto::as_bytes("federa/secagg/v1/enc"));
 //   auto sealed = crypto::aead_seal(*key, plaintext, aad);                  // nonce|ct|tag
 //   auto opened = crypto::aead_open(*key, *sealed, aad);                    // fails if tampered
 //   std::vector<uint32_t> mask(n);

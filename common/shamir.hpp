@@ -5,9 +5,11 @@
 //
 //   std::vector<uint32_t> xs = {1, 2, 3, 4, 5};            // distinct, non-zero
 //   auto shares = shamir::split(secret, /*t=*/3, xs);
+//   std::vector<shamir::Share> some = {(*shares)[0], (*shares)[2], (*shares)[4]};
+//   std::vector<uint32_t> pts = {some[0].x, some[1].x, some[2].x};
 //   shamir::LagrangeCache cache;                           // reuse across secrets
-//   auto coeffs = cache.at_zero({xs[0], xs[2], xs[4]});    // once per x-set
-//   auto secret2 = shamir::reconstruct({(*shares)[0], (*shares)[2], (*shares)[4]}, **coeffs);
+//   auto coeffs = cache.at_zero(pts);                      // once per point set
+//   auto secret2 = shamir::reconstruct(some, **coeffs);    // == secret
 #pragma once
 
 #include <array>

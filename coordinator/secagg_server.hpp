@@ -65,7 +65,6 @@ class Server {
   const NeighborGraph& graph() const { return graph_; }
   // What the server holds of the clients' inputs: the running masked sum (for inspection).
   std::span<const std::uint32_t> masked_sum() const { return sum_; }
-  std::size_t stored_input_vectors() const { return 0; }  // by construction
   std::size_t masked_inputs_received() const { return masked_count_; }
 
  private:
