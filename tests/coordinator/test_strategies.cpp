@@ -563,3 +563,27 @@ TEST_CASE("options: flags parse into StrategyOptions; bad values are named") {
                            "trimmed-mean", "krum", "multi-krum"})
     CHECK(make_strategy(opts(name), *b).ok());
 }
+
+TEST_CASE("thread pool: parallel_for covers every index exactly once, for many sizes and runs") {
+  for (unsigned threads : {1u, 2u, 4u}) {
+    ThreadPool pool(threads);
+    CHECK(pool.size() == threads);
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{17}, std::size_t{40000}, std::size_t{100001}}) {
+      std::vector<int> hits(n, 0);
+      for (int rep = 0; rep < 20; ++rep)
+        pool.parallel_for(n, [&](std::size_t b, std::size_t e) {
+          for (std::size_t i = b; i < e; ++i) ++hits[i];
+        });
+      CHECK(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 20; }));
+    }
+  }
+}
+
+TEST_CASE("host buffers from the backend are usable and 64-byte aligned on the CPU") {
+  auto b = cpu();
+  auto h = b->make_host_buffer(1000);
+  REQUIRE(h.ok());
+  CHECK(reinterpret_cast<std::uintptr_t>(h.value().get()) % 64 == 0);
+  h.value()[999] = 1.0f;
+  CHECK(h.value()[999] == 1.0f);
+}
