@@ -42,6 +42,9 @@ using Partitions = std::vector<std::vector<std::size_t>>;  // indices per partit
 
 // spec: "iid", "dirichlet:ALPHA" (NIID-Bench label skew), "labels:K" (NIID-Bench #C=K),
 //       "quantity:ALPHA" (size skew). Deterministic in (labels, spec, count, seed).
+// dirichlet and quantity redraw until every partition holds at least min(10, N / count)
+// examples and fail with an error after 10,000 draws. labels:K leaves out the examples of a
+// label no partition drew (possible when count < num_classes), as NIID-Bench does.
 Result<Partitions> partition_dataset(std::span<const std::int32_t> labels, int num_classes,
                                      std::string_view spec, std::size_t count, std::uint64_t seed);
 
