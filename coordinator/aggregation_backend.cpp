@@ -1,5 +1,9 @@
 #include "coordinator/aggregation_backend.hpp"
 
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
 #include "coordinator/cpu_backend.hpp"
 
 // The one place that knows whether this build has CUDA; every caller goes through make_backend.
@@ -23,7 +27,16 @@ Result<std::unique_ptr<AggregationBackend>> make_backend(std::string_view device
   if (device == "cuda" || device == "auto") {
 #ifdef FEDERA_HAVE_CUDA
     std::string why;
-    if (cuda_device_available(&why)) return make_cuda_backend(threads);
+    if (cuda_device_available(&why)) {
+      // Staging copies into pinned memory run on a pool of the requested size.
+      auto pool = std::make_shared<ThreadPool>(
+          threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : threads);
+      return make_cuda_backend([pool](void* dst, const void* src, std::size_t bytes) {
+        pool->parallel_for(bytes, [&](std::size_t b, std::size_t e) {
+          std::memcpy(static_cast<char*>(dst) + b, static_cast<const char*>(src) + b, e - b);
+        });
+      });
+    }
     if (device == "cuda") return make_error("--device cuda: no usable CUDA device (" + why + ")");
 #else
     if (device == "cuda")

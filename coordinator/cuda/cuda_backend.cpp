@@ -97,6 +97,8 @@ class Context {
     if (norm_) cudaFree(norm_);
   }
 
+  explicit Context(HostCopy copy) : copy_(std::move(copy)) {}
+
   Status init() {
     CUDA_CHECK(cudaSetDevice(0));
     for (int b = 0; b < 2; ++b) {
@@ -132,7 +134,10 @@ class Context {
         CUDA_CHECK(cudaMemcpyAsync(d, s, len, cudaMemcpyHostToDevice, stream_[b]));
       } else {
         CUDA_CHECK(cudaEventSynchronize(event_[b]));  // staging[b]'s previous copy is done
-        std::memcpy(staging_[b], s, len);
+        if (copy_)
+          copy_(staging_[b], s, len);
+        else
+          std::memcpy(staging_[b], s, len);
         CUDA_CHECK(cudaMemcpyAsync(d, staging_[b], len, cudaMemcpyHostToDevice, stream_[b]));
         CUDA_CHECK(cudaEventRecord(event_[b], stream_[b]));
       }
@@ -167,6 +172,7 @@ class Context {
   }
 
  private:
+  HostCopy copy_;
   cudaStream_t stream_[2] = {nullptr, nullptr};
   cudaEvent_t event_[2] = {nullptr, nullptr};
   void* staging_[2] = {nullptr, nullptr};
@@ -571,10 +577,10 @@ bool cuda_device_available(std::string* why) {
   return true;
 }
 
-Result<std::unique_ptr<AggregationBackend>> make_cuda_backend(unsigned) {
+Result<std::unique_ptr<AggregationBackend>> make_cuda_backend(HostCopy copy) {
   std::string why;
   if (!cuda_device_available(&why)) return make_error("no usable CUDA device (" + why + ")");
-  auto ctx = std::make_shared<Context>();
+  auto ctx = std::make_shared<Context>(std::move(copy));
   if (Status st = ctx->init(); !st) return st.error();
   cudaDeviceProp prop{};
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
