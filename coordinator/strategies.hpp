@@ -12,9 +12,16 @@
 // every update of the round (needs_all_updates() is true). Central DP (clipping of each update's
 // change, Gaussian noise, RDP accounting) wraps any of the streaming ones.
 //
-// RoundStats keys: "accepted", "rejected", "total_weight"; with DP also "dp_epsilon",
-// "dp_delta", "dp_clip_norm" (the norm used this round), "dp_noise_std" (of the averaged
-// update), "dp_clipped_fraction"; Krum adds "krum_selected" (how many updates were averaged).
+// RoundStats keys: "accepted", "rejected", "total_weight"; with DP also "dp_epsilon" (for
+// dp_delta, all rounds so far), "dp_delta", "dp_clip_norm" (the norm used this round),
+// "dp_next_clip_norm", "dp_noise_std" (of the averaged update), "dp_clipped_fraction";
+// trimmed-mean adds "trimmed" (values dropped at each end); Krum adds "krum_selected" (how many
+// updates were averaged) and "krum_first" (arrival index of the best-scored update).
+//
+// Errors from add_update name the client and the reason ("update from 'c7' rejected: update has
+// non-finite values (NaN or Inf)"); the caller logs them and the round goes on without it.
+// State for --resume (save_state/load_state): FedOpt moments / FedAvgM momentum, the DP clip
+// norm and the RDP accountant's position, all exact (hex floats).
 #pragma once
 
 #include <cstdint>
