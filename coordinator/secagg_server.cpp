@@ -69,6 +69,23 @@ Error Server::reject(std::uint32_t sender, const std::string& why) const {
                     phase_name(phase_) + ": " + why);
 }
 
+std::vector<std::uint32_t> Server::pending() const {
+  std::vector<std::uint32_t> out;
+  for (std::uint32_t u = 0; u < clients_.size(); ++u) {
+    const ClientState& c = clients_[u];
+    bool waiting = false;
+    switch (phase_) {
+      case Phase::advertise_keys: waiting = !c.advertised; break;
+      case Phase::share_keys: waiting = c.advertised && !c.shared; break;
+      case Phase::masked_input: waiting = c.shared && !c.masked; break;
+      case Phase::unmasking: waiting = c.masked && !c.answered; break;
+      default: break;
+    }
+    if (waiting) out.push_back(u);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Phase 1
 

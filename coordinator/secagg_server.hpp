@@ -60,6 +60,9 @@ class Server {
   [[nodiscard]] Result<AggregateResult> finish();
 
   Phase phase() const { return phase_; }
+  // Clients whose message for the current phase has not arrived (or was rejected) yet: the
+  // transport can call end_* as soon as this is empty instead of waiting for the deadline.
+  std::vector<std::uint32_t> pending() const;
   const std::string& abandon_reason() const { return abandon_reason_; }
   const RoundConfig& config() const { return config_; }
   const NeighborGraph& graph() const { return graph_; }

@@ -634,6 +634,36 @@ TEST_CASE("secagg protocol: 0%/10%/30% dropouts at every phase give the exact su
   }
 }
 
+TEST_CASE("secagg protocol: pending() tracks who has not answered; rounds are isolated") {
+  RoundOptions o = options(12, 16, 0.1);
+  o.neighbors = 4;
+  o.threshold = 3;
+  Round a(o), b(o);
+  CHECK(a.server->pending().size() == 12);
+  a.drop[5] = Drop::advertise;
+  a.clients_advertise();
+  CHECK(a.server->pending() == std::vector<std::uint32_t>{5});
+  REQUIRE(a.end_advertise());
+  CHECK(a.server->pending().size() == 11);
+  a.clients_share();
+  a.server_share();
+  CHECK(a.server->pending().empty());
+  REQUIRE(a.end_share());
+  b.clients_advertise();
+  REQUIRE(b.end_advertise());
+  b.clients_share();
+  b.server_share();
+  REQUIRE(b.end_share());
+  // A share relayed from another round (other session id) fails authentication.
+  auto f = a.fwd.at(0);
+  const auto& other = b.fwd.at(0);
+  REQUIRE_FALSE(other.shares.empty());
+  f.shares[0].ciphertext = other.shares[0].ciphertext;
+  auto m = a.clients[0]->masked_input_quantized(f, a.q[0]);
+  REQUIRE_FALSE(m);
+  CHECK(contains(m.error().message, "authentication"));
+}
+
 TEST_CASE("secagg protocol: complete graph and small cohorts") {
   RoundOptions o = options(5, 33, 0.0);
   o.neighbors = 4;
