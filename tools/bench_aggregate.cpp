@@ -26,6 +26,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #if defined(__SSE2__)
@@ -121,12 +122,14 @@ int aggregate_main(int argc, char** argv) {
   const int reps = std::max(1, vm["reps"].as<int>());
   const bool resident = vm["resident"].as<bool>();
   const bool json = vm["json"].as<bool>();
+  unsigned threads = vm["threads"].as<unsigned>();
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   if (k == 0 || p == 0) {
     std::cerr << "federa-bench aggregate: --clients and --params must be > 0\n";
     return 2;
   }
 
-  auto backend = make_backend(vm["device"].as<std::string>(), vm["threads"].as<unsigned>());
+  auto backend = make_backend(vm["device"].as<std::string>(), threads);
   if (!backend) {
     std::cerr << "federa-bench aggregate: " << backend.error().message << "\n";
     return 1;
@@ -237,7 +240,7 @@ int aggregate_main(int argc, char** argv) {
   out.precision(3);
   out << "{\"strategy\":\"" << json_escape(strategy_name) << "\",\"device\":\"" << be.name()
       << "\",\"mode\":\"" << mode << "\",\"clients\":" << k << ",\"params\":" << p
-      << ",\"threads\":" << vm["threads"].as<unsigned>() << ",\"reps\":" << reps
+      << ",\"threads\":" << threads << ",\"reps\":" << reps
       << ",\"ms\":" << ms << ",\"ms_min\":" << *std::min_element(times.begin(), times.end())
       << ",\"gbps\":" << gbps << ",\"memory_bw_gbps\":" << mem_bw
       << ",\"fraction_of_memory_bw\":" << (mem_bw > 0 ? gbps / mem_bw : 0.0)
