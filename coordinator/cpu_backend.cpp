@@ -456,10 +456,11 @@ class CpuUpdateSet final : public UpdateSet {
   Status median(std::span<float> out) override {
     if (Status st = check_out(out); !st) return st;
     const std::size_t k = rows_.size();
+    const std::vector<const float*> ptr = row_pointers();
     pool_.parallel_for(n_, [&](std::size_t b, std::size_t e) {
       std::vector<float> v(k);
       for (std::size_t i = b; i < e; ++i) {
-        for (std::size_t j = 0; j < k; ++j) v[j] = rows_[j][i];
+        for (std::size_t j = 0; j < k; ++j) v[j] = ptr[j][i];
         auto mid = v.begin() + k / 2;
         std::nth_element(v.begin(), mid, v.end());
         float hi = *mid;
@@ -480,10 +481,11 @@ class CpuUpdateSet final : public UpdateSet {
     if (2 * trim >= k)
       return make_error("trimmed mean: trimming " + std::to_string(trim) + " from each end of " +
                         std::to_string(k) + " updates leaves nothing");
+    const std::vector<const float*> ptr = row_pointers();
     pool_.parallel_for(n_, [&](std::size_t b, std::size_t e) {
       std::vector<float> v(k);
       for (std::size_t i = b; i < e; ++i) {
-        for (std::size_t j = 0; j < k; ++j) v[j] = rows_[j][i];
+        for (std::size_t j = 0; j < k; ++j) v[j] = ptr[j][i];
         std::sort(v.begin(), v.end());
         double s = 0.0;
         for (std::size_t j = trim; j < k - trim; ++j) s += v[j];
@@ -551,6 +553,14 @@ class CpuUpdateSet final : public UpdateSet {
   }
 
  private:
+  // Plain pointers, so the per-coordinate gathers need no reload of each vector's data pointer
+  // (stores to `out` could alias it as far as the compiler knows).
+  std::vector<const float*> row_pointers() const {
+    std::vector<const float*> p;
+    for (const auto& r : rows_) p.push_back(r.data());
+    return p;
+  }
+
   Status check_out(std::span<float> out) const {
     if (rows_.empty()) return make_error("no updates kept");
     if (out.size() != n_) return make_error(size_error(out.size(), n_));
