@@ -1,5 +1,7 @@
 #include "coordinator/secagg_server.hpp"
 
+#include "coordinator/aggregation_backend.hpp"
+
 #include <openssl/crypto.h>
 
 #include <algorithm>
@@ -228,7 +230,14 @@ Result<std::vector<SharesForward>> Server::end_share_keys() {
     return abandon(idx(out.size()) + " clients completed ShareKeys with at least t=" +
                    idx(config_.threshold) + " sharing neighbours; " + idx(config_.min_clients) +
                    " needed");
-  sum_.assign(config_.masked_length(), 0);
+  if (options_.backend) {
+    auto dev = options_.backend->make_u32_sum(config_.masked_length());
+    if (!dev) return abandon("cannot allocate the masked sum: " + dev.error().message);
+    device_sum_ = std::shared_ptr<U32Sum>(std::move(*dev));
+    if (Status st = device_sum_->reset(); !st) return abandon("masked sum: " + st.message());
+  } else {
+    sum_.assign(config_.masked_length(), 0);
+  }
   phase_ = Phase::masked_input;
   return out;
 }
@@ -247,10 +256,14 @@ Status Server::on_masked_input(std::uint32_t sender, const MaskedInput& msg) {
   if (msg.masked.size() != config_.masked_length())
     return reject(sender, "masked vector has " + idx(msg.masked.size()) + " words, expected " +
                               idx(config_.masked_length()));
-  const std::uint32_t* in = msg.masked.data();
-  std::uint32_t* acc = sum_.data();
-  const std::size_t n = sum_.size();
-  for (std::size_t i = 0; i < n; ++i) acc[i] += in[i];
+  if (device_sum_) {
+    if (Status st = device_sum_->add(msg.masked); !st) return abandon("masked sum: " + st.message());
+  } else {
+    const std::uint32_t* in = msg.masked.data();
+    std::uint32_t* acc = sum_.data();
+    const std::size_t n = sum_.size();
+    for (std::size_t i = 0; i < n; ++i) acc[i] += in[i];
+  }
   c.masked = true;
   ++masked_count_;
   return Status::success();
@@ -261,6 +274,11 @@ Result<std::vector<UnmaskRequest>> Server::end_masked_input() {
   if (masked_count_ < config_.min_clients)
     return abandon(idx(masked_count_) + " clients sent MaskedInput; " +
                    idx(config_.min_clients) + " needed");
+  if (device_sum_) {
+    sum_.assign(config_.masked_length(), 0);
+    if (Status st = device_sum_->read(sum_); !st) return abandon("masked sum: " + st.message());
+    device_sum_.reset();
+  }
   // Every survivor's self mask, and the pair masks of every dropped client that a survivor
   // used, need t shares from neighbours that reached MaskedInput (only they are asked).
   for (std::uint32_t u = 0; u < clients_.size(); ++u) {

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -29,10 +30,19 @@
 #include "common/result.hpp"
 #include "common/secagg.hpp"
 
+namespace federa {
+class AggregationBackend;  // coordinator/aggregation_backend.hpp
+class U32Sum;
+}  // namespace federa
+
 namespace federa::secagg {
 
 struct ServerOptions {
   unsigned threads = 1;  // workers for mask regeneration in finish() (1 or 2 on small hosts)
+  // Optional (not owned, must outlive the server): the mod-2^32 sum of masked inputs runs on
+  // this backend's U32Sum (the GPU with the CUDA backend) and is read back once, at the end of
+  // MaskedInput. Null: summed in host memory.
+  AggregationBackend* backend = nullptr;
 };
 
 struct AggregateResult {
@@ -66,7 +76,8 @@ class Server {
   const std::string& abandon_reason() const { return abandon_reason_; }
   const RoundConfig& config() const { return config_; }
   const NeighborGraph& graph() const { return graph_; }
-  // What the server holds of the clients' inputs: the running masked sum (for inspection).
+  // What the server holds of the clients' inputs: the running masked sum (for inspection;
+  // with a backend, the host copy is filled at the end of MaskedInput).
   std::span<const std::uint32_t> masked_sum() const { return sum_; }
   std::size_t masked_inputs_received() const { return masked_count_; }
 
@@ -96,6 +107,7 @@ class Server {
   std::vector<ClientState> clients_;
   std::unordered_set<std::string> seen_tags_;  // AES-GCM tags of relayed shares (replays)
   std::vector<std::uint32_t> sum_;
+  std::shared_ptr<U32Sum> device_sum_;  // when options_.backend is set
   std::size_t masked_count_ = 0;
 };
 

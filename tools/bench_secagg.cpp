@@ -31,6 +31,7 @@
 
 #include "client/secagg_client.hpp"
 #include "common/secagg.hpp"
+#include "coordinator/aggregation_backend.hpp"
 #include "coordinator/secagg_server.hpp"
 
 namespace federa::bench {
@@ -78,6 +79,7 @@ int secagg_main(int argc, char** argv) {
   double dropout = 0.1, corrupt = 0.05, clip = 1.5;
   unsigned threads = 2;
   std::string phase_name = "masked";
+  std::string device = "host";
   po::options_description opts("federa-bench secagg flags");
   opts.add_options()("help,h", "this help")(
       "clients", po::value(&n)->default_value(n), "cohort size N")(
@@ -93,6 +95,8 @@ int secagg_main(int argc, char** argv) {
       "clip", po::value(&clip)->default_value(clip), "clipping bound c")(
       "seed", po::value(&seed)->default_value(seed), "seed for the data and the dropped set")(
       "threads", po::value(&threads)->default_value(threads), "server threads (1 or 2)")(
+      "device", po::value(&device)->default_value(device),
+      "where the mod-2^32 sum of masked inputs runs: host | cpu | cuda | auto (a backend)")(
       "json", "print a JSON object as the last line");
   po::variables_map vm;
   try {
@@ -128,7 +132,14 @@ int secagg_main(int argc, char** argv) {
   Timer server_timer;
   auto cfg = server_timer([&] { return make_round_config(ro); });
   if (!cfg) return fail(cfg.error().message);
-  auto server_r = server_timer([&] { return Server::create(*cfg, ServerOptions{threads}); });
+  std::unique_ptr<AggregationBackend> backend;
+  if (device != "host") {
+    auto b = make_backend(device, threads);
+    if (!b) return fail(b.error().message);
+    backend = std::move(*b);
+  }
+  auto server_r = server_timer(
+      [&] { return Server::create(*cfg, ServerOptions{threads, backend.get()}); });
   if (!server_r) return fail(server_r.error().message);
   Server& server = *server_r;
   std::cerr << "secagg: n=" << n << " P=" << params << " k=" << cfg->neighbors
@@ -269,7 +280,8 @@ int secagg_main(int argc, char** argv) {
      << ",\"client_ms\":" << client_ms << ",\"client_ms_max\":" << client_max
      << ",\"server_ms\":" << server_timer.ms << ",\"server_phase_ms\":[" << server_phase_ms[0]
      << "," << server_phase_ms[1] << "," << server_phase_ms[2] << "," << server_phase_ms[3]
-     << "],\"server_threads\":" << threads << ",\"included\":" << result->included.size()
+     << "],\"server_threads\":" << threads << ",\"device\":\""
+     << (backend ? backend->name() : std::string("host")) << "\"" << ",\"included\":" << result->included.size()
      << ",\"upload_bytes_per_client\":" << upload_bytes
      << ",\"expansion\":" << double(upload_bytes) / (4.0 * double(params)) << "}";
   if (vm.count("json")) {
