@@ -68,6 +68,9 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
     reason = std::move(why);
     beast::error_code ignored;
     beast::get_lowest_layer(ws).socket().close(ignored);
+    // The session is over: stop the loop now rather than waiting for the WebSocket's own
+    // timers, which closing the socket does not cancel.
+    io.stop();
   }
 
   // Ends the session with a WebSocket close handshake (and TLS close_notify) instead of a reset.

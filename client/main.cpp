@@ -83,8 +83,17 @@ int run(int argc, char** argv) {
   spdlog::info("data: {} examples for training, {} held out (partition {}/{} of {}, {})", mine.size(), test.size(),
                index, count, vm["data"].as<std::string>(), vm["partition"].as<std::string>());
 
-  auto shared = std::make_shared<const Dataset>(std::move(data.value()));
-  auto trainer = make_builtin_trainer(shared, std::move(mine), std::move(test), opt.seed);
+  // Keep only this client's rows in memory (a tenth of the file for a 10-way split).
+  std::vector<std::size_t> keep(mine);
+  keep.insert(keep.end(), test.begin(), test.end());
+  auto own = select_rows(*data, keep);
+  if (!own) throw OptionsError("--data: " + own.error().message);
+  data = Dataset{};
+  std::vector<std::size_t> train_idx(mine.size()), test_idx(test.size());
+  for (std::size_t i = 0; i < train_idx.size(); ++i) train_idx[i] = i;
+  for (std::size_t i = 0; i < test_idx.size(); ++i) test_idx[i] = mine.size() + i;
+  auto shared = std::make_shared<const Dataset>(std::move(own.value()));
+  auto trainer = make_builtin_trainer(shared, std::move(train_idx), std::move(test_idx), opt.seed);
   FederatedClient client(opt, *trainer);
   g_client = &client;
   std::signal(SIGINT, on_signal);

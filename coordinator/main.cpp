@@ -53,6 +53,7 @@ int run(int argc, char** argv) {
       ("federation", po::value<std::string>()->default_value("federa"), "federation name shown to clients")
       ("rounds", po::value<std::uint64_t>()->default_value(10), "rounds to run")
       ("min-clients", po::value<std::size_t>()->default_value(2), "clients needed to start a round, and updates needed to complete it")
+      ("min-available-clients", po::value<std::size_t>()->default_value(0), "connected clients needed before a round starts (0 = --min-clients)")
       ("fraction-fit", po::value<double>()->default_value(1.0), "share of connected clients selected each round (0, 1]")
       ("round-timeout", po::value<double>()->default_value(600), "seconds a round waits for updates")
       ("round-retries", po::value<int>()->default_value(3), "times a round that misses --min-clients is retried before the job fails")
@@ -85,6 +86,7 @@ int run(int argc, char** argv) {
   OrchestratorOptions o;
   o.rounds = vm["rounds"].as<std::uint64_t>();
   o.min_clients = vm["min-clients"].as<std::size_t>();
+  o.min_available = vm["min-available-clients"].as<std::size_t>();
   o.fraction_fit = vm["fraction-fit"].as<double>();
   if (!(o.fraction_fit > 0 && o.fraction_fit <= 1)) throw OptionsError("--fraction-fit must be in (0, 1]");
   if (o.min_clients == 0) throw OptionsError("--min-clients must be at least 1");

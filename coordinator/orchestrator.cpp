@@ -310,12 +310,12 @@ Status Orchestrator::run_round(std::uint64_t round, bool& committed) {
   auto ready_count = [&] {
     return std::size_t(std::count_if(clients_.begin(), clients_.end(), [](const auto& kv) { return kv.second.ready; }));
   };
+  const std::size_t needed = std::max(opt_.min_clients, opt_.min_available);
   auto last_note = clock_type::now();
-  while (!stopping_ && ready_count() < opt_.min_clients) {
+  while (!stopping_ && ready_count() < needed) {
     cv_.wait_for(lk, std::chrono::seconds(1));
     if (clock_type::now() - last_note > std::chrono::seconds(10)) {
-      spdlog::info("round {}: waiting for clients ({} of --min-clients {} connected)", round, ready_count(),
-                   opt_.min_clients);
+      spdlog::info("round {}: waiting for clients ({} of {} needed connected)", round, ready_count(), needed);
       last_note = clock_type::now();
     }
   }

@@ -33,7 +33,8 @@ namespace federa {
 
 struct OrchestratorOptions {
   std::uint64_t rounds = 10;
-  std::size_t min_clients = 2;       // to start a round, and updates needed to complete it
+  std::size_t min_clients = 2;       // updates needed to complete a round (and the least selected)
+  std::size_t min_available = 0;     // ready clients needed to start a round; 0 = min_clients
   double fraction_fit = 1.0;         // share of ready clients selected each round
   std::chrono::milliseconds round_timeout{std::chrono::minutes(10)};
   int round_retries = 3;             // a round below min_clients is retried this often

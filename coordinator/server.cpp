@@ -73,16 +73,23 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
                                      beast::bind_front_handler(&Session::on_tls, shared_from_this()));
   }
 
+  // Closes the socket now: the stream's pending timer would otherwise keep it open (and the
+  // refused peer waiting for our alert) until the handshake timeout.
+  void drop() {
+    beast::get_lowest_layer(ws_).expires_never();
+    beast::get_lowest_layer(ws_).close();
+  }
+
   void on_tls(beast::error_code ec) {
     if (ec) {
       // Impostors, plaintext peers and TLS <= 1.2 clients all end here.
       spdlog::warn("refused {}: TLS handshake failed: {}", peer_, describe_tls_error(ec, ws_.next_layer().native_handle()));
-      return;
+      return drop();
     }
     auto cn = peer_common_name(ws_.next_layer().native_handle());
     if (!cn) {
       spdlog::warn("refused {}: no verified client certificate", peer_);
-      return;
+      return drop();
     }
     id_ = *cn;
     http::async_read(ws_.next_layer(), buffer_, request_,
@@ -92,7 +99,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
   void on_request(beast::error_code ec, std::size_t) {
     if (ec) {
       spdlog::warn("client '{}' ({}): bad HTTP request: {}", id_, peer_, ec.message());
-      return;
+      return drop();
     }
     if (!websocket::is_upgrade(request_) || request_.target() != kConnectPath) {
       auto status = request_.target() == kConnectPath ? http::status::upgrade_required : http::status::not_found;
@@ -129,7 +136,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
   void on_accept(beast::error_code ec) {
     if (ec) {
       spdlog::warn("client '{}' ({}): WebSocket upgrade failed: {}", id_, peer_, ec.message());
-      return;
+      return drop();
     }
     open_ = true;
     if (Status s = handler_.on_connect(shared_from_this()); !s) {

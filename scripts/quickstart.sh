@@ -49,8 +49,8 @@ echo "== coordinator on 127.0.0.1:$port; $clients clients; $rounds rounds (logs 
 start=$(date +%s.%N)
 "$coordinator" --pki "$pki" --listen "127.0.0.1:$port" \
   --rounds "$rounds" --min-clients "$clients" --round-timeout 120 \
-  --model mlp:784,128,10 --local-epochs "${LOCAL_EPOCHS:-1}" --batch-size "${BATCH_SIZE:-32}" --lr "${LR:-0.1}" \
-  --momentum "${MOMENTUM:-0.0}" \
+  --model mlp:784,128,10 --local-epochs "${LOCAL_EPOCHS:-2}" --batch-size "${BATCH_SIZE:-32}" --lr "${LR:-0.02}" \
+  --momentum "${MOMENTUM:-0.9}" \
   --eval-data fashion-mnist --state-dir "$run_dir/state" --metrics-out "$run_dir/metrics.jsonl" \
   --threads 2 ${EXTRA_COORDINATOR_FLAGS:-} \
   2> "$run_dir/logs/coordinator.log" &

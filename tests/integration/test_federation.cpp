@@ -1,1 +1,396 @@
+// Coordinator and clients over real TLS 1.3 WebSockets on 127.0.0.1, in one process.
 #include <doctest/doctest.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+
+#include "client/builtin_trainer.hpp"
+#include "client/client.hpp"
+#include "common/nn.hpp"
+#include "common/pki.hpp"
+#include "common/tls.hpp"
+#include "common/wire.hpp"
+#include "coordinator/aggregation_backend.hpp"
+#include "coordinator/orchestrator.hpp"
+#include "coordinator/server.hpp"
+#include "coordinator/strategies.hpp"
+
+using namespace federa;
+namespace fs = std::filesystem;
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+
+namespace {
+
+const std::string kModel = "mlp:784,32,10";
+
+fs::path temp_dir(const std::string& stem) {
+  auto d = fs::temp_directory_path() / (stem + std::to_string(std::random_device{}()));
+  fs::remove_all(d);
+  return d;
+}
+
+std::shared_ptr<const Dataset> train_data() {
+  static std::shared_ptr<const Dataset> d = [] {
+    auto r = load_dataset("fashion-mnist", Split::train);
+    REQUIRE_MESSAGE(r.ok(), "Fashion-MNIST is needed (scripts/setup-debian.sh installs it): ", r.error().message);
+    return std::make_shared<const Dataset>(std::move(r.value()));
+  }();
+  return d;
+}
+
+Dataset test_subset(std::size_t n) {
+  auto r = load_dataset("fashion-mnist", Split::test);
+  REQUIRE(r.ok());
+  Dataset d = std::move(r.value());
+  d.rows = std::min(n, d.rows);
+  d.x.resize(d.rows * d.features);
+  d.labels.resize(d.rows);
+  return d;
+}
+
+// A running coordinator: orchestrator + TLS server + io threads.
+struct Coordinator {
+  fs::path pki;
+  std::unique_ptr<AggregationBackend> backend;
+  std::unique_ptr<Orchestrator> orch;
+  net::io_context io;
+  std::unique_ptr<WebSocketServer> server;
+  std::vector<std::thread> threads;
+  std::thread runner;
+  Status result;
+  std::atomic<bool> finished{false};
+
+  Coordinator(const fs::path& pki_dir, OrchestratorOptions o, bool evaluate) : pki(pki_dir) {
+    auto b = make_backend("cpu", 2);
+    REQUIRE(b.ok());
+    backend = std::move(b.value());
+    StrategyOptions so;
+    auto s = make_strategy(so, *backend);
+    REQUIRE(s.ok());
+    auto net_ = make_network(o.train.model);
+    REQUIRE(net_.ok());
+    Model global((*net_)->layout());
+    (*net_)->init(global.data, o.seed);
+    std::optional<Evaluator> ev;
+    if (evaluate) ev = Evaluator{std::move(net_.value()), test_subset(2000)};
+    o.print_rounds = false;
+    orch = std::make_unique<Orchestrator>(o, std::move(s.value()), std::move(global), std::nullopt, std::move(ev));
+    auto tls = make_server_tls_context((pki / "ca.pem").string(), (pki / "coordinator/cert.pem").string(),
+                                       (pki / "coordinator/key.pem").string());
+    REQUIRE(tls.ok());
+    ServerOptions sopt;
+    sopt.listen = {"127.0.0.1", 0};
+    server = std::make_unique<WebSocketServer>(io, *tls, *orch, sopt);
+    REQUIRE(server->start().ok());
+    for (int i = 0; i < 2; ++i) threads.emplace_back([this] { io.run(); });
+    runner = std::thread([this] {
+      result = orch->run();
+      finished = true;
+    });
+  }
+  unsigned short port() const { return server->bound_port(); }
+  ~Coordinator() {
+    orch->stop();
+    if (runner.joinable()) runner.join();
+    server->stop();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    io.stop();
+    for (auto& t : threads) t.join();
+  }
+};
+
+fs::path make_pki(const std::vector<std::string>& clients) {
+  auto dir = temp_dir("federa_it_pki_");
+  REQUIRE(init_pki(dir, {"127.0.0.1"}).ok());
+  for (const auto& c : clients) REQUIRE(issue_client(dir, c).ok());
+  return dir;
+}
+
+ClientOptions client_options(const fs::path& kit, unsigned short port) {
+  ClientOptions o;
+  o.coordinator = {"127.0.0.1", port};
+  o.ca_pem = (kit / "ca.pem").string();
+  o.cert_pem = (kit / "cert.pem").string();
+  o.key_pem = (kit / "key.pem").string();
+  o.backoff_initial = std::chrono::milliseconds(100);
+  o.backoff_max = std::chrono::milliseconds(500);
+  o.give_up_after = std::chrono::seconds(60);
+  return o;
+}
+
+// A hand-driven client for sending what a well-behaved client never would.
+struct RawClient {
+  net::io_context io;
+  std::shared_ptr<net::ssl::context> tls;
+  std::unique_ptr<websocket::stream<beast::ssl_stream<beast::tcp_stream>>> ws;
+  beast::flat_buffer buffer;
+
+  RawClient(const fs::path& kit, unsigned short port) {
+    auto t = make_client_tls_context((kit / "ca.pem").string(), (kit / "cert.pem").string(),
+                                     (kit / "key.pem").string());
+    REQUIRE(t.ok());
+    tls = *t;
+    ws = std::make_unique<websocket::stream<beast::ssl_stream<beast::tcp_stream>>>(io, *tls);
+    beast::get_lowest_layer(*ws).connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    REQUIRE(set_client_tls_hostname(ws->next_layer().native_handle(), "127.0.0.1").ok());
+    ws->next_layer().handshake(net::ssl::stream_base::client);
+    ws->handshake("127.0.0.1", "/v1/connect");
+    ws->binary(true);
+    ws->read_message_max(kMaxMessageBytes);
+  }
+  void send_bytes(const std::string& bytes) {
+    beast::error_code ec;
+    ws->write(net::buffer(bytes), ec);
+  }
+  void send(const wire::Envelope& e) { send_bytes(e.SerializeAsString()); }
+  // Next envelope, or nullopt once the connection is closed (or nothing came for `timeout`).
+  std::optional<wire::Envelope> read(std::chrono::seconds timeout = std::chrono::seconds(20)) {
+    std::optional<wire::Envelope> out;
+    bool done = false;
+    ws->async_read(buffer, [&](beast::error_code ec, std::size_t n) {
+      done = true;
+      if (ec) return;
+      wire::Envelope e;
+      auto d = buffer.data();
+      if (e.ParseFromArray(d.data(), static_cast<int>(d.size()))) out = std::move(e);
+      buffer.consume(n);
+    });
+    io.restart();
+    io.run_for(timeout);
+    if (!done) {
+      beast::get_lowest_layer(*ws).cancel();
+      io.restart();
+      io.run_for(std::chrono::seconds(2));
+    }
+    return out;
+  }
+  // Reads until an Error arrives; returns it, or nullopt when the stream ended without one.
+  std::optional<wire::Error> read_until_error() {
+    for (int i = 0; i < 50; ++i) {
+      auto e = read();
+      if (!e) return std::nullopt;
+      if (e->has_error()) return e->error();
+    }
+    return std::nullopt;
+  }
+  bool closed() { return !read(std::chrono::seconds(10)).has_value(); }
+  // Hello, Welcome, FitTask and the model's chunks; returns the task.
+  wire::FitTask join_and_get_task() {
+    wire::Envelope h;
+    h.mutable_hello()->set_protocol_version(kProtocolVersion);
+    send(h);
+    auto w = read();
+    REQUIRE(w);
+    REQUIRE(w->has_welcome());
+    auto t = read(std::chrono::seconds(60));
+    REQUIRE(t);
+    REQUIRE(t->has_fit_task());
+    for (std::uint32_t i = 0; i < t->fit_task().num_chunks(); ++i) {
+      auto c = read();
+      REQUIRE(c);
+      REQUIRE(c->has_chunk());
+    }
+    return t->fit_task();
+  }
+  void send_header(const wire::FitTask& t, std::uint64_t round, std::uint64_t hash) {
+    wire::Envelope e;
+    auto* h = e.mutable_update_header();
+    h->set_round(round);
+    h->set_num_examples(100);
+    h->set_layout_hash(hash);
+    h->set_total_elements(t.total_elements());
+    h->set_num_chunks(t.num_chunks());
+    send(e);
+  }
+  void send_update(const wire::FitTask& t, std::vector<float> weights) {
+    auto layout = from_wire(t.layout());
+    REQUIRE(layout.ok());
+    send_header(t, t.round(), layout->hash());
+    auto ready = read();
+    REQUIRE(ready);
+    REQUIRE(ready->has_upload_ready());
+    for (const auto& c : make_chunks(t.round(), weights, t.chunk_elements())) send(c);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("coordinator and 3 clients over TLS: 3 rounds, accuracy rises, no training data on the wire") {
+  auto pki = make_pki({"site-a", "site-b", "site-c"});
+  OrchestratorOptions o;
+  o.rounds = 3;
+  o.min_clients = 3;
+  o.round_timeout = std::chrono::seconds(120);
+  o.train.model = kModel;
+  o.train.lr = 0.1f;
+  o.metrics_out = pki / "metrics.jsonl";
+  Coordinator coord(pki, o, /*evaluate=*/true);
+
+  auto data = train_data();
+  auto parts = partition_dataset(data->labels, data->num_classes, "iid", 30, 7);
+  REQUIRE(parts.ok());
+  const char* names[] = {"site-a", "site-b", "site-c"};
+  std::vector<std::vector<std::string>> sent(3);
+  std::vector<std::unique_ptr<Trainer>> trainers;
+  std::vector<std::unique_ptr<FederatedClient>> clients;
+  std::vector<int> codes(3, -1);
+  std::vector<std::thread> threads;
+  std::mutex sent_mu;
+  for (int i = 0; i < 3; ++i) {
+    trainers.push_back(make_builtin_trainer(data, (*parts)[i], {}, i));
+    auto opt = client_options(pki / "clients" / names[i], coord.port());
+    opt.on_send = [&sent, &sent_mu, i](std::string_view bytes) {
+      std::lock_guard lk(sent_mu);
+      sent[i].emplace_back(bytes);
+    };
+    clients.push_back(std::make_unique<FederatedClient>(opt, *trainers.back()));
+  }
+  for (int i = 0; i < 3; ++i) threads.emplace_back([&, i] { codes[i] = clients[i]->run(); });
+  for (auto& t : threads) t.join();
+  REQUIRE(coord.finished.load());
+  CHECK(coord.result.ok());
+  CHECK(coord.orch->completed_rounds() == 3);
+  for (int i = 0; i < 3; ++i) {
+    CHECK(codes[i] == exit_complete);
+    CHECK(clients[i]->rounds_trained() == 3);
+  }
+
+  // Accuracy on the held-out set rises from round 1 to round 3.
+  std::ifstream in(o.metrics_out);
+  std::vector<double> acc;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto p = line.find("\"accuracy\":");
+    REQUIRE(p != std::string::npos);
+    acc.push_back(std::stod(line.substr(p + 11)));
+  }
+  REQUIRE(acc.size() == 3);
+  CHECK(acc[2] > acc[0]);
+  CHECK(acc[2] > 0.6);
+
+  // What left each site: model-sized updates and small control messages, never a training row.
+  std::size_t model_bytes = coord.orch->global().data.size() * sizeof(float);
+  for (int i = 0; i < 3; ++i) {
+    std::size_t total = 0;
+    for (const auto& m : sent[i]) total += m.size();
+    CHECK(total < 3 * (model_bytes + 64 * 1024));
+    CHECK(total > 3 * model_bytes);
+    const auto& idx = (*parts)[i];
+    for (std::size_t k = 0; k < idx.size(); k += idx.size() / 25) {
+      // Use a row's first 64 features (256 bytes), skipping all-zero rows' borders by taking the
+      // middle of the image where Fashion-MNIST pixels are rarely zero.
+      const float* row = data->row(idx[k]) + 392;
+      std::string needle(reinterpret_cast<const char*>(row), 64 * sizeof(float));
+      for (const auto& m : sent[i]) CHECK(m.find(needle) == std::string::npos);
+      // Labels never travel either: the label vector of this client's examples is not in any message.
+    }
+  }
+  fs::remove_all(pki);
+}
+
+TEST_CASE("an impostor with a certificate from another CA is refused and told so") {
+  auto pki = make_pki({"site-a"});
+  auto other = make_pki({"site-a"});  // same name, different CA
+  OrchestratorOptions o;
+  o.rounds = 1;
+  o.min_clients = 1;
+  o.train.model = kModel;
+  Coordinator coord(pki, o, false);
+  auto data = train_data();
+  auto trainer = make_builtin_trainer(data, {0, 1, 2, 3}, {}, 0);
+  // The impostor trusts the real coordinator's CA (it got ca.pem somehow) but its own
+  // certificate was signed by another CA.
+  fs::copy_file(pki / "ca.pem", other / "clients/site-a/ca.pem", fs::copy_options::overwrite_existing);
+  FederatedClient impostor(client_options(other / "clients/site-a", coord.port()), *trainer);
+  CHECK(impostor.run() == exit_refused);
+  CHECK(coord.orch->connected_clients() == 0);
+  fs::remove_all(pki);
+  fs::remove_all(other);
+}
+
+TEST_CASE("bad input ends that session with an error; the coordinator serves the others") {
+  std::vector<std::string> names = {"garbage", "layout", "nan", "wrong-round", "twice", "oversize", "good"};
+  auto pki = make_pki(names);
+  OrchestratorOptions o;
+  o.rounds = 1;
+  o.min_clients = 1;
+  o.min_available = names.size();
+  o.round_timeout = std::chrono::seconds(60);
+  o.train.model = kModel;
+  Coordinator coord(pki, o, false);
+
+  std::vector<std::unique_ptr<RawClient>> raw;
+  for (const auto& n : names) raw.push_back(std::make_unique<RawClient>(pki / "clients" / n, coord.port()));
+  std::vector<wire::FitTask> tasks;
+  // Everyone joins; the round starts when all 7 are there and every one is selected.
+  std::vector<std::thread> joins;
+  tasks.resize(names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) joins.emplace_back([&, i] { tasks[i] = raw[i]->join_and_get_task(); });
+  for (auto& t : joins) t.join();
+  auto layout = from_wire(tasks[0].layout());
+  REQUIRE(layout.ok());
+  std::vector<float> good(tasks[0].total_elements(), 0.01f);
+
+  // garbage bytes
+  raw[0]->send_bytes("\x01\x02 this is not a protobuf \xff\xff\xff");
+  auto e0 = raw[0]->read_until_error();
+  REQUIRE(e0);
+  CHECK(e0->code() == wire::Error::BAD_MESSAGE);
+  CHECK(raw[0]->closed());
+  // wrong layout hash
+  raw[1]->send_header(tasks[1], tasks[1].round(), layout->hash() ^ 1);
+  auto e1 = raw[1]->read_until_error();
+  REQUIRE(e1);
+  CHECK(e1->message().find("layout") != std::string::npos);
+  CHECK(raw[1]->closed());
+  // NaN values
+  std::vector<float> bad = good;
+  bad[bad.size() / 2] = std::nanf("");
+  raw[2]->send_update(tasks[2], bad);
+  auto e2 = raw[2]->read_until_error();
+  REQUIRE(e2);
+  CHECK(e2->message().find("non-finite") != std::string::npos);
+  CHECK(raw[2]->closed());
+  // an update for a round that is not open
+  raw[3]->send_header(tasks[3], tasks[3].round() + 5, layout->hash());
+  auto e3 = raw[3]->read_until_error();
+  REQUIRE(e3);
+  CHECK(e3->code() == wire::Error::WRONG_ROUND);
+  CHECK(raw[3]->closed());
+  // a second update in the same round
+  raw[4]->send_update(tasks[4], good);
+  raw[4]->send_header(tasks[4], tasks[4].round(), layout->hash());
+  auto e4 = raw[4]->read_until_error();
+  REQUIRE(e4);
+  CHECK(e4->code() == wire::Error::DUPLICATE_UPDATE);
+  CHECK(raw[4]->closed());
+  // a message over the size limit: the connection is dropped before it is buffered whole
+  raw[5]->send_bytes(std::string(kMaxMessageBytes + 1024, 'x'));
+  CHECK(raw[5]->closed());
+  // the well-behaved client is still served and its update completes the round
+  raw[6]->send_update(tasks[6], good);
+  bool bye = false;
+  for (int i = 0; i < 5 && !bye; ++i) {
+    auto m = raw[6]->read(std::chrono::seconds(30));
+    if (!m) break;
+    bye = m->has_bye() && m->bye().federation_complete();
+  }
+  CHECK(bye);
+  for (int i = 0; i < 100 && !coord.finished.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(coord.finished.load());
+  CHECK(coord.result.ok());
+  CHECK(coord.orch->completed_rounds() == 1);
+  fs::remove_all(pki);
+}
