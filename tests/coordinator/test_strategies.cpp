@@ -3,11 +3,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <vector>
 
+#include "common/options.hpp"
 #include "coordinator/aggregation_backend.hpp"
 #include "coordinator/cpu_backend.hpp"
 #include "coordinator/dp.hpp"
@@ -586,4 +589,35 @@ TEST_CASE("host buffers from the backend are usable and 64-byte aligned on the C
   CHECK(reinterpret_cast<std::uintptr_t>(h.value().get()) % 64 == 0);
   h.value()[999] = 1.0f;
   CHECK(h.value()[999] == 1.0f);
+}
+
+TEST_CASE("options: the strategy flags work as keys of a JSON --config file") {
+  const std::string path = "federa_test_strategy_config.json";
+  {
+    std::ofstream f(path);
+    f << R"({"strategy": "fedyogi", "server-lr": 0.02, "tau": 0.001, "krum-f": 2,
+             "dp-noise-multiplier": 0.8, "dp-clip-norm": 1.5, "dp-adaptive-clip": true,
+             "dp-seed": 12345, "dp-sampling-rate": 0.05})";
+  }
+  boost::program_options::options_description desc("test");
+  add_strategy_options(desc);
+  std::vector<std::string> args = {"prog", "--config", path, "--beta1", "0.8"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  auto vm = parse_options(static_cast<int>(argv.size()), argv.data(), desc);
+  std::remove(path.c_str());
+  REQUIRE(vm.has_value());
+  auto o = strategy_options_from(*vm);
+  REQUIRE_MESSAGE(o.ok(), (o.ok() ? "" : o.error().message));
+  CHECK(o->strategy == "fedyogi");
+  CHECK(*o->server_lr == doctest::Approx(0.02));
+  CHECK(o->krum_f == 2);
+  CHECK(o->dp_adaptive_clip);
+  CHECK(o->dp_seed == 12345u);
+  CHECK(o->dp_sampling_rate == doctest::Approx(0.05));
+  CHECK(o->beta1 == doctest::Approx(0.8));  // the command line, on top of the file
+  auto b = cpu();
+  auto s = make_strategy(*o, *b);
+  REQUIRE(s.ok());
+  CHECK(s.value()->name() == "dp-fedyogi");
 }
