@@ -1,5 +1,6 @@
 // federa-client: joins a federation and trains on data that never leaves this machine.
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -53,6 +54,9 @@ int run(int argc, char** argv) {
   opt.ca_pem = kit + "/ca.pem";
   opt.cert_pem = kit + "/cert.pem";
   opt.key_pem = kit + "/key.pem";
+  for (const auto& f : {opt.ca_pem, opt.cert_pem, opt.key_pem})
+    if (!std::filesystem::exists(f))
+      throw OptionsError("--kit: " + f + " is missing (a kit from `federa-pki issue` holds ca.pem, cert.pem, key.pem)");
   opt.backoff_max = std::chrono::milliseconds(static_cast<long long>(vm["retry-max"].as<double>() * 1000));
   opt.give_up_after = std::chrono::seconds(static_cast<long long>(vm["give-up-after"].as<double>()));
 
