@@ -32,7 +32,8 @@ namespace federa {
 struct AddOptions {
   // When non-empty (same length as the update), the backend works on the delta (x - reference):
   // norms, clipping and accumulation all apply to the delta. Used by central DP, which clips
-  // model *changes*, not models.
+  // model *changes*, not models. Its contents must not change until the next reset()/clear():
+  // it is the round's starting model, and a GPU backend keeps one device copy per round.
   std::span<const float> reference;
   // Reject the update when its L2 norm (of x, or of the delta) exceeds this; 0 = no bound.
   double max_norm = 0.0;

@@ -201,6 +201,7 @@ class CudaWeightedSum final : public WeightedSum {
   std::size_t size() const override { return n_; }
 
   Status reset() override {
+    ref_of_ = nullptr;  // a new round: a new starting model
     CUDA_CHECK(cudaMemsetAsync(acc_.get(), 0, n_ * sizeof(float), ctx_->stream(0)));
     CUDA_CHECK(cudaStreamSynchronize(ctx_->stream(0)));
     return {};
@@ -212,9 +213,7 @@ class CudaWeightedSum final : public WeightedSum {
     if (!std::isfinite(w)) return make_error("update weight is not finite");
     const float* ref = nullptr;
     if (!o.reference.empty()) {
-      if (Status st = ref_.reserve(n_); !st) return st.error();
-      if (Status st = ctx_->upload(ref_.get(), o.reference.data(), n_ * sizeof(float), sizeof(float), {}); !st)
-        return st.error();
+      if (Status st = cache_reference(o.reference); !st) return st.error();
       ref = ref_.get();
     }
     // Without a reference or clipping the norm is only a check: accumulate while copying and
@@ -261,9 +260,7 @@ class CudaWeightedSum final : public WeightedSum {
     if (need_xt && x_t.size() != n_) return make_error("finalize: the round's starting model is missing");
     const float* xt = nullptr;
     if (need_xt) {
-      if (Status st = ref_.reserve(n_); !st) return st;
-      if (Status st = ctx_->upload(ref_.get(), x_t.data(), n_ * sizeof(float), sizeof(float), {}); !st)
-        return st;
+      if (Status st = cache_reference(x_t); !st) return st;
       xt = ref_.get();
     }
     if (step.kind != step::kReplace)
@@ -297,6 +294,16 @@ class CudaWeightedSum final : public WeightedSum {
   }
 
  private:
+  // One upload of the round's starting model (AddOptions::reference) per round, not per update.
+  Status cache_reference(std::span<const float> ref) {
+    if (ref_of_ == ref.data()) return {};
+    if (Status st = ref_.reserve(n_); !st) return st;
+    if (Status st = ctx_->upload(ref_.get(), ref.data(), n_ * sizeof(float), sizeof(float), {}); !st)
+      return st;
+    ref_of_ = ref.data();
+    return {};
+  }
+
   // Allocates the optimiser state as zeros the first time a step needs it.
   Status ensure_state() {
     if (has_state_) return {};
@@ -312,6 +319,7 @@ class CudaWeightedSum final : public WeightedSum {
   std::shared_ptr<Context> ctx_;
   std::size_t n_;
   DeviceArray<float> acc_, x_, ref_, m_, v_;
+  const float* ref_of_ = nullptr;  // host address ref_ was copied from this round
   bool has_state_ = false;
 };
 
@@ -324,6 +332,7 @@ class CudaUpdateSet final : public UpdateSet {
   std::size_t count() const override { return count_; }
   Status clear() override {
     count_ = 0;
+    ref_of_ = nullptr;
     return {};
   }
 
@@ -337,9 +346,12 @@ class CudaUpdateSet final : public UpdateSet {
     }
     const float* ref = nullptr;
     if (!o.reference.empty()) {
-      if (Status st = ref_.reserve(n_); !st) return st.error();
-      if (Status st = ctx_->upload(ref_.get(), o.reference.data(), n_ * sizeof(float), sizeof(float), {}); !st)
-        return st.error();
+      if (ref_of_ != o.reference.data()) {
+        if (Status st = ref_.reserve(n_); !st) return st.error();
+        if (Status st = ctx_->upload(ref_.get(), o.reference.data(), n_ * sizeof(float), sizeof(float), {}); !st)
+          return st.error();
+        ref_of_ = o.reference.data();
+      }
       ref = ref_.get();
     }
     float* row = rows_.get() + count_ * n_;
@@ -446,6 +458,7 @@ class CudaUpdateSet final : public UpdateSet {
   std::shared_ptr<Context> ctx_;
   std::size_t n_;
   std::size_t count_ = 0, capacity_ = 0;
+  const float* ref_of_ = nullptr;  // host address ref_ was copied from since the last clear()
   DeviceArray<float> rows_, ref_, out_, w_;
   DeviceArray<std::uint32_t> idx_;
   DeviceArray<double> dist_;
