@@ -3,8 +3,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <limits>
 #include <sstream>
+#include <vector>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 
 namespace federa {
 
@@ -42,6 +48,79 @@ double epsilon_from_rdp(std::span<const int> orders, std::span<const double> rdp
     if (std::isfinite(eps) && eps < best) best = eps;
   }
   return best;
+}
+
+GaussianNoise::GaussianNoise(const std::array<std::uint8_t, 32>& key) : key_(key) {}
+
+Result<GaussianNoise> GaussianNoise::from_os_entropy() {
+  std::array<std::uint8_t, 32> key{};
+  if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1)
+    return make_error("DP noise: the OS random generator failed");
+  return GaussianNoise(key);
+}
+
+Result<GaussianNoise> GaussianNoise::from_seed(std::uint64_t seed, std::uint64_t round) {
+  std::uint8_t in[16];
+  for (int i = 0; i < 8; ++i) {
+    in[i] = static_cast<std::uint8_t>(seed >> (8 * i));
+    in[8 + i] = static_cast<std::uint8_t>(round >> (8 * i));
+  }
+  std::array<std::uint8_t, 32> key{};
+  SHA256(in, sizeof in, key.data());
+  return GaussianNoise(key);
+}
+
+Status GaussianNoise::uniforms(std::span<double> out) {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  if (!ctx) return make_error("DP noise: cannot create a cipher context");
+  std::uint8_t iv[16] = {};
+  for (int i = 0; i < 8; ++i) iv[15 - i] = static_cast<std::uint8_t>(block_ >> (8 * i));
+  Status st;
+  if (EVP_EncryptInit_ex(ctx, EVP_aes_256_ctr(), nullptr, key_.data(), iv) != 1) {
+    st = make_error("DP noise: AES-256-CTR init failed");
+  } else {
+    constexpr std::size_t kBatch = 8192;  // uniforms per cipher call
+    std::vector<std::uint8_t> zeros(kBatch * 8, 0), bytes(kBatch * 8);
+    for (std::size_t done = 0; done < out.size() && st.ok(); done += kBatch) {
+      const std::size_t m = std::min(kBatch, out.size() - done);
+      int len = 0;
+      if (EVP_EncryptUpdate(ctx, bytes.data(), &len, zeros.data(), static_cast<int>(m * 8)) != 1) {
+        st = make_error("DP noise: AES-256-CTR failed");
+        break;
+      }
+      for (std::size_t i = 0; i < m; ++i) {
+        std::uint64_t v = 0;
+        for (int b = 0; b < 8; ++b) v |= static_cast<std::uint64_t>(bytes[i * 8 + b]) << (8 * b);
+        out[done + i] = (static_cast<double>(v >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
+      }
+    }
+  }
+  EVP_CIPHER_CTX_free(ctx);
+  block_ += (out.size() * 8 + 15) / 16;
+  return st;
+}
+
+Status GaussianNoise::fill(std::span<float> out, double stddev) {
+  constexpr std::size_t kBatch = 1 << 16;
+  std::vector<double> u;
+  for (std::size_t done = 0; done < out.size(); done += kBatch) {
+    const std::size_t m = std::min(kBatch, out.size() - done);
+    u.resize((m + 1) / 2 * 2);
+    if (Status st = uniforms(u); !st) return st;
+    for (std::size_t i = 0; i < m; i += 2) {
+      const double r = stddev * std::sqrt(-2.0 * std::log(u[i]));
+      const double t = 2.0 * 3.14159265358979323846 * u[i + 1];
+      out[done + i] = static_cast<float>(r * std::cos(t));
+      if (i + 1 < m) out[done + i + 1] = static_cast<float>(r * std::sin(t));
+    }
+  }
+  return {};
+}
+
+Result<double> GaussianNoise::sample(double stddev) {
+  double u[2];
+  if (Status st = uniforms(u); !st) return st.error();
+  return stddev * std::sqrt(-2.0 * std::log(u[0])) * std::cos(2.0 * 3.14159265358979323846 * u[1]);
 }
 
 RdpAccountant::RdpAccountant() {

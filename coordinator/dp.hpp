@@ -10,7 +10,9 @@
 // exact in the sense of Mironov et al.'s Section 3.3 (binomial expansion, in log space).
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -24,6 +26,27 @@ double rdp_sampled_gaussian(double q, double noise_multiplier, int alpha);
 
 // Smallest ε over `orders` for the given RDP values; +inf when none is finite.
 double epsilon_from_rdp(std::span<const int> orders, std::span<const double> rdp, double delta);
+
+// Gaussian noise from a cryptographic stream (AES-256-CTR), so the noise cannot be predicted
+// from earlier rounds the way a Mersenne Twister's can. Box-Muller over 53-bit uniforms.
+//
+//   auto g = GaussianNoise::from_os_entropy();            // deployments
+//   auto r = GaussianNoise::from_seed(seed, round);       // repeatable runs and tests
+//   g->fill(noise, sigma);
+class GaussianNoise {
+ public:
+  static Result<GaussianNoise> from_os_entropy();
+  static Result<GaussianNoise> from_seed(std::uint64_t seed, std::uint64_t round);
+  explicit GaussianNoise(const std::array<std::uint8_t, 32>& key);
+  // out[i] = N(0, stddev^2), independent.
+  Status fill(std::span<float> out, double stddev);
+  Result<double> sample(double stddev);
+
+ private:
+  Status uniforms(std::span<double> out);  // in (0, 1]
+  std::array<std::uint8_t, 32> key_;
+  std::uint64_t block_ = 0;  // CTR position, in 16-byte blocks
+};
 
 class RdpAccountant {
  public:

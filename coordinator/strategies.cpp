@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <limits>
 #include <numeric>
-#include <random>
 
 #include "coordinator/dp.hpp"
 
@@ -31,14 +30,6 @@ Result<double> parse_double(const std::string& text, const std::string& what) {
 
 std::string reject_message(const ClientUpdate& u, const std::string& why) {
   return "update from '" + u.client_id + "' rejected: " + why;
-}
-
-// splitmix64: decorrelates per-round seeds derived from one --dp-seed.
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
 }
 
 // Copies a saved tensor into `dst`, or clears `dst` when the state has none.
@@ -212,14 +203,13 @@ class StreamingStrategy final : public Strategy {
       if (2.0 * sigma_b <= z) sigma_b = z;
       z_eff = 1.0 / std::sqrt(1.0 / (z * z) - 1.0 / (4.0 * sigma_b * sigma_b));
     }
-    std::mt19937_64 rng(o_.dp_seed != 0
-                            ? mix(o_.dp_seed ^ mix(round_))
-                            : std::random_device{}() ^ (std::uint64_t(std::random_device{}()) << 32));
+    auto rng = o_.dp_seed != 0 ? GaussianNoise::from_seed(o_.dp_seed, round_)
+                               : GaussianNoise::from_os_entropy();
+    if (!rng) return rng.error();
     const double noise_std = z_eff * clip_norm_;
     if (noise_std > 0.0) {
       noise_.resize(n_);
-      std::normal_distribution<double> noise(0.0, noise_std);
-      for (auto& v : noise_) v = static_cast<float>(noise(rng));
+      if (Status st = rng->fill(noise_, noise_std); !st) return st;
       Result<AddReport> r = sum_->add(noise_, 1.0f);
       if (!r) return r.error();
     }
@@ -228,7 +218,11 @@ class StreamingStrategy final : public Strategy {
     stats["dp_clipped_fraction"] = 1.0 - unclipped_ / k;
     if (o_.dp_adaptive_clip) {
       double b = static_cast<double>(unclipped_);
-      if (sigma_b > 0.0) b += std::normal_distribution<double>(0.0, sigma_b)(rng);
+      if (sigma_b > 0.0) {
+        auto nb = rng->sample(sigma_b);
+        if (!nb) return nb.error();
+        b += nb.value();
+      }
       clip_norm_ *= std::exp(-o_.dp_clip_lr * (b / k - o_.dp_target_quantile));
     }
     if (z > 0.0) accountant_.add_steps(o_.dp_sampling_rate, z, 1);

@@ -621,3 +621,33 @@ TEST_CASE("options: the strategy flags work as keys of a JSON --config file") {
   REQUIRE(s.ok());
   CHECK(s.value()->name() == "dp-fedyogi");
 }
+
+TEST_CASE("DP noise generator: AES-CTR Gaussian has the right moments, repeats per seed, differs per round") {
+  auto a = GaussianNoise::from_seed(7, 1);
+  auto b = GaussianNoise::from_seed(7, 1);
+  auto c = GaussianNoise::from_seed(7, 2);
+  REQUIRE(a.ok());
+  std::vector<float> x(300001), y(300001), z(300001);
+  REQUIRE(a->fill(x, 2.0).ok());
+  REQUIRE(b->fill(y, 2.0).ok());
+  REQUIRE(c->fill(z, 2.0).ok());
+  CHECK(x == y);
+  CHECK(x != z);
+  double m = 0, v = 0, k4 = 0;
+  for (float f : x) m += f;
+  m /= x.size();
+  for (float f : x) {
+    v += (f - m) * (f - m);
+    k4 += std::pow(f - m, 4);
+  }
+  v /= x.size() - 1;
+  k4 /= x.size();
+  CHECK(std::abs(m) < 0.02);
+  CHECK(std::sqrt(v) == doctest::Approx(2.0).epsilon(0.01));
+  CHECK(k4 / (v * v) == doctest::Approx(3.0).epsilon(0.05));  // Gaussian kurtosis
+  auto os = GaussianNoise::from_os_entropy();
+  REQUIRE(os.ok());
+  auto s1 = os->sample(1.0), s2 = os->sample(1.0);
+  REQUIRE(s1.ok());
+  CHECK(s1.value() != s2.value());
+}
