@@ -93,6 +93,7 @@ class UpdateSet {
   virtual Result<std::vector<double>> pairwise_sq_distances() = 0;
   // out = sum_j weights[j] * update[rows[j]] / sum_j weights[j]  (Multi-Krum, and FedAvg over
   // device-resident updates in the benchmark). One pass: each output element reads every row.
+  // An empty `out` computes the result but keeps it on the backend (the benchmark times that).
   virtual Status weighted_mean(std::span<const std::size_t> rows, std::span<const float> weights,
                                std::span<float> out) = 0;
 };
