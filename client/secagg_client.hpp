@@ -1,7 +1,7 @@
 // SecAgg+ client: one object per round, driven through the four phases by the transport.
 // Each call validates what the coordinator sent; any Error means the client drops out of the
 // round (it has revealed nothing it should not have). Transport-free: messages are the structs
-// of common/secagg.hpp, which map 1:1 onto the SecAgg* protobuf messages.
+// of common/secagg.hpp, which map 1:1 onto the SecAgg* protobuf messages. Not thread-safe.
 //
 //   auto c = secagg::Client::create(config, my_index);     // config from SecAggSetup
 //   auto adv = c->advertise_keys();                        // -> SecAggAdvertiseKeys

@@ -5,6 +5,8 @@
 // no longer hold, end_* / finish return the reason and the round is abandoned; nothing that would
 // reveal an individual update is ever requested (survivor and dropped lists are disjoint).
 //
+// Not thread-safe: drive one Server from one strand (finish() uses its own worker threads).
+//
 // The server stores the public keys, the encrypted shares it relays, and the running mod-2^32
 // sum of masked vectors; never a single client's vector, masked or not.
 //
