@@ -103,6 +103,33 @@ Range thread_range(std::size_t n, unsigned t, unsigned nt) {
 
 }  // namespace
 
+std::size_t ThreadPool::chunk_for(std::size_t n) const {
+  // ~8 chunks per thread, each between 64 KB and 1 MB of floats.
+  std::size_t c = n / (8 * static_cast<std::size_t>(size()));
+  c = std::clamp<std::size_t>(c, std::size_t{1} << 14, std::size_t{1} << 18);
+  return (c + 15) / 16 * 16;
+}
+
+void ThreadPool::dynamic_for(
+    std::size_t n, std::size_t chunk,
+    const std::function<void(unsigned, std::size_t, std::size_t, std::size_t)>& fn) {
+  if (n == 0) return;
+  chunk = std::max<std::size_t>(16, (chunk + 15) / 16 * 16);
+  const std::size_t chunks = (n + chunk - 1) / chunk;
+  if (workers_.empty() || chunks == 1) {
+    for (std::size_t c = 0; c < chunks; ++c) fn(0, c, c * chunk, std::min(n, (c + 1) * chunk));
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  run([&](unsigned t, unsigned) {
+    for (;;) {
+      const std::size_t c = next.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks) return;
+      fn(t, c, c * chunk, std::min(n, (c + 1) * chunk));
+    }
+  });
+}
+
 void ThreadPool::parallel_for(std::size_t n,
                               const std::function<void(std::size_t, std::size_t)>& fn) {
   if (n == 0) return;
@@ -110,10 +137,7 @@ void ThreadPool::parallel_for(std::size_t n,
     fn(0, n);
     return;
   }
-  run([&](unsigned t, unsigned nt) {
-    Range r = thread_range(n, t, nt);
-    if (r.begin < r.end) fn(r.begin, r.end);
-  });
+  dynamic_for(n, chunk_for(n), [&](unsigned, std::size_t, std::size_t b, std::size_t e) { fn(b, e); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,21 +252,17 @@ std::string size_error(std::size_t got, std::size_t want) {
 
 const char* kNonFinite = "update has non-finite values (NaN or Inf)";
 
-// Pass 1 of the checked paths: the L2 norm of x (or x - ref), in parallel.
+// Pass 1 of the checked paths: the L2 norm of x (or x - ref), in parallel. Partial sums are
+// kept per chunk and added in chunk order, so the norm (and a clip factor made from it) does not
+// depend on which thread took which chunk.
 double parallel_norm(ThreadPool& pool, std::span<const float> x, std::span<const float> ref) {
-  const unsigned nt = x.size() < kSerialBelow ? 1 : pool.size();
-  std::vector<double> partial(nt, 0.0);
-  auto body = [&](unsigned t, unsigned n_threads) {
-    Range r = thread_range(x.size(), t, n_threads);
-    if (r.begin >= r.end) return;
-    partial[t] = ref.empty() ? sum_sq(x.data() + r.begin, r.end - r.begin)
-                             : sum_sq_delta(x.data() + r.begin, ref.data() + r.begin,
-                                            r.end - r.begin);
-  };
-  if (nt == 1)
-    body(0, 1);
-  else
-    pool.run(body);
+  const std::size_t n = x.size();
+  const std::size_t chunk = n < kSerialBelow ? std::max<std::size_t>(n, 16) : pool.chunk_for(n);
+  std::vector<double> partial((n + chunk - 1) / chunk, 0.0);
+  pool.dynamic_for(n, chunk, [&](unsigned, std::size_t c, std::size_t b, std::size_t e) {
+    partial[c] = ref.empty() ? sum_sq(x.data() + b, e - b)
+                             : sum_sq_delta(x.data() + b, ref.data() + b, e - b);
+  });
   double s = 0.0;
   for (double p : partial) s += p;
   return std::sqrt(s);
@@ -366,17 +386,17 @@ class CpuWeightedSum final : public WeightedSum {
   // it. A non-finite block stops every thread; what was already added is subtracted back.
   Result<AddReport> add_fused(std::span<const float> x, float w) {
     const std::size_t n = acc_.size();
-    const unsigned nt = n < kSerialBelow ? 1 : pool_.size();
-    std::vector<double> partial(nt, 0.0);
-    std::vector<std::size_t> done(nt, 0);
+    const std::size_t chunk = n < kSerialBelow ? std::max<std::size_t>(n, 16) : pool_.chunk_for(n);
+    const std::size_t chunks = (n + chunk - 1) / chunk;
+    std::vector<double> partial(chunks, 0.0);
+    std::vector<std::size_t> reached(chunks, 0);  // end of the prefix of each chunk added so far
     std::atomic<bool> bad{false};
     const bool first = empty_;
-    auto body = [&](unsigned t, unsigned n_threads) {
-      Range r = thread_range(n, t, n_threads);
-      std::size_t i = r.begin;
+    pool_.dynamic_for(n, chunk, [&](unsigned, std::size_t c, std::size_t b, std::size_t e) {
+      std::size_t i = b;
       double s = 0.0;
-      while (i < r.end && !bad.load(std::memory_order_relaxed)) {
-        std::size_t len = std::min(kBlock, r.end - i);
+      while (i < e && !bad.load(std::memory_order_relaxed)) {
+        std::size_t len = std::min(kBlock, e - i);
         double bs = sum_sq_fast(x.data() + i, len);
         if (!std::isfinite(bs)) {
           bad.store(true, std::memory_order_relaxed);
@@ -389,23 +409,14 @@ class CpuWeightedSum final : public WeightedSum {
         s += bs;
         i += len;
       }
-      partial[t] = s;
-      done[t] = i;
-    };
-    if (nt == 1)
-      body(0, 1);
-    else
-      pool_.run(body);
+      partial[c] = s;
+      reached[c] = i;
+    });
     if (bad.load()) {
       if (first) return make_error(kNonFinite);  // still empty: what was stored is ignored
-      auto undo = [&](unsigned t, unsigned n_threads) {
-        Range r = thread_range(n, t, n_threads);
-        if (done[t] > r.begin) axpy(acc_.data() + r.begin, x.data() + r.begin, -w, done[t] - r.begin);
-      };
-      if (nt == 1)
-        undo(0, 1);
-      else
-        pool_.run(undo);
+      pool_.dynamic_for(n, chunk, [&](unsigned, std::size_t c, std::size_t b, std::size_t) {
+        if (reached[c] > b) axpy(acc_.data() + b, x.data() + b, -w, reached[c] - b);
+      });
       return make_error(kNonFinite);
     }
     double s = 0.0;

@@ -37,9 +37,16 @@ class ThreadPool {
   // Calls fn(t, size()) for t in [0, size()) concurrently (t = 0 on the caller) and returns when
   // all are done. Not reentrant: fn must not call run().
   void run(const std::function<void(unsigned, unsigned)>& fn);
-  // Splits [0, n) into size() contiguous ranges aligned to 16 elements (a cache line of floats)
-  // and calls fn(begin, end) for each non-empty one.
+  // Hands [0, n) out in chunks of `chunk` elements (rounded up to 16, a cache line of floats) to
+  // whichever thread is free next, calling fn(thread, chunk_index, begin, end) once per chunk.
+  // On a shared machine a descheduled thread then holds up one chunk, not a fixed half of the
+  // work. Per-chunk results indexed by chunk_index keep reductions deterministic.
+  void dynamic_for(std::size_t n, std::size_t chunk,
+                   const std::function<void(unsigned, std::size_t, std::size_t, std::size_t)>& fn);
+  // dynamic_for with a chunk size picked for n; calls fn(begin, end), each index exactly once.
   void parallel_for(std::size_t n, const std::function<void(std::size_t, std::size_t)>& fn);
+  // The chunk size parallel_for uses for n elements.
+  std::size_t chunk_for(std::size_t n) const;
 
  private:
   void worker(unsigned index);
