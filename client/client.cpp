@@ -17,6 +17,8 @@
 #include <boost/beast/websocket/ssl.hpp>
 #include <spdlog/spdlog.h>
 
+#include "client/secagg_client.hpp"
+#include "common/secagg_wire.hpp"
 #include "common/tls.hpp"
 #include "common/wire.hpp"
 
@@ -185,6 +187,14 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
           return make_error("round " + std::to_string(t.round()) + ": " + s.message());
         }
         last_chunk_elements = t.chunk_elements();
+        secure.reset();
+        if (t.secure_aggregation() == "secagg+") {
+          secure.emplace();
+          secure->round = t.round();
+        } else if (!t.secure_aggregation().empty()) {
+          incoming.reset();
+          return make_error("unknown secure aggregation mode '" + t.secure_aggregation() + "' (upgrade federa-client)");
+        }
         spdlog::info("round {}: task received ({} parameters)", t.round(), t.total_elements());
         return maybe_start_training();
       }
@@ -215,6 +225,13 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
         spdlog::warn("coordinator: {}", e.message());
         return {};
       }
+      case wire::Envelope::kSecaggSetup:
+      case wire::Envelope::kSecaggKeysBroadcast:
+      case wire::Envelope::kSecaggSharesForward:
+      case wire::Envelope::kSecaggUnmaskRequest:
+      case wire::Envelope::kSecaggAbort:
+        handle_secure(msg);
+        return {};
       case wire::Envelope::kBye:
         if (msg.bye().federation_complete()) {
           close_then_end(Outcome::complete, msg.bye().reason());
@@ -227,11 +244,95 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
     }
   }
 
+  // SecAgg+, client side: keys are exchanged while the model trains; the masked update leaves
+  // once both the training result and the neighbours' shares are here. Any failure drops this
+  // client out of the round, having revealed nothing it should not.
+  void handle_secure(const wire::Envelope& msg) {
+    if (msg.has_secagg_abort()) {
+      spdlog::warn("round {}: the coordinator abandoned secure aggregation: {}", msg.secagg_abort().round(),
+                   msg.secagg_abort().reason());
+      secure.reset();
+      return;
+    }
+    if (!secure) return secure_fail("secure-aggregation message outside a secure round");
+    auto& sr = *secure;
+    switch (msg.payload_case()) {
+      case wire::Envelope::kSecaggSetup: {
+        auto setup = secagg::from_wire(msg.secagg_setup());
+        if (!setup) return secure_fail(setup.error().message);
+        if (setup->config.round != sr.round) return secure_fail("setup for another round");
+        auto c = secagg::Client::create(setup->config, setup->client_index);
+        if (!c) return secure_fail(c.error().message);
+        sr.num_clients = setup->config.num_clients;
+        sr.max_weight = setup->config.quant.max_weight;
+        sr.client.emplace(std::move(c.value()));
+        auto adv = sr.client->advertise_keys();
+        if (!adv) return secure_fail(adv.error().message);
+        wire::Envelope e;
+        secagg::to_wire(*adv, e.mutable_secagg_advertise_keys());
+        send(e);
+        return;
+      }
+      case wire::Envelope::kSecaggKeysBroadcast: {
+        if (!sr.client) return secure_fail("keys before setup");
+        auto m = secagg::from_wire(msg.secagg_keys_broadcast(), sr.num_clients);
+        if (!m) return secure_fail(m.error().message);
+        auto sk = sr.client->share_keys(*m);
+        if (!sk) return secure_fail(sk.error().message);
+        wire::Envelope e;
+        secagg::to_wire(*sk, e.mutable_secagg_share_keys());
+        send(e);
+        return;
+      }
+      case wire::Envelope::kSecaggSharesForward: {
+        if (!sr.client) return secure_fail("shares before setup");
+        auto m = secagg::from_wire(msg.secagg_shares_forward(), sr.num_clients);
+        if (!m) return secure_fail(m.error().message);
+        sr.shares.emplace(std::move(m.value()));
+        return send_masked_input();
+      }
+      case wire::Envelope::kSecaggUnmaskRequest: {
+        if (!sr.client) return secure_fail("unmask request before setup");
+        auto m = secagg::from_wire(msg.secagg_unmask_request(), sr.num_clients);
+        if (!m) return secure_fail(m.error().message);
+        auto r = sr.client->unmask(*m);
+        if (!r) return secure_fail(r.error().message);
+        wire::Envelope e;
+        secagg::to_wire(*r, e.mutable_secagg_unmask_response());
+        send(e);
+        spdlog::info("round {}: secure aggregation done on this side", sr.round);
+        secure.reset();
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  void secure_fail(const std::string& why) {
+    spdlog::warn("secure aggregation{}: {}; leaving this round",
+                 secure ? fmt::format(", round {}", secure->round) : std::string(), why);
+    secure.reset();
+  }
+
+  void send_masked_input() {
+    if (!secure || !secure->client || !secure->shares || !secure->delta) return;
+    auto& sr = *secure;
+    double weight = std::min(sr.weight, sr.max_weight);
+    auto mi = sr.client->masked_input(*sr.shares, *sr.delta, weight);
+    sr.delta.reset();
+    if (!mi) return secure_fail(mi.error().message);
+    std::size_t chunk = last_chunk_elements ? last_chunk_elements : kDefaultChunkElements;
+    for (const auto& e : secagg::masked_input_envelopes(*mi, chunk)) send(e);
+    spdlog::info("round {}: masked update sent", sr.round);
+  }
+
   Status maybe_start_training() {
     if (!incoming || !incoming->assembler.complete() || training) return {};
     Incoming task = std::move(*incoming);
     incoming.reset();
     training = true;
+    if (secure && secure->round == task.round) secure->global = task.model.data;
     if (worker.joinable()) worker.join();
     auto self = shared_from_this();
     worker = std::thread([self, task = std::move(task)]() mutable {
@@ -266,6 +367,17 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
     auto loss = r->metrics.find("train_loss");
     spdlog::info("round {}: trained in {:.2f} s{}", round, secs,
                  loss != r->metrics.end() ? fmt::format(", train loss {:.4f}", loss->second) : std::string());
+    if (secure && secure->round == round) {
+      // Under secure aggregation the update is the delta from the global model, quantized and
+      // masked; nothing else about this round leaves the site.
+      auto& sr = *secure;
+      if (sr.global.size() != r->weights.size()) return secure_fail("trained model has the wrong size");
+      std::vector<float> delta(r->weights.size());
+      for (std::size_t i = 0; i < delta.size(); ++i) delta[i] = r->weights[i] - sr.global[i];
+      sr.delta.emplace(std::move(delta));
+      sr.weight = double(r->num_examples);
+      return send_masked_input();
+    }
     wire::Envelope h;
     auto* uh = h.mutable_update_header();
     uh->set_round(round);
@@ -294,6 +406,18 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
       if (!self->queue.empty()) self->do_write();
     });
   }
+
+  struct SecureRound {
+    std::uint64_t round = 0;
+    std::uint32_t num_clients = 0;
+    double max_weight = 1;
+    std::vector<float> global;
+    std::optional<secagg::Client> client;
+    std::optional<secagg::SharesForward> shares;
+    std::optional<std::vector<float>> delta;
+    double weight = 1;
+  };
+  std::optional<SecureRound> secure;
 
   struct Incoming {
     std::uint64_t round;

@@ -71,6 +71,13 @@ int run(int argc, char** argv) {
       ("device", po::value<std::string>()->default_value("auto"), "aggregation device: auto | cpu | cuda")
       ("threads", po::value<unsigned>()->default_value(hw), "network and aggregation threads")
       ("max-inflight-uploads", po::value<std::size_t>()->default_value(8), "updates reassembled at once (bounds memory to this many model copies)")
+      ("secure-aggregation", po::value<std::string>()->default_value("none"), "none | secagg+ : the coordinator learns only the sum of each round's cohort")
+      ("secagg-neighbors", po::value<std::uint32_t>()->default_value(0), "SecAgg+ graph degree k (0 = derived from the cohort size, --secagg-dropout and --secagg-corrupt)")
+      ("secagg-threshold", po::value<std::uint32_t>()->default_value(0), "SecAgg+ Shamir threshold t (0 = derived)")
+      ("secagg-dropout", po::value<double>()->default_value(0.1), "dropout fraction the SecAgg+ parameters must tolerate")
+      ("secagg-corrupt", po::value<double>()->default_value(0.05), "fraction of corrupt clients assumed by the SecAgg+ parameters")
+      ("secagg-clip", po::value<double>()->default_value(8.0), "SecAgg+ clips each coordinate of an update delta to [-c, c] before quantizing")
+      ("secagg-phase-timeout", po::value<double>()->default_value(60), "seconds each key-exchange and unmasking phase waits")
       ("chunk-mb", po::value<double>()->default_value(4.0), "tensor chunk size on the wire, MiB (<= 16)");
   // clang-format on
   add_strategy_options(desc);
@@ -111,6 +118,18 @@ int run(int argc, char** argv) {
   o.metrics_out = vm["metrics-out"].as<std::string>();
   if (vm.count("members")) o.members = read_members(vm["members"].as<std::string>());
   unsigned threads = std::max(1u, vm["threads"].as<unsigned>());
+  if (auto sa = vm["secure-aggregation"].as<std::string>(); sa == "secagg+") {
+    o.secure_aggregation = sa;
+  } else if (sa != "none") {
+    throw OptionsError("--secure-aggregation must be none or secagg+");
+  }
+  o.secagg_neighbors = vm["secagg-neighbors"].as<std::uint32_t>();
+  o.secagg_threshold = vm["secagg-threshold"].as<std::uint32_t>();
+  o.secagg_dropout = vm["secagg-dropout"].as<double>();
+  o.secagg_corrupt = vm["secagg-corrupt"].as<double>();
+  o.secagg_clip = vm["secagg-clip"].as<double>();
+  o.secagg_phase_timeout = std::chrono::milliseconds(static_cast<long long>(vm["secagg-phase-timeout"].as<double>() * 1000));
+  o.secagg_threads = threads;
 
   auto net = make_network(o.train.model);
   if (!net) throw OptionsError("--model: " + net.error().message);
@@ -134,6 +153,9 @@ int run(int argc, char** argv) {
   if (!sopts) throw OptionsError(sopts.error().message);
   auto strategy = make_strategy(*sopts, **backend);
   if (!strategy) throw OptionsError(strategy.error().message);
+  if (!o.secure_aggregation.empty() && !(*strategy)->supports_secure_aggregation())
+    throw OptionsError("--strategy " + (*strategy)->name() + " needs each client's update (or clips each one), "
+                       "which secure aggregation hides; use a FedAvg-family strategy with --secure-aggregation");
   spdlog::info("strategy {} on the {} backend, model {} ({} parameters)", (*strategy)->name(),
                (*backend)->name(), o.train.model, global.data.size());
 

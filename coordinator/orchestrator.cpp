@@ -133,7 +133,13 @@ Status Orchestrator::on_message(const std::shared_ptr<ClientLink>& link, const w
     case wire::Envelope::kUpdateHeader:
       return handle_update_header(c, msg.update_header());
     case wire::Envelope::kChunk:
+      if (round_.sa && round_.sa_uploads.count(link->id())) return handle_secagg(c, msg);
       return handle_chunk(c, msg.chunk());
+    case wire::Envelope::kSecaggAdvertiseKeys:
+    case wire::Envelope::kSecaggShareKeys:
+    case wire::Envelope::kSecaggMaskedInput:
+    case wire::Envelope::kSecaggUnmaskResponse:
+      return handle_secagg(c, msg);
     case wire::Envelope::kError:
       spdlog::warn("client '{}' reported an error: {}", link->id(), msg.error().message());
       if (round_.open && round_.selected.count(link->id()) && round_.selected[link->id()] == Outcome::pending)
@@ -266,6 +272,186 @@ void Orchestrator::finish_upload(const std::string& id, Outcome outcome) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Secure aggregation (SecAgg+): the protocol logic is secagg::Server; this wires it to links.
+
+Status Orchestrator::handle_secagg(Client& c, const wire::Envelope& msg) {
+  const std::string id = c.link->id();
+  if (!round_.open || !round_.sa) return make_error("secure-aggregation message outside a secure round");
+  auto idx = round_.sa_index.find(id);
+  if (idx == round_.sa_index.end()) return make_error("secure-aggregation message from a client outside the cohort");
+  const std::uint32_t u = idx->second;
+  const std::uint32_t n = round_.sa->config().num_clients;
+  auto& server = *round_.sa;
+  // A rejected message leaves this client out of the round (the protocol tolerates that while
+  // thresholds hold); the session stays open for later rounds.
+  auto reject = [&](const std::string& why) {
+    spdlog::warn("client '{}': secure aggregation, round {}: {}", id, round_.round, why);
+    c.link->send(serialize_shared(error_envelope(wire::Error::BAD_MESSAGE, why)));
+    cv_.notify_all();
+    return Status{};
+  };
+  auto check_sender = [&](std::uint32_t sender) { return sender == u; };
+  switch (msg.payload_case()) {
+    case wire::Envelope::kSecaggAdvertiseKeys: {
+      auto m = secagg::from_wire(msg.secagg_advertise_keys());
+      if (!m) return reject(m.error().message);
+      if (!check_sender(m->sender)) return reject("AdvertiseKeys names another client's index");
+      if (Status s = server.on_advertise_keys(u, *m); !s) return reject(s.message());
+      break;
+    }
+    case wire::Envelope::kSecaggShareKeys: {
+      auto m = secagg::from_wire(msg.secagg_share_keys(), n);
+      if (!m) return reject(m.error().message);
+      if (!check_sender(m->sender)) return reject("ShareKeys names another client's index");
+      if (Status s = server.on_share_keys(u, *m); !s) return reject(s.message());
+      break;
+    }
+    case wire::Envelope::kSecaggMaskedInput: {
+      if (round_.sa_uploads.count(id)) return reject("second masked input in this round");
+      if (msg.secagg_masked_input().sender() != u) return reject("MaskedInput names another client's index");
+      auto& a = round_.sa_uploads[id];
+      if (Status s = a.begin(msg.secagg_masked_input(), server.config()); !s) {
+        round_.sa_uploads.erase(id);
+        return reject(s.message());
+      }
+      break;
+    }
+    case wire::Envelope::kChunk: {
+      auto& a = round_.sa_uploads[id];
+      if (Status s = a.add(msg.chunk()); !s) {
+        round_.sa_uploads.erase(id);
+        return reject("masked input: " + s.message());
+      }
+      if (!a.complete()) return {};
+      auto m = a.take();
+      round_.sa_uploads.erase(id);  // the masked vector goes into the running sum, not kept
+      if (!m) return reject(m.error().message);
+      if (Status s = server.on_masked_input(u, *m); !s) return reject(s.message());
+      break;
+    }
+    case wire::Envelope::kSecaggUnmaskResponse: {
+      auto m = secagg::from_wire(msg.secagg_unmask_response(), n);
+      if (!m) return reject(m.error().message);
+      if (!check_sender(m->sender)) return reject("UnmaskResponse names another client's index");
+      if (Status s = server.on_unmask(u, *m); !s) return reject(s.message());
+      break;
+    }
+    default:
+      return make_error("unexpected secure-aggregation message");
+  }
+  cv_.notify_all();
+  return {};
+}
+
+Status Orchestrator::setup_secure_round(std::uint64_t round, const std::vector<std::string>& cohort) {
+  secagg::RoundOptions ro;
+  ro.round = round;
+  ro.num_clients = static_cast<std::uint32_t>(cohort.size());
+  ro.vector_length = global_.data.size();
+  ro.neighbors = opt_.secagg_neighbors;
+  ro.threshold = opt_.secagg_threshold;
+  ro.dropout = opt_.secagg_dropout;
+  ro.corrupt = opt_.secagg_corrupt;
+  ro.clip = opt_.secagg_clip;
+  // Each client weights its update by its number of examples; the largest announced bounds it.
+  double max_weight = 1;
+  for (const auto& id : cohort) max_weight = std::max(max_weight, double(clients_[id].num_train_examples));
+  ro.max_weight = max_weight;
+  ro.min_clients = static_cast<std::uint32_t>(std::min(opt_.min_clients, cohort.size()));
+  auto cfg = secagg::make_round_config(ro);
+  if (!cfg) return make_error("secure aggregation: " + cfg.error().message);
+  secagg::ServerOptions so;
+  so.threads = std::max(1u, opt_.secagg_threads);
+  auto server = secagg::Server::create(*cfg, so);
+  if (!server) return make_error("secure aggregation: " + server.error().message);
+  round_.sa.emplace(std::move(server.value()));
+  round_.sa_ids = cohort;
+  for (std::uint32_t i = 0; i < cohort.size(); ++i) round_.sa_index[cohort[i]] = i;
+  return {};
+}
+
+Status Orchestrator::collect_secure(std::unique_lock<std::mutex>& lk, clock_type_point deadline) {
+  auto& server = *round_.sa;
+  auto gone = [&](std::uint32_t i) {
+    const auto& id = round_.sa_ids[i];
+    return !clients_.count(id) || round_.selected[id] != Outcome::pending;
+  };
+  // A phase ends when every client still expected has answered or left, or at its deadline.
+  auto wait_phase = [&](clock_type_point until) {
+    while (!stopping_) {
+      auto p = server.pending();
+      if (std::all_of(p.begin(), p.end(), gone)) return;
+      if (cv_.wait_until(lk, until) == std::cv_status::timeout && clock_type::now() >= until) return;
+    }
+  };
+  auto send_to = [&](std::uint32_t i, const wire::Envelope& e) {
+    auto it = clients_.find(round_.sa_ids[i]);
+    if (it != clients_.end()) it->second.link->send(serialize_shared(e));
+  };
+  auto abandon = [&](const std::string& why) {
+    wire::Envelope e;
+    e.mutable_secagg_abort()->set_round(round_.round);
+    e.mutable_secagg_abort()->set_reason(why);
+    for (std::uint32_t i = 0; i < round_.sa_ids.size(); ++i) send_to(i, e);
+    return make_error("secure aggregation abandoned: " + why);
+  };
+  auto phase_deadline = [&] { return std::min(deadline, clock_type::now() + opt_.secagg_phase_timeout); };
+
+  wait_phase(phase_deadline());
+  if (stopping_) return make_error("stopped");
+  auto keys = server.end_advertise_keys();
+  if (!keys) return abandon(keys.error().message);
+  for (const auto& m : *keys) {
+    wire::Envelope e;
+    secagg::to_wire(m, e.mutable_secagg_keys_broadcast());
+    send_to(m.recipient, e);
+  }
+  wait_phase(phase_deadline());
+  if (stopping_) return make_error("stopped");
+  auto shares = server.end_share_keys();
+  if (!shares) return abandon(shares.error().message);
+  for (const auto& m : *shares) {
+    wire::Envelope e;
+    secagg::to_wire(m, e.mutable_secagg_shares_forward());
+    send_to(m.recipient, e);
+  }
+  wait_phase(deadline);  // training happens in this phase: the round's own deadline applies
+  if (stopping_) return make_error("stopped");
+  round_.sa_uploads.clear();  // unfinished masked uploads count as dropped
+  auto requests = server.end_masked_input();
+  if (!requests) return abandon(requests.error().message);
+  for (const auto& m : *requests) {
+    wire::Envelope e;
+    secagg::to_wire(m, e.mutable_secagg_unmask_request());
+    send_to(m.recipient, e);
+  }
+  wait_phase(clock_type::now() + opt_.secagg_phase_timeout);
+  if (stopping_) return make_error("stopped");
+  auto result = server.finish();
+  if (!result) return abandon(result.error().message);
+  const auto& d = result->decoded;
+  if (!(d.total_weight > 0)) return abandon("the unmasked total weight is not positive");
+  // The cohort's weighted mean delta, applied to the global model: the strategy sees this one
+  // vector and nothing of any single client.
+  std::vector<float> mean(global_.data.size());
+  for (std::size_t i = 0; i < mean.size(); ++i)
+    mean[i] = global_.data[i] + static_cast<float>(d.weighted_sum[i] / d.total_weight);
+  std::set<std::string> included;
+  for (auto i : result->included) included.insert(round_.sa_ids[i]);
+  for (auto& [id, outcome] : round_.selected) {
+    if (outcome != Outcome::pending) continue;
+    outcome = included.count(id) ? Outcome::accepted : Outcome::dropped;
+    (outcome == Outcome::accepted ? round_.accepted : round_.dropped)++;
+  }
+  ClientUpdate cohort{"secure-aggregate", std::max<std::uint64_t>(1, std::llround(d.total_weight)), mean};
+  if (Status s = strategy_->add_cohort_mean(cohort, included.size()); !s)
+    return make_error("the strategy refused the cohort mean: " + s.message());
+  spdlog::info("round {}: secure aggregation of {} clients ({} dropped), quantization error <= {:.2g}",
+               round_.round, included.size(), result->dropped.size(), result->error_bound);
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
 // Rounds
 
 Status Orchestrator::run() {
@@ -336,6 +522,14 @@ Status Orchestrator::run_round(std::uint64_t round, bool& committed) {
   round_.round = round;
   round_.open = true;
   for (const auto& id : ready) round_.selected[id] = Outcome::pending;
+  const bool secure = !opt_.secure_aggregation.empty();
+  if (secure) {
+    std::sort(ready.begin(), ready.end());  // cohort index = position; any fixed order works
+    if (Status s = setup_secure_round(round, ready); !s) {
+      round_.open = false;
+      return s;  // a configuration that could wrap the ring or cannot meet its threshold
+    }
+  }
 
   TrainConfig cfg = opt_.train;
   cfg.seed = mix(opt_.seed, round);
@@ -352,17 +546,34 @@ Status Orchestrator::run_round(std::uint64_t round, bool& committed) {
   t->set_total_elements(global_.data.size());
   t->set_num_chunks(chunk_count(global_.data.size(), opt_.chunk_elements));
   t->set_chunk_elements(static_cast<std::uint32_t>(opt_.chunk_elements));
+  t->set_secure_aggregation(opt_.secure_aggregation);
   std::vector<std::shared_ptr<const std::string>> messages{serialize_shared(task)};
   for (const auto& e : make_chunks(round, global_.data, opt_.chunk_elements)) messages.push_back(serialize_shared(e));
-  for (const auto& id : ready)
+  for (const auto& id : ready) {
     for (const auto& m : messages) clients_[id].link->send(m);
+    if (secure) {
+      wire::Envelope setup;
+      secagg::to_wire(round_.sa->config(), round_.sa_index[id], setup.mutable_secagg_setup());
+      clients_[id].link->send(serialize_shared(setup));
+    }
+  }
   auto started = clock_type::now();
   auto deadline = started + opt_.round_timeout;
   spdlog::info("round {}/{}: training on {} of {} clients", round, opt_.rounds, want, ready_count());
 
   // Collect.
+  if (secure) {
+    Status s = collect_secure(lk, deadline);
+    round_.open = false;
+    round_.sa.reset();
+    if (stopping_) return make_error("stopped");
+    if (!s) {
+      spdlog::warn("round {}: {}; retrying", round, s.message());
+      return {};
+    }
+  }
   auto all_answered = [&] { return round_.accepted + round_.rejected + round_.dropped == round_.selected.size(); };
-  while (!stopping_ && !all_answered()) {
+  while (!secure && !stopping_ && !all_answered()) {
     if (cv_.wait_until(lk, deadline) == std::cv_status::timeout && clock_type::now() >= deadline) break;
   }
   round_.open = false;

@@ -24,7 +24,9 @@
 #include "common/model.hpp"
 #include "common/nn.hpp"
 #include "common/train_config.hpp"
+#include "common/secagg_wire.hpp"
 #include "common/wire.hpp"
+#include "coordinator/secagg_server.hpp"
 #include "coordinator/state_store.hpp"
 #include "coordinator/strategy.hpp"
 #include "coordinator/transport.hpp"
@@ -44,6 +46,15 @@ struct OrchestratorOptions {
   std::size_t max_inflight_uploads = 8;  // updates reassembled at once (memory bound)
   std::set<std::string> members;     // allowed certificate CNs; empty = any the CA signed
   std::string federation = "federa";
+  // Secure aggregation: "" (off) or "secagg+". The coordinator then sees only the cohort's sum.
+  std::string secure_aggregation;
+  std::uint32_t secagg_neighbors = 0;   // 0: derived from the cohort size and the fractions below
+  std::uint32_t secagg_threshold = 0;   // 0: derived
+  double secagg_dropout = 0.1;          // expected dropout fraction the parameters must tolerate
+  double secagg_corrupt = 0.05;         // assumed fraction of corrupt clients
+  double secagg_clip = 8.0;             // each coordinate of an update delta is clipped to [-c, c]
+  std::chrono::milliseconds secagg_phase_timeout{std::chrono::seconds(60)};
+  unsigned secagg_threads = 1;
   std::filesystem::path metrics_out;
   bool print_rounds = true;          // a human line per round on stdout
 };
@@ -55,6 +66,8 @@ struct Evaluator {
 };
 
 class Orchestrator : public TransportHandler {
+  using clock_type_point = std::chrono::steady_clock::time_point;
+
  public:
   Orchestrator(OrchestratorOptions options, std::unique_ptr<Strategy> strategy, Model global,
                std::optional<StateStore> store, std::optional<Evaluator> evaluator);
@@ -97,12 +110,21 @@ class Orchestrator : public TransportHandler {
     std::map<std::string, Upload> uploads;
     std::vector<std::string> waiting;  // clients waiting for an upload slot, in arrival order
     std::size_t accepted = 0, rejected = 0, dropped = 0;
+    // Secure aggregation: the round's protocol server, cohort indices and masked uploads.
+    std::optional<secagg::Server> sa;
+    std::map<std::string, std::uint32_t> sa_index;
+    std::vector<std::string> sa_ids;
+    std::map<std::string, secagg::MaskedInputAssembler> sa_uploads;
     double train_loss_sum = 0, train_weight = 0;
   };
 
   Status run_round(std::uint64_t round, bool& committed);
   Status handle_update_header(Client& c, const wire::UpdateHeader& h);
   Status handle_chunk(Client& c, const wire::TensorChunk& chunk);
+  Status handle_secagg(Client& c, const wire::Envelope& msg);
+  Status setup_secure_round(std::uint64_t round, const std::vector<std::string>& cohort);
+  // Runs the four SecAgg+ phases; on success the cohort mean is in the strategy.
+  Status collect_secure(std::unique_lock<std::mutex>& lk, clock_type_point deadline);
   void finish_upload(const std::string& id, Outcome outcome);
   void grant_slots();
   void release_upload(const std::string& id);

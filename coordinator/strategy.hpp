@@ -53,6 +53,13 @@ class Strategy {
   // Writes the next global model into `global`. Fails (and leaves `global` alone) when the round
   // has no usable updates.
   virtual Result<RoundStats> finish_round(std::span<float> global) = 0;
+  // Secure aggregation hands the strategy only the cohort's weighted mean (as one update whose
+  // num_examples is the cohort's total weight), never an individual update. Strategies whose
+  // rule is a function of that mean (the FedAvg family) take it as one update; strategies that
+  // need each update (median, trimmed mean, Krum) or clip each one (central DP) cannot run
+  // under secure aggregation and say so here, so the coordinator refuses the configuration.
+  virtual bool supports_secure_aggregation() const { return !needs_all_updates(); }
+  virtual Status add_cohort_mean(const ClientUpdate& mean, std::size_t clients) { return add_update(mean); }
   virtual StrategyState save_state() const { return {}; }
   virtual Status load_state(const StrategyState& state) { return {}; }
 };
