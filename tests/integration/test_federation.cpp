@@ -394,3 +394,60 @@ TEST_CASE("bad input ends that session with an error; the coordinator serves the
   CHECK(coord.orch->completed_rounds() == 1);
   fs::remove_all(pki);
 }
+
+namespace {
+// Runs a small federation and returns the final global model.
+std::vector<float> run_federation(const std::string& secure, std::uint64_t rounds, std::vector<int>* codes_out) {
+  std::vector<std::string> names = {"h-a", "h-b", "h-c", "h-d"};
+  auto pki = make_pki(names);
+  OrchestratorOptions o;
+  o.rounds = rounds;
+  o.min_clients = names.size();
+  o.round_timeout = std::chrono::seconds(120);
+  o.secagg_phase_timeout = std::chrono::seconds(30);
+  o.train.model = kModel;
+  o.train.lr = 0.1f;
+  o.secure_aggregation = secure;
+  std::vector<float> out;
+  {
+    Coordinator coord(pki, o, false);
+    auto data = train_data();
+    auto parts = partition_dataset(data->labels, data->num_classes, "iid", 60, 3);
+    REQUIRE(parts.ok());
+    std::vector<std::unique_ptr<Trainer>> trainers;
+    std::vector<std::unique_ptr<FederatedClient>> clients;
+    std::vector<int> codes(names.size(), -1);
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      trainers.push_back(make_builtin_trainer(data, (*parts)[i], {}, i));
+      clients.push_back(std::make_unique<FederatedClient>(client_options(pki / "clients" / names[i], coord.port()),
+                                                          *trainers.back()));
+    }
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < names.size(); ++i) threads.emplace_back([&, i] { codes[i] = clients[i]->run(); });
+    for (auto& t : threads) t.join();
+    REQUIRE(coord.finished.load());
+    CHECK(coord.result.ok());
+    CHECK(coord.orch->completed_rounds() == rounds);
+    out = coord.orch->global().data;
+    if (codes_out) *codes_out = codes;
+  }
+  fs::remove_all(pki);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("secure aggregation over TLS gives FedAvg's model within the quantization error") {
+  std::vector<int> codes;
+  auto plain = run_federation("", 2, nullptr);
+  auto secure = run_federation("secagg+", 2, &codes);
+  for (int c : codes) CHECK(c == exit_complete);
+  REQUIRE(plain.size() == secure.size());
+  double max_diff = 0, max_abs = 0;
+  for (std::size_t i = 0; i < plain.size(); ++i) {
+    max_diff = std::max(max_diff, double(std::fabs(plain[i] - secure[i])));
+    max_abs = std::max(max_abs, double(std::fabs(plain[i])));
+  }
+  MESSAGE("max |plain - secure| = " << max_diff << " (max |w| = " << max_abs << ")");
+  CHECK(max_diff < 1e-3);
+  CHECK(max_diff > 0);  // the secure path really went through quantization, not the plain one
+}
