@@ -149,6 +149,7 @@ int run(int argc, char** argv) {
 
   auto backend = make_backend(vm["device"].as<std::string>(), threads);
   if (!backend) throw OptionsError("--device: " + backend.error().message);
+  o.secagg_backend = backend->get();
   auto sopts = strategy_options_from(vm);
   if (!sopts) throw OptionsError(sopts.error().message);
   auto strategy = make_strategy(*sopts, **backend);

@@ -362,6 +362,7 @@ Status Orchestrator::setup_secure_round(std::uint64_t round, const std::vector<s
   if (!cfg) return make_error("secure aggregation: " + cfg.error().message);
   secagg::ServerOptions so;
   so.threads = std::max(1u, opt_.secagg_threads);
+  so.backend = opt_.secagg_backend;
   auto server = secagg::Server::create(*cfg, so);
   if (!server) return make_error("secure aggregation: " + server.error().message);
   round_.sa.emplace(std::move(server.value()));

@@ -55,6 +55,9 @@ struct OrchestratorOptions {
   double secagg_clip = 8.0;             // each coordinate of an update delta is clipped to [-c, c]
   std::chrono::milliseconds secagg_phase_timeout{std::chrono::seconds(60)};
   unsigned secagg_threads = 1;
+  // Optional, not owned: the mod-2^32 sum of masked inputs runs on this backend (the GPU with
+  // the CUDA backend). Null: summed in host memory.
+  AggregationBackend* secagg_backend = nullptr;
   std::filesystem::path metrics_out;
   bool print_rounds = true;          // a human line per round on stdout
 };
