@@ -70,6 +70,7 @@ void ThreadPool::run(const std::function<void(unsigned, unsigned)>& fn) {
     fn(0, 1);
     return;
   }
+  std::lock_guard<std::mutex> turn(run_mutex_);
   job_.store(&fn, std::memory_order_release);
   pending_.store(static_cast<unsigned>(workers_.size()), std::memory_order_release);
   {

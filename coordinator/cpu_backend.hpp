@@ -35,7 +35,8 @@ class ThreadPool {
 
   unsigned size() const { return static_cast<unsigned>(workers_.size()) + 1; }
   // Calls fn(t, size()) for t in [0, size()) concurrently (t = 0 on the caller) and returns when
-  // all are done. Not reentrant: fn must not call run().
+  // all are done. Callers on different threads take turns (objects of one backend, e.g. a
+  // strategy's sum and secure aggregation's U32Sum, share the pool); fn must not call run().
   void run(const std::function<void(unsigned, unsigned)>& fn);
   // Hands [0, n) out in chunks of `chunk` elements (rounded up to 16, a cache line of floats) to
   // whichever thread is free next, calling fn(thread, chunk_index, begin, end) once per chunk.
@@ -54,6 +55,7 @@ class ThreadPool {
   // Workers spin briefly on `generation_` before sleeping on the condition variable: an update
   // takes well under a millisecond, and a futex wake-up per update would be a visible share.
   std::vector<std::thread> workers_;
+  std::mutex run_mutex_;  // one run() at a time
   std::mutex mutex_;
   std::condition_variable start_cv_;
   std::condition_variable done_cv_;

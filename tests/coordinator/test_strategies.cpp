@@ -8,6 +8,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "common/options.hpp"
@@ -650,4 +651,22 @@ TEST_CASE("DP noise generator: AES-CTR Gaussian has the right moments, repeats p
   auto s1 = os->sample(1.0), s2 = os->sample(1.0);
   REQUIRE(s1.ok());
   CHECK(s1.value() != s2.value());
+}
+
+TEST_CASE("thread pool: callers on two threads take turns") {
+  ThreadPool pool(2);
+  std::vector<int> a(200000, 0), b(200000, 0);
+  std::thread other([&] {
+    for (int r = 0; r < 50; ++r)
+      pool.parallel_for(b.size(), [&](std::size_t lo, std::size_t hi) {
+        for (std::size_t i = lo; i < hi; ++i) ++b[i];
+      });
+  });
+  for (int r = 0; r < 50; ++r)
+    pool.parallel_for(a.size(), [&](std::size_t lo, std::size_t hi) {
+      for (std::size_t i = lo; i < hi; ++i) ++a[i];
+    });
+  other.join();
+  CHECK(std::all_of(a.begin(), a.end(), [](int h) { return h == 50; }));
+  CHECK(std::all_of(b.begin(), b.end(), [](int h) { return h == 50; }));
 }
