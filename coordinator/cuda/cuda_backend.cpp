@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -110,6 +111,9 @@ class Context {
     return {};
   }
 
+  // Objects of one backend share the streams, staging buffers and norm slots: each public
+  // operation holds this for its duration (recursive: operations may call one another).
+  std::recursive_mutex& mutex() { return mutex_; }
   cudaStream_t stream(int b) const { return stream_[b]; }
   double* norm_slot(int b) const { return norm_ + b; }
 
@@ -173,6 +177,7 @@ class Context {
 
  private:
   HostCopy copy_;
+  std::recursive_mutex mutex_;
   cudaStream_t stream_[2] = {nullptr, nullptr};
   cudaEvent_t event_[2] = {nullptr, nullptr};
   void* staging_[2] = {nullptr, nullptr};
@@ -201,6 +206,7 @@ class CudaWeightedSum final : public WeightedSum {
   std::size_t size() const override { return n_; }
 
   Status reset() override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     ref_of_ = nullptr;  // a new round: a new starting model
     CUDA_CHECK(cudaMemsetAsync(acc_.get(), 0, n_ * sizeof(float), ctx_->stream(0)));
     CUDA_CHECK(cudaStreamSynchronize(ctx_->stream(0)));
@@ -208,6 +214,7 @@ class CudaWeightedSum final : public WeightedSum {
   }
 
   Result<AddReport> add(std::span<const float> x, float w, const AddOptions& o) override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     if (x.size() != n_) return make_error(size_error(x.size(), n_));
     if (!o.reference.empty() && o.reference.size() != n_) return make_error("reference has the wrong size");
     if (!std::isfinite(w)) return make_error("update weight is not finite");
@@ -247,6 +254,7 @@ class CudaWeightedSum final : public WeightedSum {
   }
 
   Status read(std::span<float> out, float scale) override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     if (out.size() != n_) return make_error(size_error(out.size(), n_));
     // x_ is free between adds: use it as the output staging area.
     CUDA_CHECK(cuda::scale_copy(x_.get(), acc_.get(), scale, n_, ctx_->stream(0)));
@@ -255,6 +263,7 @@ class CudaWeightedSum final : public WeightedSum {
 
   Status finalize(std::span<const float> x_t, bool changes, float scale, const ServerStep& step,
                   std::span<float> global) override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     if (global.size() != n_) return make_error(size_error(global.size(), n_));
     const bool need_xt = changes || step.kind != step::kReplace;
     if (need_xt && x_t.size() != n_) return make_error("finalize: the round's starting model is missing");
@@ -271,6 +280,7 @@ class CudaWeightedSum final : public WeightedSum {
   }
 
   Status optimizer_state(std::vector<float>& m, std::vector<float>& v) override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     m.clear();
     v.clear();
     if (!has_state_) return {};
@@ -281,6 +291,7 @@ class CudaWeightedSum final : public WeightedSum {
   }
 
   Status set_optimizer_state(std::span<const float> m, std::span<const float> v) override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     if ((!m.empty() && m.size() != n_) || (!v.empty() && v.size() != n_))
       return make_error("saved optimiser state has " + std::to_string(std::max(m.size(), v.size())) +
                         " values, the model has " + std::to_string(n_));
@@ -331,12 +342,14 @@ class CudaUpdateSet final : public UpdateSet {
   std::size_t size() const override { return n_; }
   std::size_t count() const override { return count_; }
   Status clear() override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     count_ = 0;
     ref_of_ = nullptr;
     return {};
   }
 
   Result<AddReport> push(std::span<const float> x, const AddOptions& o) override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     if (x.size() != n_) return make_error(size_error(x.size(), n_));
     if (!o.reference.empty() && o.reference.size() != n_) return make_error("reference has the wrong size");
     if (count_ + 1 > capacity_) {
@@ -377,6 +390,7 @@ class CudaUpdateSet final : public UpdateSet {
 
   Status median(std::span<float> out) override { return robust(out, 0, true); }
   Status trimmed_mean(std::size_t trim, std::span<float> out) override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     if (2 * trim >= count_)
       return make_error("trimmed mean: trimming " + std::to_string(trim) + " from each end of " +
                         std::to_string(count_) + " updates leaves nothing");
@@ -384,6 +398,7 @@ class CudaUpdateSet final : public UpdateSet {
   }
 
   Result<std::vector<double>> pairwise_sq_distances() override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     const std::size_t k = count_;
     std::vector<double> d(k * k, 0.0);
     if (k < 2) return d;
@@ -414,6 +429,7 @@ class CudaUpdateSet final : public UpdateSet {
 
   Status weighted_mean(std::span<const std::size_t> rows, std::span<const float> weights,
                        std::span<float> out) override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     if (count_ == 0) return make_error("no updates kept");
     if (!out.empty() && out.size() != n_) return make_error(size_error(out.size(), n_));
     if (rows.empty() || rows.size() != weights.size())
@@ -444,6 +460,7 @@ class CudaUpdateSet final : public UpdateSet {
 
  private:
   Status robust(std::span<float> out, std::size_t trim, bool median) {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     if (count_ == 0) return make_error("no updates kept");
     if (out.size() != n_) return make_error(size_error(out.size(), n_));
     if (count_ > cuda::kMaxRobustRows)
@@ -476,11 +493,13 @@ class CudaU32Sum final : public U32Sum {
   }
   std::size_t size() const override { return n_; }
   Status reset() override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     CUDA_CHECK(cudaMemsetAsync(acc_.get(), 0, n_ * sizeof(std::uint32_t), ctx_->stream(0)));
     CUDA_CHECK(cudaStreamSynchronize(ctx_->stream(0)));
     return {};
   }
   Status add(std::span<const std::uint32_t> x) override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     if (x.size() != n_) return make_error(size_error(x.size(), n_));
     return ctx_->upload(x_.get(), x.data(), n_ * 4, 4, [&](std::size_t first, std::size_t count, int b) -> Status {
       CUDA_CHECK(cuda::add_u32(acc_.get() + first, x_.get() + first, count, ctx_->stream(b)));
@@ -488,6 +507,7 @@ class CudaU32Sum final : public U32Sum {
     });
   }
   Status read(std::span<std::uint32_t> out) override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     if (out.size() != n_) return make_error(size_error(out.size(), n_));
     return ctx_->download(out.data(), acc_.get(), n_ * 4);
   }
@@ -528,6 +548,7 @@ class CudaBackend final : public AggregationBackend {
   }
 
   Result<BandwidthReport> measure_bandwidth() override {
+    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
     // Device-to-device copy of 1 GiB (counted as read + write, like CUDA's bandwidthTest) and a
     // pinned host-to-device copy of 256 MiB; best of five after a warm-up, timed with events.
     const std::size_t d2d = std::size_t{1} << 30, h2d = std::size_t{256} << 20;
