@@ -8,11 +8,13 @@
 //     Result<AddReport> r = (*sum)->add(x, float(n_i));  // validates and folds in, one pass
 //     if (!r) log(r.error().message);                   // rejected: accumulator unchanged
 //   }
-//   (*sum)->read(global, 1.0f / total);                  // global = acc / N
+//   (*sum)->finalize({}, false, 1.0f / total, ServerStep{}, global);  // global = acc / N
 //
 // Objects made by a backend (WeightedSum, UpdateSet, U32Sum) keep their data where the backend
 // computes (host memory for the CPU, device memory for CUDA); host code reaches the data only
-// through add/push/read. Every call is synchronous: when it returns, the input span may be reused.
+// through add/push/read/finalize. Every call is synchronous: when it returns, the input span may
+// be reused. Objects of one backend may be used from different threads; their operations take
+// turns on the backend's threads/streams.
 #pragma once
 
 #include <cstddef>
