@@ -57,6 +57,8 @@ class StreamingStrategy final : public Strategy {
     if (name_ == "fedprox") config.proximal_mu = static_cast<float>(o_.mu);
   }
   bool needs_all_updates() const override { return false; }
+  // Clipping and norm bounds act on each client's update, which secure aggregation hides.
+  bool supports_secure_aggregation() const override { return !dp_ && o_.max_update_norm <= 0.0; }
 
   void begin_round(std::span<const float> global, std::uint64_t round) override {
     round_ = round;

@@ -670,3 +670,28 @@ TEST_CASE("thread pool: callers on two threads take turns") {
   CHECK(std::all_of(a.begin(), a.end(), [](int h) { return h == 50; }));
   CHECK(std::all_of(b.begin(), b.end(), [](int h) { return h == 50; }));
 }
+
+TEST_CASE("secure aggregation: which strategies can work from the cohort mean alone") {
+  auto b = cpu();
+  for (const char* name : {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad"})
+    CHECK(strategy(opts(name), *b)->supports_secure_aggregation());
+  for (const char* name : {"median", "trimmed-mean", "krum", "multi-krum"})
+    CHECK_FALSE(strategy(opts(name), *b)->supports_secure_aggregation());
+  auto dp = opts("fedavg");
+  dp.dp_noise_multiplier = 1.0;
+  dp.dp_clip_norm = 1.0;
+  CHECK_FALSE(strategy(dp, *b)->supports_secure_aggregation());
+  auto bounded = opts("fedavg");
+  bounded.max_update_norm = 5.0;
+  CHECK_FALSE(strategy(bounded, *b)->supports_secure_aggregation());
+
+  // The cohort mean arrives as one update carrying the total weight: FedAvg then yields it.
+  auto s = strategy(opts("fedavg"), *b);
+  std::vector<float> global = {0.0f, 0.0f, 0.0f};
+  std::vector<float> mean = {1.0f, -2.0f, 0.5f};
+  s->begin_round(global, 1);
+  REQUIRE(s->add_cohort_mean({"secure-aggregate", 600, mean}, 3).ok());
+  auto stats = s->finish_round(global);
+  REQUIRE(stats.ok());
+  CHECK(global == mean);
+}
