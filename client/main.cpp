@@ -24,7 +24,8 @@ int run(int argc, char** argv) {
   po::options_description desc(
       "federa-client: join a federation and train locally; only model updates leave this machine.\n\n"
       "usage: federa-client --coordinator HOST:PORT --kit DIR --data SPEC [flags]   (or --config FILE)\n\n"
-      "flags");
+      "flags",
+      110);
   // clang-format off
   desc.add_options()
       ("coordinator", po::value<std::string>(), "coordinator address HOST:PORT (required)")

@@ -43,7 +43,8 @@ int run(int argc, char** argv) {
   po::options_description desc(
       "federa-coordinator: serve federated training rounds over mutual TLS.\n\n"
       "usage: federa-coordinator --pki DIR [flags]    (or --config FILE; every key is a flag name)\n\n"
-      "flags");
+      "flags",
+      110);
   unsigned hw = std::max(1u, std::thread::hardware_concurrency());
   // clang-format off
   desc.add_options()
@@ -52,17 +53,17 @@ int run(int argc, char** argv) {
       ("members", po::value<std::string>(), "file of allowed client names (certificate CNs), one per line; default: any client the CA signed")
       ("federation", po::value<std::string>()->default_value("federa"), "federation name shown to clients")
       ("rounds", po::value<std::uint64_t>()->default_value(10), "rounds to run")
-      ("min-clients", po::value<std::size_t>()->default_value(2), "clients needed to start a round, and updates needed to complete it")
+      ("min-clients", po::value<std::size_t>()->default_value(2), "updates needed to complete a round (also the least selected)")
       ("min-available-clients", po::value<std::size_t>()->default_value(0), "connected clients needed before a round starts (0 = --min-clients)")
       ("fraction-fit", po::value<double>()->default_value(1.0), "share of connected clients selected each round (0, 1]")
       ("round-timeout", po::value<double>()->default_value(600), "seconds a round waits for updates")
       ("round-retries", po::value<int>()->default_value(3), "times a round that misses --min-clients is retried before the job fails")
       ("model", po::value<std::string>()->default_value("mlp:784,128,10"), "built-in model: softmax:IN,CLASSES | mlp:IN,H..,CLASSES | cnn:fmnist")
-      ("local-epochs", po::value<std::uint32_t>()->default_value(1), "local epochs per round")
+      ("local-epochs", po::value<std::uint32_t>()->default_value(2), "local epochs per round")
       ("batch-size", po::value<std::uint32_t>()->default_value(32), "local minibatch size")
-      ("lr", po::value<float>()->default_value(0.05f), "local learning rate")
-      ("momentum", po::value<float>()->default_value(0.0f), "local SGD momentum")
-      ("weight-decay", po::value<float>()->default_value(0.0f), "local L2 weight decay")
+      ("lr", po::value<float>()->default_value(0.02f, "0.02"), "local learning rate")
+      ("momentum", po::value<float>()->default_value(0.9f, "0.9"), "local SGD momentum")
+      ("weight-decay", po::value<float>()->default_value(0.0f, "0"), "local L2 weight decay")
       ("seed", po::value<std::uint64_t>()->default_value(1), "seed for the initial model, client sampling and per-round seeds")
       ("eval-data", po::value<std::string>()->default_value(""), "held-out set for centralised evaluation, e.g. fashion-mnist (its 10k test split)")
       ("state-dir", po::value<std::string>()->default_value("federa-state"), "folder for the committed global model and federation state")
@@ -74,8 +75,8 @@ int run(int argc, char** argv) {
       ("secure-aggregation", po::value<std::string>()->default_value("none"), "none | secagg+ : the coordinator learns only the sum of each round's cohort")
       ("secagg-neighbors", po::value<std::uint32_t>()->default_value(0), "SecAgg+ graph degree k (0 = derived from the cohort size, --secagg-dropout and --secagg-corrupt)")
       ("secagg-threshold", po::value<std::uint32_t>()->default_value(0), "SecAgg+ Shamir threshold t (0 = derived)")
-      ("secagg-dropout", po::value<double>()->default_value(0.1), "dropout fraction the SecAgg+ parameters must tolerate")
-      ("secagg-corrupt", po::value<double>()->default_value(0.05), "fraction of corrupt clients assumed by the SecAgg+ parameters")
+      ("secagg-dropout", po::value<double>()->default_value(0.1, "0.1"), "dropout fraction the SecAgg+ parameters must tolerate")
+      ("secagg-corrupt", po::value<double>()->default_value(0.05, "0.05"), "fraction of corrupt clients assumed by the SecAgg+ parameters")
       ("secagg-clip", po::value<double>()->default_value(8.0), "SecAgg+ clips each coordinate of an update delta to [-c, c] before quantizing")
       ("secagg-phase-timeout", po::value<double>()->default_value(60), "seconds each key-exchange and unmasking phase waits")
       ("chunk-mb", po::value<double>()->default_value(4.0), "tensor chunk size on the wire, MiB (<= 16)");

@@ -415,7 +415,7 @@ bool is_known(const std::string& s) {
 // ---------------------------------------------------------------------------------------------
 
 void add_strategy_options(po::options_description& desc) {
-  po::options_description s("Aggregation strategy");
+  po::options_description s("Aggregation strategy", 110);
   s.add_options()
     ("strategy", po::value<std::string>()->default_value("fedavg"),
      (std::string("how updates become the next model: ") + kStrategyNames).c_str())

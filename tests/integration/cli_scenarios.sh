@@ -41,7 +41,7 @@ for c in a b c; do "$pki_tool" issue --dir pki --client "site-$c" >/dev/null; do
 [ "$(stat -c %a pki/clients/site-a/key.pem)" = 600 ] || fail "client key is not mode 0600"
 
 P=$(port)
-common=(--pki pki --listen "127.0.0.1:$P" --model mlp:784,32,10 --lr 0.1 --local-epochs 2
+common=(--pki pki --listen "127.0.0.1:$P" --model mlp:784,32,10 --lr 0.1 --momentum 0 --local-epochs 2
         --round-timeout 60 --state-dir state --metrics-out metrics.jsonl --threads 2)
 start_coordinator() {
   "$coordinator" "${common[@]}" "$@" >>coordinator.out 2>>coordinator.log &
