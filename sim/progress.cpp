@@ -1,0 +1,61 @@
+#include "sim/progress.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+namespace federa {
+
+Progress::Progress(bool want, std::uint64_t rounds, std::filesystem::path metrics)
+    : enabled_(want && ::isatty(STDERR_FILENO)), rounds_(rounds), metrics_(std::move(metrics)),
+      started_(std::chrono::steady_clock::now()) {}
+
+void Progress::begin_round(std::uint64_t round, std::size_t clients) {
+  if (!enabled_) return;
+  round_ = round;
+  // The previous round's accuracy, from the last line of the metrics file.
+  std::ifstream in(metrics_);
+  std::string line, last;
+  while (std::getline(in, line))
+    if (!line.empty()) last = line;
+  auto at = last.find("\"accuracy\":");
+  if (at != std::string::npos) {
+    std::string v = last.substr(at + 11, last.find_first_of(",}", at + 11) - at - 11);
+    if (v != "null") last_accuracy_ = v.substr(0, 6);
+  }
+  draw(0, clients);
+}
+
+void Progress::track(const std::atomic<std::size_t>& done, std::size_t total) {
+  for (;;) {
+    std::size_t d = done.load();
+    if (enabled_) draw(d, total);
+    if (d >= total) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(enabled_ ? 100 : 5));
+  }
+}
+
+void Progress::end_round() {
+  if (!enabled_) return;
+  std::fputs("\r\033[K", stderr);
+  std::fflush(stderr);
+}
+
+void Progress::finish() { end_round(); }
+
+void Progress::draw(std::size_t done, std::size_t total) {
+  constexpr int width = 30;
+  const double frac = rounds_ ? (double(round_ - 1) + (total ? double(done) / double(total) : 1.0)) / double(rounds_) : 1.0;
+  const int filled = static_cast<int>(frac * width);
+  std::string bar(static_cast<std::size_t>(filled), '#');
+  bar.resize(width, '.');
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  std::fprintf(stderr, "\r\033[K[%s] round %llu/%llu  training %zu/%zu  %s%s  %.0f s", bar.c_str(),
+               static_cast<unsigned long long>(round_), static_cast<unsigned long long>(rounds_), done, total,
+               last_accuracy_.empty() ? "" : "accuracy ", last_accuracy_.c_str(), secs);
+  std::fflush(stderr);
+}
+
+}  // namespace federa
