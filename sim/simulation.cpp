@@ -441,7 +441,7 @@ class Driver {
  private:
   Status serve() {
     for (;;) {
-      Delivery d = inbox_.pop();
+      Delivery d = next();
       if (d.kind == Delivery::Kind::done) return {};
       if (d.kind == Delivery::Kind::message) {
         wire::Envelope e;
@@ -453,6 +453,50 @@ class Driver {
       }
       if (Status s = handle_other(d); !s) return s;
     }
+  }
+
+  // Items set aside while serving a round come first.
+  Delivery next() {
+    if (!pending_.empty()) {
+      Delivery d = std::move(pending_.front());
+      pending_.pop_front();
+      return d;
+    }
+    return inbox_.pop();
+  }
+  bool try_next(Delivery& d) {
+    if (!pending_.empty()) {
+      d = std::move(pending_.front());
+      pending_.pop_front();
+      return true;
+    }
+    return inbox_.try_pop(d);
+  }
+
+  // While uploads are delivered, the orchestrator may already broadcast the next round (it
+  // aggregates as soon as the last update is in): those items wait for serve(), in order.
+  Status drain_during_upload(std::size_t client, bool* upload_ready) {
+    Delivery d;
+    while (inbox_.try_pop(d)) {
+      if (d.kind == Delivery::Kind::message) {
+        wire::Envelope e;
+        if (!e.ParseFromString(*d.bytes)) return make_error("the orchestrator sent an unreadable envelope");
+        if (upload_ready && d.client == client && e.payload_case() == wire::Envelope::kUploadReady) {
+          *upload_ready = true;
+          continue;
+        }
+        if (e.payload_case() == wire::Envelope::kFitTask || e.payload_case() == wire::Envelope::kChunk ||
+            !pending_.empty()) {
+          pending_.push_back(std::move(d));
+          continue;
+        }
+      } else if (!pending_.empty() || d.kind == Delivery::Kind::done) {
+        pending_.push_back(std::move(d));
+        continue;
+      }
+      if (Status s = handle_other(d); !s) return s;
+    }
+    return {};
   }
 
   // Anything outside a round's task: welcomes, goodbyes, closes, errors for a client.
@@ -510,7 +554,7 @@ class Driver {
     const std::string* first_chunk_owner = nullptr;
     Delivery d;
     std::vector<Delivery> other;
-    while (inbox_.try_pop(d)) {
+    while (try_next(d)) {
       if (d.kind != Delivery::Kind::message) {
         other.push_back(std::move(d));
         continue;
@@ -531,8 +575,13 @@ class Driver {
     }
     (void)first_chunk_owner;
     if (!assembler.complete()) return make_error("round " + std::to_string(round) + ": the global model arrived incomplete");
-    for (const auto& od : other)
+    for (auto& od : other) {
+      if (od.kind == Delivery::Kind::done) {
+        pending_.push_back(std::move(od));
+        continue;
+      }
       if (Status s = handle_other(od); !s) return s;
+    }
     std::sort(selected.begin(), selected.end());
 
     // Dropout and latency on the simulated clock, per (seed, round, attempt, client).
@@ -636,26 +685,11 @@ class Driver {
     // The orchestrator answers a header with upload_ready synchronously when a slot is free, and
     // one always is: uploads go one at a time.
     bool ready = false;
-    Delivery d;
-    std::vector<Delivery> other;
-    while (inbox_.try_pop(d)) {
-      if (d.kind == Delivery::Kind::message && d.client == c) {
-        wire::Envelope e;
-        if (e.ParseFromString(*d.bytes) && e.payload_case() == wire::Envelope::kUploadReady) {
-          ready = true;
-          continue;
-        }
-      }
-      other.push_back(std::move(d));
-    }
-    for (const auto& od : other)
-      if (Status s = handle_other(od); !s) return s;
+    if (Status s = drain_during_upload(c, &ready); !s) return s;
     if (!ready) return {};  // rejected on its header (logged) or disconnected
     for (const auto& e : make_chunks(round, out.weights, chunk_elements)) deliver(c, e);
     // A late rejection (e.g. a norm bound) comes back as an Error envelope; take it now.
-    while (inbox_.try_pop(d))
-      if (Status s = handle_other(d); !s) return s;
-    return {};
+    return drain_during_upload(c, nullptr);
   }
 
   const SimOptions& o_;
@@ -665,6 +699,7 @@ class Driver {
   std::shared_ptr<RoundAccounting> acc_;
   Progress& progress_;
   Inbox inbox_;
+  std::deque<Delivery> pending_;
   std::vector<std::shared_ptr<ClientLink>> links_;
   std::vector<bool> closed_;
   std::map<std::uint64_t, std::uint64_t> attempts_;
