@@ -49,7 +49,7 @@ std::vector<double> ticks(double lo, double hi, int n) {
       break;
     }
   std::vector<double> out;
-  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step) out.push_back(t);
+  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step) out.push_back(t + 0.0);  // + 0.0: no "-0"
   return out;
 }
 
