@@ -29,11 +29,17 @@ void Progress::begin_round(std::uint64_t round, std::size_t clients) {
 }
 
 void Progress::track(const std::atomic<std::size_t>& done, std::size_t total) {
+  // Polls often (the round's uploads wait on this) but redraws at most ten times a second.
+  auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
   for (;;) {
     std::size_t d = done.load();
-    if (enabled_) draw(d, total);
+    auto now = std::chrono::steady_clock::now();
+    if (enabled_ && (d >= total || now - last >= std::chrono::milliseconds(100))) {
+      draw(d, total);
+      last = now;
+    }
     if (d >= total) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(enabled_ ? 100 : 5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
 
