@@ -83,6 +83,9 @@ int run(int argc, char** argv) {
   auto sopts = strategy_options_from(vm);
   if (!sopts) throw OptionsError(sopts.error().message);
   o.strategy = *sopts;
+  // The DP accountant's sampling rate is known here: the cohort over the population.
+  if (vm["dp-sampling-rate"].defaulted() && o.clients > 0)
+    o.strategy.dp_sampling_rate = double(std::min(o.per_round, o.clients)) / double(o.clients);
   o.device = vm["device"].as<std::string>();
   o.agg_threads = vm["agg-threads"].as<unsigned>();
   o.threads = std::max(1u, vm["threads"].as<unsigned>());
