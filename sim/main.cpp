@@ -1,12 +1,11 @@
 // federa-sim: a federation of virtual clients in one process (or over MPI ranks), on the real
 // orchestrator, strategies and aggregation backends.
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 
 #include "common/options.hpp"
 #include "sim/rank_group.hpp"
@@ -19,7 +18,8 @@ namespace {
 
 int run(int argc, char** argv) {
   po::options_description desc(
-      "federa-sim: simulate a federation of virtual clients on the real orchestrator and strategies.\n\n"
+      "federa-sim: simulate a federation of virtual clients on the real orchestrator and "
+      "strategies.\n\n"
       "usage: federa-sim [flags]          (or --config FILE; every key is a flag name)\n"
       "       mpirun -np R federa-sim [flags]   spreads the clients' training over R ranks\n\n"
       "flags");
@@ -78,7 +78,8 @@ int run(int argc, char** argv) {
   o.train.lr = vm["lr"].as<float>();
   o.train.momentum = vm["momentum"].as<float>();
   o.train.weight_decay = vm["weight-decay"].as<float>();
-  if (o.train.local_epochs == 0 || o.train.batch_size == 0) throw OptionsError("--local-epochs and --batch-size must be positive");
+  if (o.train.local_epochs == 0 || o.train.batch_size == 0)
+    throw OptionsError("--local-epochs and --batch-size must be positive");
   if (!(o.train.lr > 0)) throw OptionsError("--lr must be positive");
   auto sopts = strategy_options_from(vm);
   if (!sopts) throw OptionsError(sopts.error().message);
@@ -119,14 +120,15 @@ int run(int argc, char** argv) {
   const bool root = (*group)->rank() == 0;
   o.print_rounds = root;
   if (root)
-    spdlog::info("{} clients, {} per round, {} rounds, model {}, partition {}, {}", o.clients, o.per_round, o.rounds,
-                 o.train.model, o.partition, (*group)->description());
+    spdlog::info("{} clients, {} per round, {} rounds, model {}, partition {}, {}", o.clients,
+                 o.per_round, o.rounds, o.train.model, o.partition, (*group)->description());
 
   Result<SimReport> r = run_simulation(o, **group);
   if (!r) {
-    std::fprintf(stderr, "federa-sim%s: %s\n",
-                 (*group)->size() > 1 ? (" (rank " + std::to_string((*group)->rank()) + ")").c_str() : "",
-                 r.error().message.c_str());
+    std::fprintf(
+        stderr, "federa-sim%s: %s\n",
+        (*group)->size() > 1 ? (" (rank " + std::to_string((*group)->rank()) + ")").c_str() : "",
+        r.error().message.c_str());
     return 1;
   }
   if (!r->is_root) return 0;
@@ -135,11 +137,15 @@ int run(int argc, char** argv) {
   if (!o.metrics_out.empty()) {
     auto svg = plot_path_for(o.metrics_out);
     std::string title = o.strategy.strategy + ", " + o.train.model + ", " + o.partition + ", " +
-                        std::to_string(o.clients) + " clients (" + std::to_string(o.per_round) + " per round)";
-    if (Status s = write_text_file(svg, render_svg(points, title)); !s) throw std::runtime_error(s.message());
-    std::cout << "  metrics               " << o.metrics_out.string() << "\n  plot                  " << svg.string() << "\n";
+                        std::to_string(o.clients) + " clients (" + std::to_string(o.per_round) +
+                        " per round)";
+    if (Status s = write_text_file(svg, render_svg(points, title)); !s)
+      throw std::runtime_error(s.message());
+    std::cout << "  metrics               " << o.metrics_out.string()
+              << "\n  plot                  " << svg.string() << "\n";
   }
-  std::cout << "  processes             " << r->group << ", " << o.threads << " training threads each\n";
+  std::cout << "  processes             " << r->group << ", " << o.threads
+            << " training threads each\n";
   return 0;
 }
 

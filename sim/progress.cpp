@@ -9,7 +9,9 @@
 namespace federa {
 
 Progress::Progress(bool want, std::uint64_t rounds, std::filesystem::path metrics)
-    : enabled_(want && ::isatty(STDERR_FILENO)), rounds_(rounds), metrics_(std::move(metrics)),
+    : enabled_(want && ::isatty(STDERR_FILENO)),
+      rounds_(rounds),
+      metrics_(std::move(metrics)),
       started_(std::chrono::steady_clock::now()) {}
 
 void Progress::begin_round(std::uint64_t round, std::size_t clients) {
@@ -53,14 +55,19 @@ void Progress::finish() { end_round(); }
 
 void Progress::draw(std::size_t done, std::size_t total) {
   constexpr int width = 30;
-  const double frac = rounds_ ? (double(round_ - 1) + (total ? double(done) / double(total) : 1.0)) / double(rounds_) : 1.0;
+  const double frac =
+      rounds_
+          ? (double(round_ - 1) + (total ? double(done) / double(total) : 1.0)) / double(rounds_)
+          : 1.0;
   const int filled = static_cast<int>(frac * width);
   std::string bar(static_cast<std::size_t>(filled), '#');
   bar.resize(width, '.');
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   std::fprintf(stderr, "\r\033[K[%s] round %llu/%llu  training %zu/%zu  %s%s  %.0f s", bar.c_str(),
-               static_cast<unsigned long long>(round_), static_cast<unsigned long long>(rounds_), done, total,
-               last_accuracy_.empty() ? "" : "accuracy ", last_accuracy_.c_str(), secs);
+               static_cast<unsigned long long>(round_), static_cast<unsigned long long>(rounds_),
+               done, total, last_accuracy_.empty() ? "" : "accuracy ", last_accuracy_.c_str(),
+               secs);
   std::fflush(stderr);
 }
 

@@ -32,7 +32,8 @@ class MpiGroup final : public RankGroup {
 
   Status init() {
     int provided = 0;
-    if (int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided); rc != MPI_SUCCESS)
+    if (int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+        rc != MPI_SUCCESS)
       return make_error(mpi_error(rc, "init"));
     // Errors come back as codes rather than aborting, so they can be reported by rank.
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
@@ -60,7 +61,8 @@ class MpiGroup final : public RankGroup {
     if (rank_ != 0) bytes.resize(n);
     for (std::size_t at = 0; at < n; at += kPiece) {
       int count = static_cast<int>(std::min<std::size_t>(kPiece, n - at));
-      if (int rc = MPI_Bcast(bytes.data() + at, count, MPI_BYTE, 0, MPI_COMM_WORLD); rc != MPI_SUCCESS)
+      if (int rc = MPI_Bcast(bytes.data() + at, count, MPI_BYTE, 0, MPI_COMM_WORLD);
+          rc != MPI_SUCCESS)
         return make_error(mpi_error(rc, "broadcast"));
     }
     return {};
@@ -75,7 +77,8 @@ class MpiGroup final : public RankGroup {
         return make_error(mpi_error(rc, "send"));
       for (std::size_t at = 0; at < n; at += kPiece) {
         int count = static_cast<int>(std::min<std::size_t>(kPiece, n - at));
-        if (int rc = MPI_Send(mine.data() + at, count, MPI_BYTE, 0, 2, MPI_COMM_WORLD); rc != MPI_SUCCESS)
+        if (int rc = MPI_Send(mine.data() + at, count, MPI_BYTE, 0, 2, MPI_COMM_WORLD);
+            rc != MPI_SUCCESS)
           return make_error(mpi_error(rc, "send"));
       }
       return {};
@@ -84,13 +87,15 @@ class MpiGroup final : public RankGroup {
     at_root[0] = mine;
     for (int r = 1; r < size_; ++r) {
       std::uint64_t n = 0;
-      if (int rc = MPI_Recv(&n, 1, MPI_UINT64_T, r, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE); rc != MPI_SUCCESS)
+      if (int rc = MPI_Recv(&n, 1, MPI_UINT64_T, r, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+          rc != MPI_SUCCESS)
         return make_error(mpi_error(rc, "receive from rank " + std::to_string(r)));
       auto& s = at_root[static_cast<std::size_t>(r)];
       s.resize(n);
       for (std::size_t at = 0; at < n; at += kPiece) {
         int count = static_cast<int>(std::min<std::size_t>(kPiece, n - at));
-        if (int rc = MPI_Recv(s.data() + at, count, MPI_BYTE, r, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        if (int rc =
+                MPI_Recv(s.data() + at, count, MPI_BYTE, r, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
             rc != MPI_SUCCESS)
           return make_error(mpi_error(rc, "receive from rank " + std::to_string(r)));
       }

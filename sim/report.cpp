@@ -1,11 +1,11 @@
 #include "sim/report.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <boost/json.hpp>
 #include <cmath>
 #include <fstream>
-
-#include <boost/json.hpp>
-#include <fmt/format.h>
 
 namespace federa {
 
@@ -27,11 +27,20 @@ std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -49,7 +58,8 @@ std::vector<double> ticks(double lo, double hi, int n) {
       break;
     }
   std::vector<double> out;
-  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step) out.push_back(t + 0.0);  // + 0.0: no "-0"
+  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step)
+    out.push_back(t + 0.0);  // + 0.0: no "-0"
   return out;
 }
 
@@ -110,7 +120,9 @@ Summary summarize(const SimReport& report, const std::vector<RoundPoint>& points
 }
 
 std::string format_summary(const Summary& s) {
-  auto pct = [](const std::optional<double>& v) { return v ? fmt::format("{:.2f} %", *v * 100) : std::string("n/a (no --eval-data)"); };
+  auto pct = [](const std::optional<double>& v) {
+    return v ? fmt::format("{:.2f} %", *v * 100) : std::string("n/a (no --eval-data)");
+  };
   std::string out = "\nsummary\n";
   out += fmt::format("  rounds completed      {}\n", s.rounds);
   out += fmt::format("  final accuracy        {}\n", pct(s.final_accuracy));
@@ -118,15 +130,21 @@ std::string format_summary(const Summary& s) {
                      s.best_accuracy ? fmt::format(" (round {})", s.best_round) : std::string());
   if (s.final_loss) out += fmt::format("  final loss            {:.4f}\n", *s.final_loss);
   if (s.target > 0)
-    out += fmt::format("  rounds to {:.2f} %     {}\n", s.target * 100,
-                       s.rounds_to_target ? std::to_string(*s.rounds_to_target) : std::string("not reached"));
-  out += fmt::format("  wall time             {:.2f} s (rounds) + {:.2f} s (loading data)\n", s.wall_s, s.load_s);
-  out += fmt::format("  client updates        {} ({:.1f} per second)\n", s.client_updates, s.updates_per_s);
+    out += fmt::format(
+        "  rounds to {:.2f} %     {}\n", s.target * 100,
+        s.rounds_to_target ? std::to_string(*s.rounds_to_target) : std::string("not reached"));
+  out += fmt::format("  wall time             {:.2f} s (rounds) + {:.2f} s (loading data)\n",
+                     s.wall_s, s.load_s);
+  out += fmt::format("  client updates        {} ({:.1f} per second)\n", s.client_updates,
+                     s.updates_per_s);
   if (s.dropped > 0 || s.sim_clock_s > 0)
-    out += fmt::format("  dropped               {} ({} dropped out, {} missed the deadline); simulated clock {:.1f} s\n",
-                       s.dropped, s.dropped_out, s.missed_deadline, s.sim_clock_s);
+    out += fmt::format(
+        "  dropped               {} ({} dropped out, {} missed the deadline); simulated clock "
+        "{:.1f} s\n",
+        s.dropped, s.dropped_out, s.missed_deadline, s.sim_clock_s);
   if (s.baseline_wall_s)
-    out += fmt::format("  plain-loop baseline   {:.2f} s; simulation / baseline = {:.3f}\n", *s.baseline_wall_s,
+    out += fmt::format("  plain-loop baseline   {:.2f} s; simulation / baseline = {:.3f}\n",
+                       *s.baseline_wall_s,
                        *s.baseline_wall_s > 0 ? s.wall_s / *s.baseline_wall_s : 0.0);
   return out;
 }
@@ -152,32 +170,42 @@ std::string render_svg(const std::vector<RoundPoint>& points, const std::string&
   auto y_loss = [&](double l) { return top + (1 - l / loss_max) * ph; };
 
   std::string s = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} "
+      "{1}\" "
       "font-family=\"Helvetica, Arial, sans-serif\" font-size=\"12\">\n"
       "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
       "<text x=\"{2}\" y=\"24\" font-size=\"15\" font-weight=\"bold\">{3}</text>\n",
       W, H, left, escape(title));
   // Grid and axes.
   for (double t : ticks(0, 1, 5))
-    s += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"#e5e5e5\"/>\n"
-                     "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\" fill=\"#1f77b4\">{5:.0f}%</text>\n",
-                     left, left + pw, y_acc(t), left - 6, y_acc(t) + 4, t * 100);
+    s += fmt::format(
+        "<line x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"#e5e5e5\"/>\n"
+        "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\" fill=\"#1f77b4\">{5:.0f}%</text>\n",
+        left, left + pw, y_acc(t), left - 6, y_acc(t) + 4, t * 100);
   if (have_loss)
     for (double t : ticks(0, loss_max, 5))
-      s += fmt::format("<text x=\"{0}\" y=\"{1:.1f}\" fill=\"#d62728\">{2:g}</text>\n", left + pw + 6,
-                       y_loss(t) + 4, t);
+      s += fmt::format("<text x=\"{0}\" y=\"{1:.1f}\" fill=\"#d62728\">{2:g}</text>\n",
+                       left + pw + 6, y_loss(t) + 4, t);
   for (double t : ticks(1, double(r_max), 10))
     if (t >= 1 && std::abs(t - std::round(t)) < 1e-9)
-      s += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1}\" y2=\"{2}\" stroke=\"#888\"/>\n"
-                       "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4:.0f}</text>\n",
-                       x(t), top + ph, top + ph + 5, top + ph + 19, t);
-  s += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#888\"/>\n", left, top, pw, ph);
-  s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">round</text>\n", left + pw / 2, H - 14);
-  s += fmt::format("<text transform=\"translate(16 {:.1f}) rotate(-90)\" text-anchor=\"middle\" fill=\"#1f77b4\">accuracy</text>\n",
-                   top + ph / 2);
+      s += fmt::format(
+          "<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1}\" y2=\"{2}\" stroke=\"#888\"/>\n"
+          "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4:.0f}</text>\n",
+          x(t), top + ph, top + ph + 5, top + ph + 19, t);
+  s += fmt::format(
+      "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#888\"/>\n", left,
+      top, pw, ph);
+  s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">round</text>\n",
+                   left + pw / 2, H - 14);
+  s += fmt::format(
+      "<text transform=\"translate(16 {:.1f}) rotate(-90)\" text-anchor=\"middle\" "
+      "fill=\"#1f77b4\">accuracy</text>\n",
+      top + ph / 2);
   if (have_loss)
-    s += fmt::format("<text transform=\"translate({:.1f} {:.1f}) rotate(90)\" text-anchor=\"middle\" fill=\"#d62728\">loss</text>\n",
-                     W - 14, top + ph / 2);
+    s += fmt::format(
+        "<text transform=\"translate({:.1f} {:.1f}) rotate(90)\" text-anchor=\"middle\" "
+        "fill=\"#d62728\">loss</text>\n",
+        W - 14, top + ph / 2);
   auto polyline = [&](auto value, auto y, const char* colour) {
     std::string pts;
     std::string dots;
@@ -185,23 +213,31 @@ std::string render_svg(const std::vector<RoundPoint>& points, const std::string&
       std::optional<double> v = value(p);
       if (!v || !std::isfinite(*v)) continue;
       pts += fmt::format("{:.1f},{:.1f} ", x(double(p.round)), y(*v));
-      if (points.size() <= 60) dots += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.5\" fill=\"{}\"/>\n", x(double(p.round)), y(*v), colour);
+      if (points.size() <= 60)
+        dots += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.5\" fill=\"{}\"/>\n",
+                            x(double(p.round)), y(*v), colour);
     }
     if (pts.empty()) return std::string();
-    return fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n", pts, colour) + dots;
+    return fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n",
+                       pts, colour) +
+           dots;
   };
   if (have_loss) s += polyline([](const RoundPoint& p) { return p.loss; }, y_loss, "#d62728");
   if (have_acc) s += polyline([](const RoundPoint& p) { return p.accuracy; }, y_acc, "#1f77b4");
   // Legend.
-  s += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"38\" y2=\"38\" stroke=\"#1f77b4\" stroke-width=\"2\"/>"
-                   "<text x=\"{2}\" y=\"42\">accuracy</text>\n",
-                   W - right - 190, W - right - 170, W - right - 165);
-  s += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"38\" y2=\"38\" stroke=\"#d62728\" stroke-width=\"2\"/>"
-                   "<text x=\"{2}\" y=\"42\">loss</text>\n",
-                   W - right - 90, W - right - 70, W - right - 65);
+  s += fmt::format(
+      "<line x1=\"{0}\" x2=\"{1}\" y1=\"38\" y2=\"38\" stroke=\"#1f77b4\" stroke-width=\"2\"/>"
+      "<text x=\"{2}\" y=\"42\">accuracy</text>\n",
+      W - right - 190, W - right - 170, W - right - 165);
+  s += fmt::format(
+      "<line x1=\"{0}\" x2=\"{1}\" y1=\"38\" y2=\"38\" stroke=\"#d62728\" stroke-width=\"2\"/>"
+      "<text x=\"{2}\" y=\"42\">loss</text>\n",
+      W - right - 90, W - right - 70, W - right - 65);
   if (!have_acc)
-    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"#888\">no accuracy: run with --eval-data</text>\n",
-                     left + pw / 2, top + 20);
+    s += fmt::format(
+        "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"#888\">no accuracy: run "
+        "with --eval-data</text>\n",
+        left + pw / 2, top + 20);
   return s + "</svg>\n";
 }
 

@@ -44,7 +44,8 @@ struct Summary {
   std::optional<double> baseline_wall_s;
 };
 
-Summary summarize(const SimReport& report, const std::vector<RoundPoint>& points, double target_accuracy);
+Summary summarize(const SimReport& report, const std::vector<RoundPoint>& points,
+                  double target_accuracy);
 std::string format_summary(const Summary& s);
 
 // A self-contained SVG: accuracy (left axis) and loss (right axis) against the round.

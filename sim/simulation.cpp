@@ -1,5 +1,6 @@
 #include "sim/simulation.hpp"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,8 +16,6 @@
 #include <memory>
 #include <mutex>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 
 #include "client/builtin_trainer.hpp"
 #include "common/dataset.hpp"
@@ -137,9 +136,10 @@ struct ClientData {
 
 // Trains `clients` from `global` on up to `threads` threads. A trainer is built for each client
 // when it trains and dropped afterwards, so only the selected clients cost memory.
-std::vector<TrainOutcome> train_clients(const ClientData& cd, const std::vector<std::size_t>& clients,
-                                        const Model& global, const TrainConfig& config, unsigned threads,
-                                        std::atomic<std::size_t>* done) {
+std::vector<TrainOutcome> train_clients(const ClientData& cd,
+                                        const std::vector<std::size_t>& clients,
+                                        const Model& global, const TrainConfig& config,
+                                        unsigned threads, std::atomic<std::size_t>* done) {
   std::vector<TrainOutcome> out(clients.size());
   std::atomic<std::size_t> next{0};
   auto work = [&] {
@@ -160,7 +160,8 @@ std::vector<TrainOutcome> train_clients(const ClientData& cd, const std::vector<
       if (done) done->fetch_add(1);
     }
   };
-  const unsigned n = static_cast<unsigned>(std::min<std::size_t>(std::max(1u, threads), clients.size()));
+  const unsigned n =
+      static_cast<unsigned>(std::min<std::size_t>(std::max(1u, threads), clients.size()));
   std::vector<std::thread> pool;
   for (unsigned t = 1; t < n; ++t) pool.emplace_back(work);
   work();
@@ -246,29 +247,36 @@ Result<WorkOrder> decode_order(const std::string& s) {
 // client, never on the rank).
 std::vector<std::size_t> share_of(const std::vector<std::size_t>& clients, int rank, int size) {
   std::vector<std::size_t> mine;
-  for (std::size_t k = static_cast<std::size_t>(rank); k < clients.size(); k += static_cast<std::size_t>(size))
+  for (std::size_t k = static_cast<std::size_t>(rank); k < clients.size();
+       k += static_cast<std::size_t>(size))
     mine.push_back(clients[k]);
   return mine;
 }
 
 // Every rank: train our share of `order`, then send the results to rank 0 (whose own share is
 // returned directly). Rank 0 gets all outcomes, sorted by client.
-Result<std::vector<TrainOutcome>> train_distributed(RankGroup& group, const ClientData& cd, const ModelLayout& layout,
+Result<std::vector<TrainOutcome>> train_distributed(RankGroup& group, const ClientData& cd,
+                                                    const ModelLayout& layout,
                                                     const WorkOrder& order, unsigned threads,
                                                     std::atomic<std::size_t>* done) {
   Model global(layout);
-  if (order.global.size() != global.data.size()) return make_error("work order: the model size differs from the layout");
+  if (order.global.size() != global.data.size())
+    return make_error("work order: the model size differs from the layout");
   global.data = order.global;
-  auto mine = train_clients(cd, share_of(order.clients, group.rank(), group.size()), global, order.config, threads, done);
+  auto mine = train_clients(cd, share_of(order.clients, group.rank(), group.size()), global,
+                            order.config, threads, done);
   std::vector<std::string> at_root;
-  if (Status s = group.gather(group.rank() == 0 ? std::string() : encode_outcomes(mine), at_root); !s) return s.error();
+  if (Status s = group.gather(group.rank() == 0 ? std::string() : encode_outcomes(mine), at_root);
+      !s)
+    return s.error();
   if (group.rank() != 0) return std::vector<TrainOutcome>{};
   for (std::size_t r = 1; r < at_root.size(); ++r) {
     auto theirs = decode_outcomes(at_root[r]);
     if (!theirs) return theirs.error();
     for (auto& o : *theirs) mine.push_back(std::move(o));
   }
-  std::sort(mine.begin(), mine.end(), [](const auto& a, const auto& b) { return a.client < b.client; });
+  std::sort(mine.begin(), mine.end(),
+            [](const auto& a, const auto& b) { return a.client < b.client; });
   return mine;
 }
 
@@ -316,7 +324,8 @@ class Inbox {
 
 class SimLink final : public ClientLink {
  public:
-  SimLink(std::string id, std::size_t index, Inbox& inbox) : id_(std::move(id)), index_(index), inbox_(inbox) {}
+  SimLink(std::string id, std::size_t index, Inbox& inbox)
+      : id_(std::move(id)), index_(index), inbox_(inbox) {}
   const std::string& id() const override { return id_; }
   void send(std::shared_ptr<const std::string> bytes) override {
     inbox_.push({Delivery::Kind::message, index_, std::move(bytes), {}});
@@ -324,7 +333,9 @@ class SimLink final : public ClientLink {
   void close_with_error(int code, const std::string& reason) override {
     inbox_.push({Delivery::Kind::close, index_, nullptr, reason});
   }
-  void close() override { inbox_.push({Delivery::Kind::close, index_, nullptr, "closed by the coordinator"}); }
+  void close() override {
+    inbox_.push({Delivery::Kind::close, index_, nullptr, "closed by the coordinator"});
+  }
 
  private:
   std::string id_;
@@ -348,7 +359,9 @@ class AccountingStrategy final : public Strategy {
   std::string name() const override { return inner_->name(); }
   void configure_fit(TrainConfig& config) const override { inner_->configure_fit(config); }
   bool needs_all_updates() const override { return inner_->needs_all_updates(); }
-  void begin_round(std::span<const float> global, std::uint64_t round) override { inner_->begin_round(global, round); }
+  void begin_round(std::span<const float> global, std::uint64_t round) override {
+    inner_->begin_round(global, round);
+  }
   Status add_update(const ClientUpdate& update) override { return inner_->add_update(update); }
   Result<RoundStats> finish_round(std::span<float> global) override {
     auto stats = inner_->finish_round(global);
@@ -406,12 +419,14 @@ class Driver {
     for (std::size_t i = 0; i < o_.clients; ++i) {
       auto link = std::make_shared<SimLink>(client_name(i, o_.clients), i, inbox_);
       links_.push_back(link);
-      if (Status s = orch_.on_connect(links_.back()); !s) return make_error("connecting " + link->id() + ": " + s.message());
+      if (Status s = orch_.on_connect(links_.back()); !s)
+        return make_error("connecting " + link->id() + ": " + s.message());
       wire::Envelope hello;
       hello.mutable_hello()->set_protocol_version(kProtocolVersion);
       hello.mutable_hello()->set_software("federa-sim 0.1.0");
       hello.mutable_hello()->set_num_train_examples(cd_.parts[i].size());
-      if (Status s = orch_.on_message(links_.back(), hello); !s) return make_error(link->id() + ": " + s.message());
+      if (Status s = orch_.on_message(links_.back(), hello); !s)
+        return make_error(link->id() + ": " + s.message());
     }
     Delivery d;
     while (inbox_.try_pop(d)) {
@@ -445,7 +460,8 @@ class Driver {
       if (d.kind == Delivery::Kind::done) return {};
       if (d.kind == Delivery::Kind::message) {
         wire::Envelope e;
-        if (!e.ParseFromString(*d.bytes)) return make_error("the orchestrator sent an unreadable envelope");
+        if (!e.ParseFromString(*d.bytes))
+          return make_error("the orchestrator sent an unreadable envelope");
         if (e.payload_case() == wire::Envelope::kFitTask) {
           if (Status s = round_from(d, e); !s) return s;
           continue;
@@ -480,13 +496,15 @@ class Driver {
     while (inbox_.try_pop(d)) {
       if (d.kind == Delivery::Kind::message) {
         wire::Envelope e;
-        if (!e.ParseFromString(*d.bytes)) return make_error("the orchestrator sent an unreadable envelope");
-        if (upload_ready && d.client == client && e.payload_case() == wire::Envelope::kUploadReady) {
+        if (!e.ParseFromString(*d.bytes))
+          return make_error("the orchestrator sent an unreadable envelope");
+        if (upload_ready && d.client == client &&
+            e.payload_case() == wire::Envelope::kUploadReady) {
           *upload_ready = true;
           continue;
         }
-        if (e.payload_case() == wire::Envelope::kFitTask || e.payload_case() == wire::Envelope::kChunk ||
-            !pending_.empty()) {
+        if (e.payload_case() == wire::Envelope::kFitTask ||
+            e.payload_case() == wire::Envelope::kChunk || !pending_.empty()) {
           pending_.push_back(std::move(d));
           continue;
         }
@@ -507,7 +525,8 @@ class Driver {
     }
     if (d.kind != Delivery::Kind::message) return {};
     wire::Envelope e;
-    if (!e.ParseFromString(*d.bytes)) return make_error("the orchestrator sent an unreadable envelope");
+    if (!e.ParseFromString(*d.bytes))
+      return make_error("the orchestrator sent an unreadable envelope");
     switch (e.payload_case()) {
       case wire::Envelope::kWelcome:
       case wire::Envelope::kBye:
@@ -516,7 +535,8 @@ class Driver {
         spdlog::debug("coordinator to '{}': {}", links_[d.client]->id(), e.error().message());
         return {};
       default:
-        return make_error(std::string("unexpected '") + payload_name(e) + "' for " + links_[d.client]->id());
+        return make_error(std::string("unexpected '") + payload_name(e) + "' for " +
+                          links_[d.client]->id());
     }
   }
 
@@ -544,14 +564,15 @@ class Driver {
     if (!layout) return make_error("fit task: " + layout.error().message);
     Model global(std::move(layout.value()));
     ChunkAssembler assembler;
-    if (Status s = assembler.begin(round, task.total_elements(), task.num_chunks(), task.chunk_elements(), global.data); !s)
+    if (Status s = assembler.begin(round, task.total_elements(), task.num_chunks(),
+                                   task.chunk_elements(), global.data);
+        !s)
       return make_error("fit task: " + s.message());
 
     // The orchestrator broadcasts the whole round under its lock: once we can take it, every
     // selected client's task and chunks are in the inbox.
     (void)orch_.completed_rounds();
     std::vector<std::size_t> selected{first.client};
-    const std::string* first_chunk_owner = nullptr;
     Delivery d;
     std::vector<Delivery> other;
     while (try_next(d)) {
@@ -560,21 +581,22 @@ class Driver {
         continue;
       }
       wire::Envelope e;
-      if (!e.ParseFromString(*d.bytes)) return make_error("the orchestrator sent an unreadable envelope");
+      if (!e.ParseFromString(*d.bytes))
+        return make_error("the orchestrator sent an unreadable envelope");
       if (e.payload_case() == wire::Envelope::kFitTask) {
         selected.push_back(d.client);
       } else if (e.payload_case() == wire::Envelope::kChunk) {
         // The chunks are the same shared bytes for every client: assemble them once.
         if (d.client == first.client && !assembler.complete()) {
-          if (Status s = assembler.add(e.chunk()); !s) return make_error("global model: " + s.message());
-          first_chunk_owner = d.bytes.get();
+          if (Status s = assembler.add(e.chunk()); !s)
+            return make_error("global model: " + s.message());
         }
       } else {
         other.push_back(std::move(d));
       }
     }
-    (void)first_chunk_owner;
-    if (!assembler.complete()) return make_error("round " + std::to_string(round) + ": the global model arrived incomplete");
+    if (!assembler.complete())
+      return make_error("round " + std::to_string(round) + ": the global model arrived incomplete");
     for (auto& od : other) {
       if (od.kind == Delivery::Kind::done) {
         pending_.push_back(std::move(od));
@@ -624,7 +646,9 @@ class Driver {
       // Rank 0 draws its own share's progress while its threads train.
       const std::size_t local = share_of(to_train, 0, group_.size()).size();
       progress_.begin_round(round, local);
-      std::thread trainer([&] { outcomes = train_distributed(group_, cd_, global.layout, order, o_.threads, &done); });
+      std::thread trainer([&] {
+        outcomes = train_distributed(group_, cd_, global.layout, order, o_.threads, &done);
+      });
       progress_.track(done, local);
       trainer.join();
       progress_.end_round();
@@ -655,23 +679,26 @@ class Driver {
         continue;
       }
       if (fate[k] == Fate::missed) {
-        deliver(c, client_error("missed the " + std::to_string(o_.round_timeout_s) + " s deadline on the simulated clock"));
+        deliver(c, client_error("missed the " + std::to_string(o_.round_timeout_s) +
+                                " s deadline on the simulated clock"));
         continue;
       }
-      if (next >= outs.size() || outs[next].client != c) return make_error("internal: training results out of order");
+      if (next >= outs.size() || outs[next].client != c)
+        return make_error("internal: training results out of order");
       TrainOutcome& out = outs[next++];
       if (!out.ok) {
         deliver(c, client_error("training failed: " + out.error));
         continue;
       }
-      if (Status s = upload(c, round, global.layout.hash(), task.chunk_elements(), out); !s) return s;
+      if (Status s = upload(c, round, global.layout.hash(), task.chunk_elements(), out); !s)
+        return s;
       std::vector<float>().swap(out.weights);
     }
     return {};
   }
 
-  Status upload(std::size_t c, std::uint64_t round, std::uint64_t layout_hash, std::size_t chunk_elements,
-                const TrainOutcome& out) {
+  Status upload(std::size_t c, std::uint64_t round, std::uint64_t layout_hash,
+                std::size_t chunk_elements, const TrainOutcome& out) {
     wire::Envelope h;
     auto* uh = h.mutable_update_header();
     uh->set_round(round);
@@ -746,10 +773,14 @@ Status limit_rows(Dataset& d, std::size_t limit) {
 
 double LatencyModel::sample(std::mt19937_64& rng) const {
   switch (kind) {
-    case Kind::none: return 0.0;
-    case Kind::constant: return a;
-    case Kind::uniform: return a + (b - a) * uniform01(rng);
-    case Kind::exponential: return -a * std::log1p(-uniform01(rng));
+    case Kind::none:
+      return 0.0;
+    case Kind::constant:
+      return a;
+    case Kind::uniform:
+      return a + (b - a) * uniform01(rng);
+    case Kind::exponential:
+      return -a * std::log1p(-uniform01(rng));
     case Kind::lognormal: {
       const double mu = std::log(a) - 0.5 * b * b;  // so that the mean is a
       return std::exp(mu + b * standard_normal(rng));
@@ -769,7 +800,8 @@ Result<LatencyModel> parse_latency(std::string_view spec) {
     std::size_t at = 0;
     while (at <= rest.size()) {
       auto comma = rest.find(',', at);
-      std::string item = rest.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+      std::string item =
+          rest.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
       char* end = nullptr;
       double v = std::strtod(item.c_str(), &end);
       if (item.empty() || *end != '\0' || !std::isfinite(v) || v < 0)
@@ -801,7 +833,9 @@ Result<LatencyModel> parse_latency(std::string_view spec) {
     ok = want(2, "lognormal:MEAN,SIGMA");
     if (ok && !(args[0] > 0)) ok = make_error("--straggler lognormal:MEAN,SIGMA needs MEAN > 0");
   } else {
-    return make_error("--straggler '" + s + "': expected none, constant:S, uniform:LO,HI, exponential:MEAN or lognormal:MEAN,SIGMA");
+    return make_error(
+        "--straggler '" + s +
+        "': expected none, constant:S, uniform:LO,HI, exponential:MEAN or lognormal:MEAN,SIGMA");
   }
   if (!ok) return ok.error();
   if (!args.empty()) m.a = args[0];
@@ -811,12 +845,15 @@ Result<LatencyModel> parse_latency(std::string_view spec) {
 
 Result<SimReport> run_simulation(const SimOptions& o, RankGroup& group) {
   if (o.secure_aggregation)
-    return make_error("--secure-aggregation: secure aggregation is not yet integrated into the orchestrator "
-                      "(coordinator/orchestrator.cpp has no SecAgg+ rounds), so the simulation cannot run it; "
-                      "run without the flag");
+    return make_error(
+        "--secure-aggregation: secure aggregation is not yet integrated into the orchestrator "
+        "(coordinator/orchestrator.cpp has no SecAgg+ rounds), so the simulation cannot run it; "
+        "run without the flag");
   if (o.clients == 0) return make_error("--clients must be at least 1");
-  if (o.per_round == 0 || o.per_round > o.clients) return make_error("--per-round must be in [1, --clients]");
-  if (o.min_clients == 0 || o.min_clients > o.per_round) return make_error("--min-clients must be in [1, --per-round]");
+  if (o.per_round == 0 || o.per_round > o.clients)
+    return make_error("--per-round must be in [1, --clients]");
+  if (o.min_clients == 0 || o.min_clients > o.per_round)
+    return make_error("--min-clients must be in [1, --per-round]");
   if (!(o.dropout >= 0 && o.dropout <= 1)) return make_error("--dropout must be in [0, 1]");
   if (!(o.round_timeout_s >= 0)) return make_error("--round-timeout must be >= 0");
   if (o.rounds == 0) return make_error("--rounds must be at least 1");
@@ -824,7 +861,8 @@ Result<SimReport> run_simulation(const SimOptions& o, RankGroup& group) {
   SimReport report;
   report.is_root = group.rank() == 0;
   report.group = group.description();
-  const unsigned threads = o.threads ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  const unsigned threads =
+      o.threads ? o.threads : std::max(1u, std::thread::hardware_concurrency());
   SimOptions opt = o;
   opt.threads = threads;
 
@@ -844,8 +882,8 @@ Result<SimReport> run_simulation(const SimOptions& o, RankGroup& group) {
   auto net = make_network(o.train.model);
   if (!net) return make_error("--model: " + net.error().message);
   if (cd.data->features != (*net)->input_features())
-    return make_error("--data has " + std::to_string(cd.data->features) + " features; --model " + o.train.model +
-                      " expects " + std::to_string((*net)->input_features()));
+    return make_error("--data has " + std::to_string(cd.data->features) + " features; --model " +
+                      o.train.model + " expects " + std::to_string((*net)->input_features()));
   const ModelLayout layout = (*net)->layout();
 
   if (group.rank() != 0) {
@@ -878,8 +916,8 @@ Result<SimReport> run_simulation(const SimOptions& o, RankGroup& group) {
     if (!data) return make_error("--eval-data: " + data.error().message);
     (void)limit_rows(*data, o.eval_limit);
     if (data->features != (*net)->input_features())
-      return make_error("--eval-data has " + std::to_string(data->features) + " features; the model expects " +
-                        std::to_string((*net)->input_features()));
+      return make_error("--eval-data has " + std::to_string(data->features) +
+                        " features; the model expects " + std::to_string((*net)->input_features()));
     auto eval_net = make_network(o.train.model);
     if (!eval_net) return eval_net.error();
     evaluator = Evaluator{std::move(*eval_net), std::move(*data)};
@@ -898,8 +936,8 @@ Result<SimReport> run_simulation(const SimOptions& o, RankGroup& group) {
   std::filesystem::path metrics = o.metrics_out;
   bool temporary = false;
   if (metrics.empty()) {
-    metrics = std::filesystem::temp_directory_path() /
-              ("federa-sim-" + std::to_string(::getpid()) + "-" + std::to_string(o.seed) + ".jsonl");
+    metrics = std::filesystem::temp_directory_path() / ("federa-sim-" + std::to_string(::getpid()) +
+                                                        "-" + std::to_string(o.seed) + ".jsonl");
     temporary = true;
   }
 
@@ -934,12 +972,14 @@ Result<SimReport> run_simulation(const SimOptions& o, RankGroup& group) {
   report.rounds_completed = orch.completed_rounds();
   for (const auto& line : report.metrics_lines) {
     auto at = line.find("\"clients\":");
-    if (at != std::string::npos) report.client_updates += std::strtoull(line.c_str() + at + 10, nullptr, 10);
+    if (at != std::string::npos)
+      report.client_updates += std::strtoull(line.c_str() + at + 10, nullptr, 10);
   }
   if (!run) return make_error(run.message());
 
   if (o.baseline) {
-    if (group.size() > 1) return make_error("--baseline runs in one process; run it without mpirun");
+    if (group.size() > 1)
+      return make_error("--baseline runs in one process; run it without mpirun");
     const Evaluator* ev = nullptr;
     std::optional<Evaluator> baseline_eval;
     if (!o.eval_data.empty()) {

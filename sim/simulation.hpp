@@ -47,33 +47,33 @@ Result<LatencyModel> parse_latency(std::string_view spec);
 struct SimOptions {
   std::size_t clients = 100;
   std::size_t per_round = 10;
-  std::size_t min_clients = 1;       // accepted updates a round needs (else it is retried)
+  std::size_t min_clients = 1;  // accepted updates a round needs (else it is retried)
   int round_retries = 3;
   std::uint64_t rounds = 5;
   std::uint64_t seed = 1;
-  TrainConfig train;                 // model and local SGD settings sent with every task
+  TrainConfig train;  // model and local SGD settings sent with every task
   StrategyOptions strategy;
-  std::string device = "auto";       // aggregation backend
-  unsigned agg_threads = 1;          // backend threads; fixed so norms sum in one order
+  std::string device = "auto";  // aggregation backend
+  unsigned agg_threads = 1;     // backend threads; fixed so norms sum in one order
   std::string data = "fashion-mnist";
-  std::size_t train_limit = 0;       // use the first N training rows only (0 = all)
+  std::size_t train_limit = 0;  // use the first N training rows only (0 = all)
   std::string partition = "iid";
-  std::string eval_data;             // empty = no central evaluation
-  std::size_t eval_limit = 0;        // first N evaluation rows only (0 = all)
-  std::filesystem::path metrics_out; // JSON lines; empty = a temporary file, removed at the end
-  unsigned threads = 0;              // client-training threads per rank; 0 = cores
-  double dropout = 0.0;              // per client and round
+  std::string eval_data;              // empty = no central evaluation
+  std::size_t eval_limit = 0;         // first N evaluation rows only (0 = all)
+  std::filesystem::path metrics_out;  // JSON lines; empty = a temporary file, removed at the end
+  unsigned threads = 0;               // client-training threads per rank; 0 = cores
+  double dropout = 0.0;               // per client and round
   LatencyModel latency;
-  double round_timeout_s = 0.0;      // deadline on the simulated clock; 0 = none
+  double round_timeout_s = 0.0;  // deadline on the simulated clock; 0 = none
   bool secure_aggregation = false;
-  bool progress = false;             // progress bar on stderr
-  bool print_rounds = true;          // the orchestrator's line per round on stdout
-  bool baseline = false;             // also time the same training in a plain loop
+  bool progress = false;     // progress bar on stderr
+  bool print_rounds = true;  // the orchestrator's line per round on stdout
+  bool baseline = false;     // also time the same training in a plain loop
 };
 
 struct SimReport {
-  bool is_root = false;              // rank 0; the other fields are filled there only
-  std::string group;                 // "local" or the MPI description
+  bool is_root = false;  // rank 0; the other fields are filled there only
+  std::string group;     // "local" or the MPI description
   std::uint64_t rounds_completed = 0;
   std::uint64_t client_updates = 0;  // accepted updates over all rounds
   double wall_s = 0;                 // the federated rounds, data loading excluded

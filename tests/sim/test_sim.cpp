@@ -2,9 +2,9 @@
 // deadlines and dropouts, and the researcher's outputs. Runs on the first few thousand
 // Fashion-MNIST rows with the softmax model so the suite stays well under a minute.
 #include <doctest/doctest.h>
+#include <spdlog/spdlog.h>
 
 #include <filesystem>
-#include <spdlog/spdlog.h>
 #include <regex>
 #include <string>
 #include <vector>
@@ -113,7 +113,8 @@ TEST_CASE("every strategy family runs in the simulation") {
     CAPTURE(name);
     SimReport r = run(o);
     CHECK(r.metrics_lines.size() == 2);
-    CHECK(r.metrics_lines.back().find(std::string("\"strategy\":\"") + name + "\"") != std::string::npos);
+    CHECK(r.metrics_lines.back().find(std::string("\"strategy\":\"") + name + "\"") !=
+          std::string::npos);
   }
 }
 
