@@ -51,7 +51,7 @@ int run(int argc, char** argv) {
       ("straggler", po::value<std::string>()->default_value("none"), "client latency on the simulated clock: none | constant:S | uniform:LO,HI | exponential:MEAN | lognormal:MEAN,SIGMA (seconds)")
       ("round-timeout", po::value<double>()->default_value(600), "round deadline on the simulated clock, seconds (0 = none)")
       ("target-accuracy", po::value<double>()->default_value(0.0), "report the first round reaching this accuracy (0..1)")
-      ("secure-aggregation", po::value<std::string>()->default_value("off"), "off | secagg+")
+      ("secure-aggregation", po::value<std::string>()->default_value("off"), "off | secagg+ (the orchestrator's SecAgg+ rounds; virtual clients run the client protocol)")
       ("progress", po::value<bool>()->default_value(true), "progress bar on stderr when it is a terminal")
       ("baseline", po::bool_switch(), "afterwards, time the same local training in a plain loop and print the ratio");
   // clang-format on

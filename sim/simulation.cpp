@@ -18,8 +18,10 @@
 #include <thread>
 
 #include "client/builtin_trainer.hpp"
+#include "client/secagg_client.hpp"
 #include "common/dataset.hpp"
 #include "common/nn.hpp"
+#include "common/secagg_wire.hpp"
 #include "common/wire.hpp"
 #include "coordinator/aggregation_backend.hpp"
 #include "coordinator/orchestrator.hpp"
@@ -363,6 +365,12 @@ class AccountingStrategy final : public Strategy {
     inner_->begin_round(global, round);
   }
   Status add_update(const ClientUpdate& update) override { return inner_->add_update(update); }
+  bool supports_secure_aggregation() const override {
+    return inner_->supports_secure_aggregation();
+  }
+  Status add_cohort_mean(const ClientUpdate& mean, std::size_t clients) override {
+    return inner_->add_cohort_mean(mean, clients);
+  }
   Result<RoundStats> finish_round(std::span<float> global) override {
     auto stats = inner_->finish_round(global);
     if (!stats) return stats;
@@ -534,10 +542,104 @@ class Driver {
       case wire::Envelope::kError:
         spdlog::debug("coordinator to '{}': {}", links_[d.client]->id(), e.error().message());
         return {};
+      case wire::Envelope::kSecaggSetup:
+      case wire::Envelope::kSecaggKeysBroadcast:
+      case wire::Envelope::kSecaggSharesForward:
+      case wire::Envelope::kSecaggUnmaskRequest:
+      case wire::Envelope::kSecaggAbort:
+        handle_secure(d.client, e);
+        return {};
       default:
         return make_error(std::string("unexpected '") + payload_name(e) + "' for " +
                           links_[d.client]->id());
     }
+  }
+
+  // SecAgg+, client side, as client/client.cpp runs it: a failure drops the client out of the
+  // round (an Error envelope, so the orchestrator need not wait for its phase timeout).
+  struct SecureClient {
+    std::uint64_t round = 0;
+    std::uint32_t num_clients = 0;
+    double max_weight = 1;
+    std::optional<secagg::Client> client;
+    std::optional<secagg::SharesForward> shares;
+    std::optional<std::vector<float>> delta;
+    double weight = 1;
+  };
+
+  void secure_fail(std::size_t c, const std::string& why) {
+    spdlog::warn("'{}': secure aggregation: {}; leaving the round", links_[c]->id(), why);
+    secure_.erase(c);
+    deliver(c, client_error("secure aggregation: " + why));
+  }
+
+  void handle_secure(std::size_t c, const wire::Envelope& msg) {
+    if (msg.has_secagg_abort()) {
+      secure_.erase(c);
+      return;
+    }
+    auto it = secure_.find(c);
+    if (it == secure_.end()) return;  // dropped out or failed already
+    SecureClient& sc = it->second;
+    switch (msg.payload_case()) {
+      case wire::Envelope::kSecaggSetup: {
+        auto setup = secagg::from_wire(msg.secagg_setup());
+        if (!setup) return secure_fail(c, setup.error().message);
+        if (setup->config.round != sc.round) return secure_fail(c, "setup for another round");
+        auto client = secagg::Client::create(setup->config, setup->client_index);
+        if (!client) return secure_fail(c, client.error().message);
+        sc.num_clients = setup->config.num_clients;
+        sc.max_weight = setup->config.quant.max_weight;
+        sc.client.emplace(std::move(client.value()));
+        auto adv = sc.client->advertise_keys();
+        if (!adv) return secure_fail(c, adv.error().message);
+        wire::Envelope e;
+        secagg::to_wire(*adv, e.mutable_secagg_advertise_keys());
+        return deliver(c, e);
+      }
+      case wire::Envelope::kSecaggKeysBroadcast: {
+        if (!sc.client) return secure_fail(c, "keys before setup");
+        auto m = secagg::from_wire(msg.secagg_keys_broadcast(), sc.num_clients);
+        if (!m) return secure_fail(c, m.error().message);
+        auto sk = sc.client->share_keys(*m);
+        if (!sk) return secure_fail(c, sk.error().message);
+        wire::Envelope e;
+        secagg::to_wire(*sk, e.mutable_secagg_share_keys());
+        return deliver(c, e);
+      }
+      case wire::Envelope::kSecaggSharesForward: {
+        if (!sc.client) return secure_fail(c, "shares before setup");
+        auto m = secagg::from_wire(msg.secagg_shares_forward(), sc.num_clients);
+        if (!m) return secure_fail(c, m.error().message);
+        sc.shares.emplace(std::move(m.value()));
+        return send_masked_input(c);
+      }
+      case wire::Envelope::kSecaggUnmaskRequest: {
+        if (!sc.client) return secure_fail(c, "unmask request before setup");
+        auto m = secagg::from_wire(msg.secagg_unmask_request(), sc.num_clients);
+        if (!m) return secure_fail(c, m.error().message);
+        auto r = sc.client->unmask(*m);
+        if (!r) return secure_fail(c, r.error().message);
+        wire::Envelope e;
+        secagg::to_wire(*r, e.mutable_secagg_unmask_response());
+        secure_.erase(it);
+        return deliver(c, e);
+      }
+      default:
+        return;
+    }
+  }
+
+  // Sends the masked update once both the training result and the neighbours' shares are here.
+  void send_masked_input(std::size_t c) {
+    auto it = secure_.find(c);
+    if (it == secure_.end()) return;
+    SecureClient& sc = it->second;
+    if (!sc.client || !sc.shares || !sc.delta) return;
+    auto mi = sc.client->masked_input(*sc.shares, *sc.delta, std::min(sc.weight, sc.max_weight));
+    sc.delta.reset();
+    if (!mi) return secure_fail(c, mi.error().message);
+    for (const auto& e : secagg::masked_input_envelopes(*mi, chunk_elements_)) deliver(c, e);
   }
 
   void disconnect(std::size_t client, const std::string& why) {
@@ -597,13 +699,6 @@ class Driver {
     }
     if (!assembler.complete())
       return make_error("round " + std::to_string(round) + ": the global model arrived incomplete");
-    for (auto& od : other) {
-      if (od.kind == Delivery::Kind::done) {
-        pending_.push_back(std::move(od));
-        continue;
-      }
-      if (Status s = handle_other(od); !s) return s;
-    }
     std::sort(selected.begin(), selected.end());
 
     // Dropout and latency on the simulated clock, per (seed, round, attempt, client).
@@ -629,6 +724,28 @@ class Driver {
       }
     }
     const double round_s = n_missed > 0 ? o_.round_timeout_s : slowest;
+
+    // Secure rounds: clients that drop out say so now; the others answer SecaggSetup (in
+    // `other`) with their keys at once and exchange shares while they train, as a real client.
+    const bool secure = task.secure_aggregation() == "secagg+";
+    secure_.clear();
+    chunk_elements_ = task.chunk_elements() ? task.chunk_elements() : kDefaultChunkElements;
+    if (secure) {
+      for (std::size_t k = 0; k < selected.size(); ++k)
+        if (fate[k] != Fate::train)
+          deliver(selected[k], client_error(fate[k] == Fate::dropped_out
+                                                ? "dropped out (simulated)"
+                                                : "missed the deadline on the simulated clock"));
+      for (std::size_t c : to_train) secure_[c].round = round;
+      global_ = global.data;
+    }
+    for (auto& od : other) {
+      if (od.kind == Delivery::Kind::done) {
+        pending_.push_back(std::move(od));
+        continue;
+      }
+      if (Status s = handle_other(od); !s) return s;
+    }
 
     TrainConfig config = from_wire(task.config());
     records_[round] = RoundRecord{config, to_train};
@@ -668,10 +785,31 @@ class Driver {
       acc_->clock_s += round_s;
     }
 
+    auto& outs = *outcomes;
+    if (secure) {
+      // The masked update is the delta from the global model; the rest of the protocol runs as
+      // the orchestrator's messages arrive (handle_secure).
+      for (auto& out : outs) {
+        auto it = secure_.find(out.client);
+        if (!out.ok) {
+          secure_.erase(out.client);
+          deliver(out.client, client_error("training failed: " + out.error));
+          continue;
+        }
+        if (it == secure_.end()) continue;
+        std::vector<float> delta(out.weights.size());
+        for (std::size_t i = 0; i < delta.size(); ++i) delta[i] = out.weights[i] - global_[i];
+        it->second.delta.emplace(std::move(delta));
+        it->second.weight = double(out.num_examples);
+        std::vector<float>().swap(out.weights);
+        send_masked_input(out.client);
+      }
+      return {};
+    }
+
     // Answer for every selected client in client order, one upload at a time, so the strategy
     // sees the updates in the same order whatever trained them.
     std::size_t next = 0;
-    auto& outs = *outcomes;
     for (std::size_t k = 0; k < selected.size(); ++k) {
       const std::size_t c = selected[k];
       if (fate[k] == Fate::dropped_out) {
@@ -727,6 +865,9 @@ class Driver {
   Progress& progress_;
   Inbox inbox_;
   std::deque<Delivery> pending_;
+  std::map<std::size_t, SecureClient> secure_;
+  std::vector<float> global_;  // this round's global model, for secure deltas
+  std::size_t chunk_elements_ = kDefaultChunkElements;
   std::vector<std::shared_ptr<ClientLink>> links_;
   std::vector<bool> closed_;
   std::map<std::uint64_t, std::uint64_t> attempts_;
@@ -844,11 +985,6 @@ Result<LatencyModel> parse_latency(std::string_view spec) {
 }
 
 Result<SimReport> run_simulation(const SimOptions& o, RankGroup& group) {
-  if (o.secure_aggregation)
-    return make_error(
-        "--secure-aggregation: secure aggregation is not yet integrated into the orchestrator "
-        "(coordinator/orchestrator.cpp has no SecAgg+ rounds), so the simulation cannot run it; "
-        "run without the flag");
   if (o.clients == 0) return make_error("--clients must be at least 1");
   if (o.per_round == 0 || o.per_round > o.clients)
     return make_error("--per-round must be in [1, --clients]");
@@ -928,6 +1064,10 @@ Result<SimReport> run_simulation(const SimOptions& o, RankGroup& group) {
   if (!backend) return make_error("--device: " + backend.error().message);
   auto strategy = make_strategy(o.strategy, **backend);
   if (!strategy) return make_error(strategy.error().message);
+  if (o.secure_aggregation && !(*strategy)->supports_secure_aggregation())
+    return make_error("--secure-aggregation: strategy " + (*strategy)->name() +
+                      " needs each client's update, which secure aggregation hides; use a "
+                      "FedAvg-family strategy");
   auto acc = std::make_shared<RoundAccounting>();
   auto wrapped = std::make_unique<AccountingStrategy>(std::move(*strategy), acc);
 
@@ -953,6 +1093,15 @@ Result<SimReport> run_simulation(const SimOptions& o, RankGroup& group) {
   oo.federation = "federa-sim";
   oo.metrics_out = metrics;
   oo.print_rounds = o.print_rounds;
+  if (o.secure_aggregation) {
+    oo.secure_aggregation = "secagg+";
+    oo.secagg_backend = backend->get();
+    oo.secagg_threads = std::max(1u, o.agg_threads);
+    // Clients answer at once on the simulated clock, but the dispatcher trains before it reads
+    // the next phase's messages: no real phase timeout may cut that short.
+    oo.secagg_phase_timeout = std::chrono::hours(24 * 7);
+    if (o.dropout > 0.1) oo.secagg_dropout = std::min(0.45, o.dropout);
+  }
 
   Model global(layout);
   (*net)->init(global.data, o.seed);
