@@ -83,6 +83,14 @@ std::vector<std::vector<std::size_t>> by_class(std::span<const std::int32_t> lab
 
 constexpr int max_redraws = 10000;
 
+// Redraws are capped by work as well as count, so an infeasible request (thousands of parties,
+// small alpha) fails in seconds instead of minutes; small problems keep all 10,000 redraws.
+int redraw_budget(std::size_t work_per_draw) {
+  constexpr double budget = 1e8;  // element operations, a few seconds here
+  double n = budget / static_cast<double>(std::max<std::size_t>(1, work_per_draw));
+  return static_cast<int>(std::clamp(n, 100.0, double(max_redraws)));
+}
+
 Partitions iid(std::size_t n, std::size_t count, Rng& rng) {
   std::vector<std::size_t> perm(n);
   std::iota(perm.begin(), perm.end(), std::size_t{0});
@@ -103,7 +111,8 @@ Result<Partitions> label_dirichlet(std::span<const std::int32_t> labels, int num
                                    std::size_t min_size) {
   const auto classes = by_class(labels, num_classes);
   const double cap = static_cast<double>(labels.size()) / static_cast<double>(count);
-  for (int attempt = 0; attempt < max_redraws; ++attempt) {
+  const int redraws = redraw_budget(labels.size() + count * classes.size());
+  for (int attempt = 0; attempt < redraws; ++attempt) {
     Partitions parts(count);
     for (const auto& members : classes) {
       std::vector<std::size_t> idx = members;
@@ -125,7 +134,7 @@ Result<Partitions> label_dirichlet(std::span<const std::int32_t> labels, int num
       return parts;
     }
   }
-  return make_error("dirichlet partition: no draw in " + std::to_string(max_redraws) +
+  return make_error("dirichlet partition: no draw in " + std::to_string(redraws) +
                     " gave every one of " + std::to_string(count) + " parties at least " +
                     std::to_string(min_size) + " examples; use a larger alpha or fewer parties");
 }
@@ -176,7 +185,8 @@ Result<Partitions> quantity(std::size_t n, double alpha, std::size_t count, Rng&
   std::vector<std::size_t> perm(n);
   std::iota(perm.begin(), perm.end(), std::size_t{0});
   shuffle(perm, rng);
-  for (int attempt = 0; attempt < max_redraws; ++attempt) {
+  const int redraws = redraw_budget(count);
+  for (int attempt = 0; attempt < redraws; ++attempt) {
     std::vector<double> p = dirichlet(rng, alpha, count);
     const double smallest = *std::min_element(p.begin(), p.end()) * static_cast<double>(n);
     if (smallest < static_cast<double>(min_size)) continue;
@@ -184,7 +194,7 @@ Result<Partitions> quantity(std::size_t n, double alpha, std::size_t count, Rng&
     split_by_proportions(perm, p, parts);
     return parts;
   }
-  return make_error("quantity partition: no draw in " + std::to_string(max_redraws) +
+  return make_error("quantity partition: no draw in " + std::to_string(redraws) +
                     " gave every one of " + std::to_string(count) + " parties at least " +
                     std::to_string(min_size) + " examples; use a larger alpha or fewer parties");
 }
