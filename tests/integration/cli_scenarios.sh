@@ -71,16 +71,17 @@ grep -q "no verified client certificate\|TLS handshake failed" coordinator.log |
 echo "== federation, SIGKILL mid-run, --resume"
 for c in a b c; do
   "$client" --coordinator "127.0.0.1:$P" --kit "pki/clients/site-$c" --data fashion-mnist \
-    --partition-index "$(( $(printf '%d' "'$c") - 97 ))" --partition-count 40 --retry-max 1 --give-up-after 90 \
+    --partition-index "$(( $(printf '%d' "'$c") - 97 ))" --partition-count 10 --retry-max 1 --give-up-after 90 \
     >/dev/null 2>"client-$c.log" &
   pids+=("$!")
   eval "client_$c=$!"
 done
-wait_for 120 bash -c "[ \$(wc -l < metrics.jsonl 2>/dev/null || echo 0) -ge 2 ]" || fail "no two rounds committed"
-kill -9 "$coord"
+wait_for 120 bash -c "[ \$(wc -l < metrics.jsonl 2>/dev/null || echo 0) -ge 1 ]" || fail "no round committed"
+kill -9 "$coord" || fail "the coordinator finished before it could be killed mid-run"
 wait "$coord" 2>/dev/null || true
 committed=$(python3 -c 'import json;print(json.load(open("state/state.json"))["round"])')
 echo "   killed after committed round $committed"
+[ "$committed" -lt 6 ] || fail "the federation finished before the kill; nothing was resumed"
 # Restart without site-c in the member list: it must be refused and exit 3.
 printf 'site-a\nsite-b\n' > members.txt
 "$coordinator" "${common[@]}" --min-clients 2 --rounds 6 --resume --members members.txt \
