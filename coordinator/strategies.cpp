@@ -32,6 +32,23 @@ std::string reject_message(const ClientUpdate& u, const std::string& why) {
   return "update from '" + u.client_id + "' rejected: " + why;
 }
 
+// The checks every strategy makes before an update reaches the backend; a rejection is counted.
+template <typename Count>
+Status precheck(const ClientUpdate& u, bool began, const Status& setup, std::size_t n, Count& rejected) {
+  if (!began) return make_error("add_update called before begin_round");
+  if (!setup) return make_error("aggregation backend: " + setup.message());
+  if (u.weights.size() != n) {
+    ++rejected;
+    return make_error(reject_message(u, "update has " + std::to_string(u.weights.size()) +
+                                            " values, the model has " + std::to_string(n)));
+  }
+  if (u.num_examples == 0) {
+    ++rejected;
+    return make_error(reject_message(u, "num_examples is 0"));
+  }
+  return {};
+}
+
 // Copies a saved tensor into `dst`, or clears `dst` when the state has none.
 void load_tensor(const StrategyState& s, const std::string& key, std::vector<float>& dst) {
   auto it = s.tensors.find(key);
@@ -96,17 +113,7 @@ class StreamingStrategy final : public Strategy {
   }
 
   Status add_update(const ClientUpdate& u) override {
-    if (!began_) return make_error("add_update called before begin_round");
-    if (!setup_) return make_error("aggregation backend: " + setup_.message());
-    if (u.weights.size() != n_) {
-      ++rejected_;
-      return make_error(reject_message(u, "update has " + std::to_string(u.weights.size()) +
-                                              " values, the model has " + std::to_string(n_)));
-    }
-    if (u.num_examples == 0) {
-      ++rejected_;
-      return make_error(reject_message(u, "num_examples is 0"));
-    }
+    if (Status st = precheck(u, began_, setup_, n_, rejected_); !st) return st;
     AddOptions ao;
     ao.max_norm = o_.max_update_norm;
     if (delta_mode_) ao.reference = x_t_;
@@ -296,17 +303,7 @@ class RobustStrategy final : public Strategy {
   }
 
   Status add_update(const ClientUpdate& u) override {
-    if (!began_) return make_error("add_update called before begin_round");
-    if (!setup_) return make_error("aggregation backend: " + setup_.message());
-    if (u.weights.size() != n_) {
-      ++rejected_;
-      return make_error(reject_message(u, "update has " + std::to_string(u.weights.size()) +
-                                              " values, the model has " + std::to_string(n_)));
-    }
-    if (u.num_examples == 0) {
-      ++rejected_;
-      return make_error(reject_message(u, "num_examples is 0"));
-    }
+    if (Status st = precheck(u, began_, setup_, n_, rejected_); !st) return st;
     AddOptions ao;
     ao.max_norm = o_.max_update_norm;
     // Median, trimmed mean and Krum commute with a shift, so a bounded change can be kept as the
