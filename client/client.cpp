@@ -160,10 +160,7 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
     buffer.consume(bytes);
     if (!ok) return end(Outcome::retry, "the coordinator sent a message that is not an Envelope");
     if (Status s = handle(msg); !s) {
-      wire::Envelope e;
-      e.mutable_error()->set_code(wire::Error::BAD_MESSAGE);
-      e.mutable_error()->set_message(s.message());
-      send(e);
+      send(make_error_envelope(wire::Error::BAD_MESSAGE, s.message()));
       spdlog::warn("{}", s.message());
     }
     if (!ended && !closing) do_read();
@@ -357,10 +354,7 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
     }
     if (!r) {
       spdlog::error("round {}: training failed: {}", round, r.error().message);
-      wire::Envelope e;
-      e.mutable_error()->set_code(wire::Error::UNKNOWN);
-      e.mutable_error()->set_message("training failed: " + r.error().message);
-      send(e);
+      send(make_error_envelope(wire::Error::UNKNOWN, "training failed: " + r.error().message));
       return;
     }
     rounds_trained.fetch_add(1);

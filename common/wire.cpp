@@ -140,6 +140,13 @@ Status ChunkAssembler::add(const wire::TensorChunk& c) {
   return {};
 }
 
+wire::Envelope make_error_envelope(wire::Error::Code code, const std::string& message) {
+  wire::Envelope e;
+  e.mutable_error()->set_code(code);
+  e.mutable_error()->set_message(message);
+  return e;
+}
+
 const char* payload_name(const wire::Envelope& e) {
   switch (e.payload_case()) {
     case wire::Envelope::kHello: return "hello";

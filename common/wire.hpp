@@ -63,6 +63,9 @@ class ChunkAssembler {
   bool active_ = false;
 };
 
+// An Error envelope: how either side says why it refuses something.
+wire::Envelope make_error_envelope(wire::Error::Code code, const std::string& message);
+
 // A short human description of an envelope's payload, for logs ("fit_task", "chunk", ...).
 const char* payload_name(const wire::Envelope& e);
 

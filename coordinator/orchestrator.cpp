@@ -21,12 +21,6 @@ std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
-wire::Envelope error_envelope(wire::Error::Code code, const std::string& message) {
-  wire::Envelope e;
-  e.mutable_error()->set_code(code);
-  e.mutable_error()->set_message(message);
-  return e;
-}
 }  // namespace
 
 Orchestrator::Orchestrator(OrchestratorOptions options, std::unique_ptr<Strategy> strategy, Model global,
@@ -58,7 +52,17 @@ std::uint64_t Orchestrator::completed_rounds() const {
 
 std::size_t Orchestrator::connected_clients() const {
   std::lock_guard lk(mu_);
-  return std::count_if(clients_.begin(), clients_.end(), [](const auto& kv) { return kv.second.ready; });
+  return ready_count();
+}
+
+std::size_t Orchestrator::ready_count() const {
+  return std::size_t(std::count_if(clients_.begin(), clients_.end(), [](const auto& kv) { return kv.second.ready; }));
+}
+
+void Orchestrator::drop_if_pending(const std::string& id) {
+  auto sel = round_.selected.find(id);
+  if (round_.open && sel != round_.selected.end() && sel->second == Outcome::pending)
+    finish_upload(id, Outcome::dropped);
 }
 
 void Orchestrator::stop() {
@@ -81,8 +85,7 @@ Status Orchestrator::on_connect(const std::shared_ptr<ClientLink>& link) {
     // A reconnect while the old connection is not yet known dead: the newest wins.
     spdlog::info("client '{}' reconnected; dropping its previous connection", id);
     it->second.link->close_with_error(wire::Error::UNKNOWN, "replaced by a newer connection");
-    if (round_.open && round_.selected.count(id) && round_.selected[id] == Outcome::pending)
-      finish_upload(id, Outcome::dropped);
+    drop_if_pending(id);
     clients_.erase(it);
   }
   clients_[id] = Client{link, false, 0};
@@ -97,8 +100,7 @@ void Orchestrator::on_disconnect(const std::shared_ptr<ClientLink>& link, const 
   spdlog::info("client '{}' disconnected: {}", link->id(), why);
   const std::string id = link->id();
   clients_.erase(it);
-  if (round_.open && round_.selected.count(id) && round_.selected[id] == Outcome::pending)
-    finish_upload(id, Outcome::dropped);
+  drop_if_pending(id);
   cv_.notify_all();
 }
 
@@ -126,7 +128,7 @@ Status Orchestrator::on_message(const std::shared_ptr<ClientLink>& link, const w
       w.mutable_welcome()->set_federation(opt_.federation);
       link->send(serialize_shared(w));
       spdlog::info("client '{}' joined ({} examples, {} ready)", link->id(), c.num_train_examples,
-                   std::count_if(clients_.begin(), clients_.end(), [](const auto& kv) { return kv.second.ready; }));
+                   ready_count());
       cv_.notify_all();
       return {};
     }
@@ -142,8 +144,7 @@ Status Orchestrator::on_message(const std::shared_ptr<ClientLink>& link, const w
       return handle_secagg(c, msg);
     case wire::Envelope::kError:
       spdlog::warn("client '{}' reported an error: {}", link->id(), msg.error().message());
-      if (round_.open && round_.selected.count(link->id()) && round_.selected[link->id()] == Outcome::pending)
-        finish_upload(link->id(), Outcome::dropped);
+      drop_if_pending(link->id());
       return {};
     default:
       return make_error(std::string("unexpected message '") + payload_name(msg) + "' from a client");
@@ -236,7 +237,7 @@ Status Orchestrator::handle_chunk(Client& c, const wire::TensorChunk& chunk) {
   Status s = strategy_->add_update(update);
   if (!s) {
     spdlog::warn("client '{}': update left out of round {}: {}", id, round_.round, s.message());
-    c.link->send(serialize_shared(error_envelope(wire::Error::BAD_UPDATE, "update left out: " + s.message())));
+    c.link->send(serialize_shared(make_error_envelope(wire::Error::BAD_UPDATE, "update left out: " + s.message())));
     finish_upload(id, Outcome::rejected);
     return {};
   }
@@ -286,7 +287,7 @@ Status Orchestrator::handle_secagg(Client& c, const wire::Envelope& msg) {
   // thresholds hold); the session stays open for later rounds.
   auto reject = [&](const std::string& why) {
     spdlog::warn("client '{}': secure aggregation, round {}: {}", id, round_.round, why);
-    c.link->send(serialize_shared(error_envelope(wire::Error::BAD_MESSAGE, why)));
+    c.link->send(serialize_shared(make_error_envelope(wire::Error::BAD_MESSAGE, why)));
     cv_.notify_all();
     return Status{};
   };
@@ -494,9 +495,6 @@ Status Orchestrator::run_round(std::uint64_t round, bool& committed) {
   committed = false;
   std::unique_lock lk(mu_);
   // Wait for enough clients.
-  auto ready_count = [&] {
-    return std::size_t(std::count_if(clients_.begin(), clients_.end(), [](const auto& kv) { return kv.second.ready; }));
-  };
   const std::size_t needed = std::max(opt_.min_clients, opt_.min_available);
   auto last_note = clock_type::now();
   while (!stopping_ && ready_count() < needed) {

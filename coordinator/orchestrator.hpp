@@ -131,6 +131,10 @@ class Orchestrator : public TransportHandler {
   void finish_upload(const std::string& id, Outcome outcome);
   void grant_slots();
   void release_upload(const std::string& id);
+  // The two helpers below expect mu_ held.
+  std::size_t ready_count() const;
+  // A selected client that left (or failed) before answering counts as dropped for the round.
+  void drop_if_pending(const std::string& id);
   std::string metrics_line(std::uint64_t round, std::size_t selected, double duration_ms,
                            const RoundStats& stats, const EvalResult* eval) const;
 

@@ -48,10 +48,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
   }
 
   void close_with_error(int code, const std::string& reason) override {
-    wire::Envelope e;
-    e.mutable_error()->set_code(static_cast<wire::Error::Code>(code));
-    e.mutable_error()->set_message(reason);
-    auto bytes = serialize_shared(e);
+    auto bytes = serialize_shared(make_error_envelope(static_cast<wire::Error::Code>(code), reason));
     net::post(ws_.get_executor(), [self = shared_from_this(), bytes] {
       self->enqueue(bytes);
       self->close_after_writes_ = true;
@@ -184,10 +181,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
 
   void fail_protocol(const std::string& why) {
     spdlog::warn("client '{}' ({}): {}; closing the session", id_, peer_, why);
-    wire::Envelope e;
-    e.mutable_error()->set_code(wire::Error::BAD_MESSAGE);
-    e.mutable_error()->set_message(why);
-    enqueue(serialize_shared(e));
+    enqueue(serialize_shared(make_error_envelope(wire::Error::BAD_MESSAGE, why)));
     close_after_writes_ = true;
     maybe_close();
   }

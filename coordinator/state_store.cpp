@@ -88,7 +88,8 @@ Status StateStore::commit(std::uint64_t round, const Model& model, const Strateg
   std::string model_file = round_file("model", round);
   std::string strategy_file = round_file("strategy", round);
   Metadata meta{{"federa.round", std::to_string(round)}, {"federa.model", model_spec}};
-  if (Status s = save_safetensors_atomic(dir_ / model_file, model, meta); !s) return s;
+  const std::string model_bytes = encode_safetensors(model, meta);  // written twice, encoded once
+  if (Status s = write_file_atomic(dir_ / model_file, model_bytes); !s) return s;
   if (Status s = save_safetensors_atomic(dir_ / strategy_file, strategy_tensors(strategy), strategy.values); !s)
     return s;
   json::object st{{"round", round},
@@ -98,7 +99,7 @@ Status StateStore::commit(std::uint64_t round, const Model& model, const Strateg
                   {"metrics", metrics_line}};
   if (Status s = write_file_atomic(dir_ / "state.json", json::serialize(st) + "\n"); !s) return s;
   // Committed. What follows is housekeeping; a crash here leaves only stale files behind.
-  if (Status s = save_safetensors_atomic(dir_ / "global.safetensors", model, meta); !s) return s;
+  if (Status s = write_file_atomic(dir_ / "global.safetensors", model_bytes); !s) return s;
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
     auto name = entry.path().filename().string();
     bool ours = name.rfind("model-", 0) == 0 || name.rfind("strategy-", 0) == 0;

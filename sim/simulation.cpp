@@ -391,10 +391,7 @@ class AccountingStrategy final : public Strategy {
 };
 
 wire::Envelope client_error(const std::string& message) {
-  wire::Envelope e;
-  e.mutable_error()->set_code(wire::Error::UNKNOWN);
-  e.mutable_error()->set_message(message);
-  return e;
+  return make_error_envelope(wire::Error::UNKNOWN, message);
 }
 
 std::vector<std::string> read_lines(const std::filesystem::path& path) {
