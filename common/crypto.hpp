@@ -16,12 +16,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
 
 namespace federa::crypto {
+
+// Empties this thread's OpenSSL error queue and returns its entries joined by "; ". OpenSSL
+// keeps that queue per thread; a failed call left unread would surface in an unrelated later one.
+std::string drain_openssl_errors();
 
 using Key32 = std::array<std::uint8_t, 32>;
 using Bytes = std::vector<std::uint8_t>;

@@ -1,5 +1,7 @@
 #include "common/pki.hpp"
 
+#include "common/crypto.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <openssl/bio.h>
@@ -63,19 +65,9 @@ constexpr const char* coordinator_common_name = "coordinator";
 // a confusing first experience, so validity starts an hour back.
 constexpr long backdate_seconds = 3600;
 
-std::string openssl_errors() {
-  std::string out;
-  while (unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out;
-}
 
 Error ossl_error(std::string what) {
-  std::string detail = openssl_errors();
+  std::string detail = crypto::drain_openssl_errors();
   if (!detail.empty()) what += " (" + detail + ")";
   return make_error(std::move(what));
 }

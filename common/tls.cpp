@@ -1,5 +1,7 @@
 #include "common/tls.hpp"
 
+#include "common/crypto.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <openssl/err.h>
@@ -26,18 +28,7 @@ struct openssl_free {
   void operator()(unsigned char* p) const { OPENSSL_free(p); }
 };
 
-// OpenSSL keeps a per-thread error queue; a failed call leaves entries there that would
-// otherwise surface in an unrelated later call on the same thread.
-std::string drain_openssl_errors() {
-  std::string out;
-  while (unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out;
-}
+using crypto::drain_openssl_errors;
 
 std::string with_detail(std::string what, const boost::system::error_code& ec) {
   std::string detail = drain_openssl_errors();
