@@ -245,8 +245,4 @@ Status prg_apply(const Key32& seed, std::span<std::uint32_t> out, PrgOp op) {
   return Status::success();
 }
 
-bool equal_ct(ByteView a, ByteView b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
 }  // namespace federa::crypto

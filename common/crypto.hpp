@@ -79,7 +79,4 @@ enum class PrgOp { assign, add, subtract };
   return prg_apply(seed, acc, op);
 }
 
-// Constant-time comparison for secrets and tags.
-[[nodiscard]] bool equal_ct(ByteView a, ByteView b);
-
 }  // namespace federa::crypto

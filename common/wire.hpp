@@ -48,7 +48,6 @@ class ChunkAssembler {
   Status begin(std::uint64_t round, std::uint64_t total_elements, std::uint32_t num_chunks,
                std::size_t chunk_elements, std::span<float> dest, bool require_finite = true);
   Status add(const wire::TensorChunk& chunk);
-  bool active() const { return active_; }
   bool complete() const { return active_ && next_ == num_chunks_; }
   void reset() { active_ = false; }
 

@@ -9,19 +9,12 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/seeds.hpp"
+
 namespace federa {
 
 using clock_type = std::chrono::steady_clock;
 
-namespace {
-std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
-  // splitmix64 of a combined value: decorrelates seeds of neighbouring rounds.
-  std::uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-}  // namespace
 
 Orchestrator::Orchestrator(OrchestratorOptions options, std::unique_ptr<Strategy> strategy, Model global,
                            std::optional<StateStore> store, std::optional<Evaluator> evaluator)
@@ -513,7 +506,7 @@ Status Orchestrator::run_round(std::uint64_t round, bool& committed) {
   std::size_t want = std::max<std::size_t>(
       opt_.min_clients, static_cast<std::size_t>(std::ceil(opt_.fraction_fit * double(ready.size()))));
   want = std::min(want, ready.size());
-  std::mt19937_64 rng(mix(opt_.seed, round));
+  std::mt19937_64 rng(mix_seeds(opt_.seed, round));
   std::shuffle(ready.begin(), ready.end(), rng);
   ready.resize(want);
 
@@ -531,7 +524,7 @@ Status Orchestrator::run_round(std::uint64_t round, bool& committed) {
   }
 
   TrainConfig cfg = opt_.train;
-  cfg.seed = mix(opt_.seed, round);
+  cfg.seed = mix_seeds(opt_.seed, round);
   strategy_->configure_fit(cfg);
   strategy_->begin_round(global_.data, round);
 

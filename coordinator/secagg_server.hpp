@@ -75,13 +75,11 @@ class Server {
   // Clients whose message for the current phase has not arrived (or was rejected) yet: the
   // transport can call end_* as soon as this is empty instead of waiting for the deadline.
   std::vector<std::uint32_t> pending() const;
-  const std::string& abandon_reason() const { return abandon_reason_; }
   const RoundConfig& config() const { return config_; }
   const NeighborGraph& graph() const { return graph_; }
   // What the server holds of the clients' inputs: the running masked sum (for inspection;
   // with a backend, the host copy is filled at the end of MaskedInput).
   std::span<const std::uint32_t> masked_sum() const { return sum_; }
-  std::size_t masked_inputs_received() const { return masked_count_; }
 
  private:
   explicit Server(const RoundConfig& config, NeighborGraph graph, ServerOptions options);

@@ -22,6 +22,7 @@
 #include "common/dataset.hpp"
 #include "common/nn.hpp"
 #include "common/secagg_wire.hpp"
+#include "common/seeds.hpp"
 #include "common/wire.hpp"
 #include "coordinator/aggregation_backend.hpp"
 #include "coordinator/orchestrator.hpp"
@@ -32,13 +33,6 @@ namespace federa {
 namespace {
 
 using wall_clock = std::chrono::steady_clock;
-
-std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
-  std::uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 // [0, 1) from 53 random bits: the same on every standard library, unlike <random>'s
 // distributions, so a seed means the same draws wherever the binary was built.
@@ -149,7 +143,7 @@ std::vector<TrainOutcome> train_clients(const ClientData& cd,
       const std::size_t c = clients[k];
       TrainOutcome& o = out[k];
       o.client = c;
-      auto trainer = make_builtin_trainer(cd.data, cd.parts[c], {}, mix(cd.seed, c + 1));
+      auto trainer = make_builtin_trainer(cd.data, cd.parts[c], {}, mix_seeds(cd.seed, c + 1));
       Result<FitResult> r = trainer->fit(global, config);
       if (r) {
         o.ok = true;
@@ -706,7 +700,7 @@ class Driver {
     double slowest = 0;
     std::size_t n_dropped = 0, n_missed = 0;
     for (std::size_t k = 0; k < selected.size(); ++k) {
-      std::mt19937_64 rng(mix(mix(mix(o_.seed, round), attempt), selected[k] + 1));
+      std::mt19937_64 rng(mix_seeds(mix_seeds(mix_seeds(o_.seed, round), attempt), selected[k] + 1));
       const double u = uniform01(rng);
       const double latency = o_.latency.sample(rng);
       if (u < o_.dropout) {
