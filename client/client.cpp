@@ -204,7 +204,11 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
         return maybe_start_training();
       }
       case wire::Envelope::kUploadReady:
-        if (!result || result->round != msg.upload_ready().round()) return make_error("upload_ready for no pending update");
+        if (!result || result->round != msg.upload_ready().round()) {
+          // A masked input's grant (its chunks were sent with the header).
+          spdlog::debug("upload_ready for round {} with no plain update pending", msg.upload_ready().round());
+          return {};
+        }
         for (const auto& e : make_chunks(result->round, result->weights, result->chunk_elements)) send(e);
         spdlog::info("round {}: update sent ({} examples)", result->round, result->num_examples);
         result.reset();

@@ -255,7 +255,7 @@ std::vector<wire::Envelope> masked_input_envelopes(const MaskedInput& m, std::si
 }
 
 Status MaskedInputAssembler::begin(const wire::SecAggMaskedInputHeader& header,
-                                   const RoundConfig& config) {
+                                   const RoundConfig& config, std::span<std::uint32_t> dest) {
   active_ = false;
   if (header.round() != config.round) return make_error("secagg wire: masked input for another round");
   if (header.total_elements() != config.masked_length())
@@ -264,8 +264,10 @@ Status MaskedInputAssembler::begin(const wire::SecAggMaskedInputHeader& header,
                       std::to_string(config.masked_length()));
   if (header.num_chunks() == 0 || header.num_chunks() > header.total_elements())
     return make_error("secagg wire: masked input announces an impossible chunk count");
-  msg_ = MaskedInput{header.round(), header.sender(), {}};
-  msg_.masked.assign(header.total_elements(), 0);
+  if (dest.size() != header.total_elements())
+    return make_error(ErrorCode::internal, "secagg wire: the upload slot has the wrong size");
+  dest_ = dest;
+  round_ = header.round();
   total_ = header.total_elements();
   filled_ = 0;
   num_chunks_ = header.num_chunks();
@@ -276,7 +278,7 @@ Status MaskedInputAssembler::begin(const wire::SecAggMaskedInputHeader& header,
 
 Status MaskedInputAssembler::add(const wire::TensorChunk& chunk) {
   if (!active_) return make_error("secagg wire: chunk without a masked input header");
-  if (chunk.round() != msg_.round) return make_error("secagg wire: chunk for another round");
+  if (chunk.round() != round_) return make_error("secagg wire: chunk for another round");
   if (chunk.index() != next_chunk_ || next_chunk_ >= num_chunks_)
     return make_error("secagg wire: chunk out of order");
   if (chunk.offset() != filled_) return make_error("secagg wire: chunk at the wrong offset");
@@ -288,7 +290,7 @@ Status MaskedInputAssembler::add(const wire::TensorChunk& chunk) {
     std::uint32_t v = 0;
     for (int b = 0; b < 4; ++b)
       v |= std::uint32_t{static_cast<std::uint8_t>(d[4 * j + b])} << (8 * b);
-    msg_.masked[filled_ + j] = v;
+    dest_[filled_ + j] = v;
   }
   filled_ += words;
   ++next_chunk_;
@@ -297,10 +299,5 @@ Status MaskedInputAssembler::add(const wire::TensorChunk& chunk) {
   return Status::success();
 }
 
-Result<MaskedInput> MaskedInputAssembler::take() {
-  if (!complete()) return make_error("secagg wire: masked input incomplete");
-  active_ = false;
-  return std::move(msg_);
-}
 
 }  // namespace federa::secagg

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -59,19 +60,20 @@ void to_wire(const UnmaskResponse& m, wire::SecAggUnmaskResponse* out);
 std::vector<wire::Envelope> masked_input_envelopes(const MaskedInput& m,
                                                    std::size_t chunk_words = 1u << 20);
 
-// Reassembles one client's MaskedInput, checking the announced length against the round before
-// allocating, then every chunk's round, order, offset and size.
+// Reassembles one client's masked vector straight into caller-owned memory (an upload slot),
+// checking the announced length against the round before anything is written, then every
+// chunk's round, order, offset and size.
 class MaskedInputAssembler {
  public:
+  // `dest` must hold config.masked_length() words.
   [[nodiscard]] Status begin(const wire::SecAggMaskedInputHeader& header,
-                             const RoundConfig& config);
+                             const RoundConfig& config, std::span<std::uint32_t> dest);
   [[nodiscard]] Status add(const wire::TensorChunk& chunk);
   bool complete() const { return active_ && next_chunk_ == num_chunks_ && filled_ == total_; }
-  // The assembled message; only when complete().
-  [[nodiscard]] Result<MaskedInput> take();
 
  private:
-  MaskedInput msg_;
+  std::span<std::uint32_t> dest_;
+  std::uint64_t round_ = 0;
   std::uint64_t total_ = 0, filled_ = 0;
   std::uint32_t num_chunks_ = 0, next_chunk_ = 0;
   bool active_ = false;

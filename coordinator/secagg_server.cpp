@@ -246,20 +246,31 @@ Result<std::vector<SharesForward>> Server::end_share_keys() {
 // Phase 3
 
 Status Server::on_masked_input(std::uint32_t sender, const MaskedInput& msg) {
+  if (msg.sender != sender) return reject(sender, "message claims sender " + idx(msg.sender));
+  return on_masked_input(sender, msg.round, msg.masked);
+}
+
+Status Server::expect_masked_input(std::uint32_t sender) const {
   if (Status s = check_phase(Phase::masked_input, "MaskedInput"); !s) return s;
   if (sender >= clients_.size()) return reject(sender, "not in the cohort");
-  ClientState& c = clients_[sender];
+  const ClientState& c = clients_[sender];
   if (!c.shared) return reject(sender, "did not complete ShareKeys");
-  if (msg.sender != sender) return reject(sender, "message claims sender " + idx(msg.sender));
-  if (msg.round != config_.round) return reject(sender, "wrong round " + idx(msg.round));
   if (c.masked) return reject(sender, "second MaskedInput");
-  if (msg.masked.size() != config_.masked_length())
-    return reject(sender, "masked vector has " + idx(msg.masked.size()) + " words, expected " +
+  return Status::success();
+}
+
+Status Server::on_masked_input(std::uint32_t sender, std::uint64_t round,
+                               std::span<const std::uint32_t> masked) {
+  if (Status s = expect_masked_input(sender); !s) return s;
+  ClientState& c = clients_[sender];
+  if (round != config_.round) return reject(sender, "wrong round " + idx(round));
+  if (masked.size() != config_.masked_length())
+    return reject(sender, "masked vector has " + idx(masked.size()) + " words, expected " +
                               idx(config_.masked_length()));
   if (device_sum_) {
-    if (Status st = device_sum_->add(msg.masked); !st) return abandon("masked sum: " + st.message());
+    if (Status st = device_sum_->add(masked); !st) return abandon("masked sum: " + st.message());
   } else {
-    const std::uint32_t* in = msg.masked.data();
+    const std::uint32_t* in = masked.data();
     std::uint32_t* acc = sum_.data();
     const std::size_t n = sum_.size();
     for (std::size_t i = 0; i < n; ++i) acc[i] += in[i];

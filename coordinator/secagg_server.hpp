@@ -67,6 +67,13 @@ class Server {
   [[nodiscard]] Status on_share_keys(std::uint32_t sender, const ShareKeys& msg);
   [[nodiscard]] Result<std::vector<SharesForward>> end_share_keys();
   [[nodiscard]] Status on_masked_input(std::uint32_t sender, const MaskedInput& msg);
+  // The same, from a reassembled upload slot (the transport checked `sender` against the
+  // authenticated connection).
+  [[nodiscard]] Status on_masked_input(std::uint32_t sender, std::uint64_t round,
+                                       std::span<const std::uint32_t> masked);
+  // Ok when a MaskedInput from `sender` would be taken now (right phase, completed ShareKeys,
+  // none yet): the transport asks before it grants an upload slot.
+  [[nodiscard]] Status expect_masked_input(std::uint32_t sender) const;
   [[nodiscard]] Result<std::vector<UnmaskRequest>> end_masked_input();
   [[nodiscard]] Status on_unmask(std::uint32_t sender, const UnmaskResponse& msg);
   [[nodiscard]] Result<AggregateResult> finish();

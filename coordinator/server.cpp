@@ -1,6 +1,8 @@
 #include "coordinator/server.hpp"
 
+#include <atomic>
 #include <deque>
+#include <thread>
 
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
@@ -28,14 +30,19 @@ constexpr const char* kConnectPath = "/v1/connect";
 
 class Session : public ClientLink, public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, ssl::context& tls, TransportHandler& handler, const ServerOptions& opt)
-      : ws_(std::move(socket), tls), handler_(handler), opt_(opt) {
+  Session(tcp::socket&& socket, ssl::context& tls, TransportHandler& handler, const ServerOptions& opt,
+          std::shared_ptr<std::atomic<std::size_t>> live)
+      : ws_(std::move(socket), tls), handler_(handler), opt_(opt), live_(std::move(live)) {
+    ++*live_;
     beast::error_code ec;
     auto ep = beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
     peer_ = ec ? std::string("?") : ep.address().to_string() + ":" + std::to_string(ep.port());
   }
 
+  ~Session() override { --*live_; }
+
   const std::string& id() const override { return id_; }
+  std::string address() const override { return peer_; }
 
   void start() {
     net::dispatch(ws_.get_executor(), beast::bind_front_handler(&Session::on_start, shared_from_this()));
@@ -47,8 +54,8 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
     });
   }
 
-  void close_with_error(int code, const std::string& reason) override {
-    auto bytes = serialize_shared(make_error_envelope(static_cast<wire::Error::Code>(code), reason));
+  void close_with_error(wire::Error::Code code, const std::string& reason) override {
+    auto bytes = serialize_shared(make_error_envelope(code, reason));
     net::post(ws_.get_executor(), [self = shared_from_this(), bytes] {
       self->enqueue(bytes);
       self->close_after_writes_ = true;
@@ -80,12 +87,15 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
   void on_tls(beast::error_code ec) {
     if (ec) {
       // Impostors, plaintext peers and TLS <= 1.2 clients all end here.
-      spdlog::warn("refused {}: TLS handshake failed: {}", peer_, describe_tls_error(ec, ws_.next_layer().native_handle()));
+      std::string why = "TLS handshake failed: " + describe_tls_error(ec, ws_.next_layer().native_handle());
+      spdlog::warn("refused {}: {}", peer_, why);
+      handler_.on_refused(peer_, why);
       return drop();
     }
     auto cn = peer_common_name(ws_.next_layer().native_handle());
     if (!cn) {
       spdlog::warn("refused {}: no verified client certificate", peer_);
+      handler_.on_refused(peer_, "no verified client certificate");
       return drop();
     }
     id_ = *cn;
@@ -235,6 +245,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
   websocket::stream<beast::ssl_stream<beast::tcp_stream>> ws_;
   TransportHandler& handler_;
   const ServerOptions& opt_;
+  std::shared_ptr<std::atomic<std::size_t>> live_;
   beast::flat_buffer buffer_;
   beast::flat_buffer read_buffer_;
   http::request<http::empty_body> request_;
@@ -261,7 +272,7 @@ struct WebSocketServer::Impl : std::enable_shared_from_this<WebSocketServer::Imp
         if (ec == net::error::operation_aborted || !self->acceptor.is_open()) return;
         spdlog::warn("accept failed: {}", ec.message());
       } else {
-        std::make_shared<Session>(std::move(s), *self->tls, self->handler, self->opt)->start();
+        std::make_shared<Session>(std::move(s), *self->tls, self->handler, self->opt, self->live)->start();
       }
       self->do_accept();
     });
@@ -272,6 +283,7 @@ struct WebSocketServer::Impl : std::enable_shared_from_this<WebSocketServer::Imp
   std::shared_ptr<ssl::context> tls;
   TransportHandler& handler;
   ServerOptions opt;
+  std::shared_ptr<std::atomic<std::size_t>> live = std::make_shared<std::atomic<std::size_t>>(0);
 };
 
 WebSocketServer::WebSocketServer(net::io_context& io, std::shared_ptr<ssl::context> tls,
@@ -283,16 +295,17 @@ WebSocketServer::~WebSocketServer() { stop(); }
 Status WebSocketServer::start() {
   beast::error_code ec;
   auto addr = net::ip::make_address(impl_->opt.listen.host, ec);
-  if (ec) return make_error("--listen: '" + impl_->opt.listen.host + "' is not an IP address");
+  if (ec) return make_error(ErrorCode::invalid_argument, "--listen: '" + impl_->opt.listen.host + "' is not an IP address");
   tcp::endpoint ep(addr, impl_->opt.listen.port);
   auto& a = impl_->acceptor;
   a.open(ep.protocol(), ec);
   if (!ec) a.set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) a.bind(ep, ec);
-  if (ec) return make_error("cannot listen on " + impl_->opt.listen.host + ":" +
+  if (ec) return make_error(ErrorCode::unavailable, "cannot listen on " + impl_->opt.listen.host + ":" +
                             std::to_string(impl_->opt.listen.port) + ": " + ec.message());
   a.listen(net::socket_base::max_listen_connections, ec);
-  if (ec) return make_error("listen failed: " + ec.message());
+  if (ec) return make_error(ErrorCode::unavailable, "cannot listen on " + impl_->opt.listen.host + ":" +
+                            std::to_string(impl_->opt.listen.port) + ": " + ec.message());
   port_ = a.local_endpoint().port();
   impl_->do_accept();
   return {};
@@ -304,6 +317,14 @@ void WebSocketServer::stop() {
     beast::error_code ec;
     impl->acceptor.close(ec);
   });
+}
+
+std::size_t WebSocketServer::open_sessions() const { return impl_ ? impl_->live->load() : 0; }
+
+void WebSocketServer::wait_for_sessions(std::chrono::milliseconds limit) const {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (open_sessions() > 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
 }  // namespace federa

@@ -41,6 +41,10 @@ class WebSocketServer {
   Status start();
   // Stops accepting; existing sessions end when the io_context stops.
   void stop();
+  // Sessions still open (a TLS handshake under way counts). Thread-safe.
+  std::size_t open_sessions() const;
+  // Waits up to `limit` for every session to finish (after the orchestrator closed them).
+  void wait_for_sessions(std::chrono::milliseconds limit) const;
   unsigned short bound_port() const { return port_; }
 
  private:

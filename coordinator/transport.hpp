@@ -18,10 +18,12 @@ class ClientLink {
   virtual ~ClientLink() = default;
   // The authenticated identity (certificate CN for TLS).
   virtual const std::string& id() const = 0;
+  // Where the peer connects from ("198.51.100.7:51234"); empty for in-process links.
+  virtual std::string address() const { return {}; }
   // Queues one serialized Envelope; shared so a broadcast is serialized once for everyone.
   virtual void send(std::shared_ptr<const std::string> envelope_bytes) = 0;
-  // Sends an Error envelope with `reason`, then closes the connection.
-  virtual void close_with_error(int code, const std::string& reason) = 0;
+  // Sends an Error envelope with `code` and `reason`, then closes the connection.
+  virtual void close_with_error(wire::Error::Code code, const std::string& reason) = 0;
   // Closes gracefully (after queued messages are sent).
   virtual void close() = 0;
 };
@@ -36,6 +38,9 @@ class TransportHandler {
   // One envelope from the peer. Returning an Error makes the transport send it and close.
   virtual Status on_message(const std::shared_ptr<ClientLink>& link, const wire::Envelope& msg) = 0;
   virtual void on_disconnect(const std::shared_ptr<ClientLink>& link, const std::string& why) = 0;
+  // A peer was turned away before it became a link (TLS handshake failed, no certificate,
+  // connection limit): for the record only.
+  virtual void on_refused(const std::string& address, const std::string& why) {}
 };
 
 inline std::shared_ptr<const std::string> serialize_shared(const wire::Envelope& e) {

@@ -26,6 +26,7 @@
 #include "common/wire.hpp"
 #include "coordinator/aggregation_backend.hpp"
 #include "coordinator/orchestrator.hpp"
+#include "coordinator/round_log.hpp"
 #include "sim/progress.hpp"
 
 namespace federa {
@@ -326,7 +327,7 @@ class SimLink final : public ClientLink {
   void send(std::shared_ptr<const std::string> bytes) override {
     inbox_.push({Delivery::Kind::message, index_, std::move(bytes), {}});
   }
-  void close_with_error(int code, const std::string& reason) override {
+  void close_with_error(wire::Error::Code code, const std::string& reason) override {
     inbox_.push({Delivery::Kind::close, index_, nullptr, reason});
   }
   void close() override {
@@ -490,9 +491,16 @@ class Driver {
 
   // While uploads are delivered, the orchestrator may already broadcast the next round (it
   // aggregates as soon as the last update is in): those items wait for serve(), in order.
+  // With `upload_ready`, blocks until the orchestrator grants this client's upload (it may do so
+  // later, from its aggregation worker, once a slot is free) or closes the client.
   Status drain_during_upload(std::size_t client, bool* upload_ready) {
     Delivery d;
-    while (inbox_.try_pop(d)) {
+    for (;;) {
+      if (upload_ready && !*upload_ready && !closed_[client]) {
+        d = inbox_.pop();
+      } else if (!inbox_.try_pop(d)) {
+        return {};
+      }
       if (d.kind == Delivery::Kind::message) {
         wire::Envelope e;
         if (!e.ParseFromString(*d.bytes))
@@ -513,7 +521,6 @@ class Driver {
       }
       if (Status s = handle_other(d); !s) return s;
     }
-    return {};
   }
 
   // Anything outside a round's task: welcomes, goodbyes, closes, errors for a client.
@@ -529,6 +536,7 @@ class Driver {
     switch (e.payload_case()) {
       case wire::Envelope::kWelcome:
       case wire::Envelope::kBye:
+      case wire::Envelope::kUploadReady:  // a masked input's grant; its chunks went with it
         return {};
       case wire::Envelope::kError:
         spdlog::debug("coordinator to '{}': {}", links_[d.client]->id(), e.error().message());
@@ -1082,11 +1090,9 @@ Result<SimReport> run_simulation(const SimOptions& o, RankGroup& group) {
   oo.seed = o.seed;
   oo.train = o.train;
   oo.federation = "federa-sim";
-  oo.metrics_out = metrics;
-  oo.print_rounds = o.print_rounds;
+  oo.backend = backend->get();
   if (o.secure_aggregation) {
     oo.secure_aggregation = "secagg+";
-    oo.secagg_backend = backend->get();
     oo.secagg_threads = std::max(1u, o.agg_threads);
     // Clients answer at once on the simulated clock, but the dispatcher trains before it reads
     // the next phase's messages: no real phase timeout may cut that short.
@@ -1097,7 +1103,12 @@ Result<SimReport> run_simulation(const SimOptions& o, RankGroup& group) {
   Model global(layout);
   (*net)->init(global.data, o.seed);
   report.parameters = global.data.size();
+  MetricsWriter metrics_writer;
+  if (Status s = metrics_writer.open(metrics, 0, ""); !s) return make_error("--metrics-out: " + s.message());
+  ConsolePrinter console(o.rounds);
   Orchestrator orch(oo, std::move(wrapped), std::move(global), std::nullopt, std::move(evaluator));
+  orch.add_observer(&metrics_writer);
+  if (o.print_rounds) orch.add_observer(&console);
 
   Progress progress(o.progress, o.rounds, metrics);
   Driver driver(opt, group, cd, orch, acc, progress);

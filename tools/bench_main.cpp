@@ -7,6 +7,7 @@
 namespace federa::bench {
 int aggregate_main(int argc, char** argv);  // tools/bench_aggregate.cpp
 int secagg_main(int argc, char** argv);     // tools/bench_secagg.cpp
+int latency_main(int argc, char** argv);    // tools/bench_latency.cpp
 }  // namespace federa::bench
 
 namespace {
@@ -14,7 +15,8 @@ void usage(std::ostream& os) {
   os << "usage: federa-bench SUBCOMMAND [flags] [--json]\n\n"
         "subcommands:\n"
         "  aggregate   server-side aggregation throughput vs the machine's memory bandwidth\n"
-        "  secagg      SecAgg+ protocol cost (all phases, real cryptography, one process)\n\n"
+        "  secagg      SecAgg+ protocol cost (all phases, real cryptography, one process)\n"
+        "  latency     a Hello's wait for its Welcome while a large update is aggregated\n\n"
         "Run `federa-bench SUBCOMMAND --help` for its flags.\n";
 }
 }  // namespace
@@ -29,8 +31,14 @@ int main(int argc, char** argv) {
     usage(std::cout);
     return 0;
   }
-  if (cmd == "aggregate") return federa::bench::aggregate_main(argc - 1, argv + 1);
-  if (cmd == "secagg") return federa::bench::secagg_main(argc - 1, argv + 1);
+  try {
+    if (cmd == "aggregate") return federa::bench::aggregate_main(argc - 1, argv + 1);
+    if (cmd == "secagg") return federa::bench::secagg_main(argc - 1, argv + 1);
+    if (cmd == "latency") return federa::bench::latency_main(argc - 1, argv + 1);
+  } catch (const std::exception& e) {
+    std::cerr << "federa-bench " << cmd << ": " << e.what() << "\n";
+    return 2;
+  }
   std::cerr << "federa-bench: unknown subcommand '" << cmd << "'\n";
   usage(std::cerr);
   return 2;

@@ -1026,13 +1026,12 @@ TEST_CASE("secagg wire: a whole round through protobuf Envelopes") {
     auto envs = masked_input_envelopes(*mi, 300);
     REQUIRE(envs.size() == 1 + 4);
     MaskedInputAssembler in;
-    REQUIRE(in.begin(reparse(envs[0]).secagg_masked_input(), *cfg0));
+    std::vector<std::uint32_t> slot(cfg0->masked_length());
+    REQUIRE(in.begin(reparse(envs[0]).secagg_masked_input(), *cfg0, slot));
     for (std::size_t i = 1; i < envs.size(); ++i) REQUIRE(in.add(reparse(envs[i]).chunk()));
     REQUIRE(in.complete());
-    auto got = in.take();
-    REQUIRE(got);
-    CHECK(got->masked == mi->masked);
-    REQUIRE(server->on_masked_input(u, *got));
+    CHECK(slot == mi->masked);
+    REQUIRE(server->on_masked_input(u, cfg0->round, slot));
   }
   auto req = server->end_masked_input();
   REQUIRE(req);
@@ -1090,5 +1089,6 @@ TEST_CASE("secagg wire: malformed messages are refused before use") {
   h.set_total_elements(1ull << 40);  // refused before allocating
   h.set_num_chunks(1);
   MaskedInputAssembler in;
-  CHECK_FALSE(in.begin(h, *cfg));
+  std::vector<std::uint32_t> slot(cfg->masked_length());
+  CHECK_FALSE(in.begin(h, *cfg, slot));
 }

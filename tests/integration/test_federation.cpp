@@ -22,6 +22,7 @@
 #include "common/wire.hpp"
 #include "coordinator/aggregation_backend.hpp"
 #include "coordinator/orchestrator.hpp"
+#include "coordinator/round_log.hpp"
 #include "coordinator/server.hpp"
 #include "coordinator/strategies.hpp"
 
@@ -64,6 +65,7 @@ Dataset test_subset(std::size_t n) {
 struct Coordinator {
   fs::path pki;
   std::unique_ptr<AggregationBackend> backend;
+  MetricsWriter metrics;  // outlives the orchestrator that reports to it
   std::unique_ptr<Orchestrator> orch;
   net::io_context io;
   std::unique_ptr<WebSocketServer> server;
@@ -72,7 +74,8 @@ struct Coordinator {
   Status result;
   std::atomic<bool> finished{false};
 
-  Coordinator(const fs::path& pki_dir, OrchestratorOptions o, bool evaluate) : pki(pki_dir) {
+  Coordinator(const fs::path& pki_dir, OrchestratorOptions o, bool evaluate, const fs::path& metrics_out = {})
+      : pki(pki_dir) {
     auto b = make_backend("cpu", 2);
     REQUIRE(b.ok());
     backend = std::move(b.value());
@@ -85,8 +88,9 @@ struct Coordinator {
     (*net_)->init(global.data, o.seed);
     std::optional<Evaluator> ev;
     if (evaluate) ev = Evaluator{std::move(net_.value()), test_subset(2000)};
-    o.print_rounds = false;
     orch = std::make_unique<Orchestrator>(o, std::move(s.value()), std::move(global), std::nullopt, std::move(ev));
+    REQUIRE(metrics.open(metrics_out, 0, "").ok());
+    orch->add_observer(&metrics);
     auto tls = make_server_tls_context((pki / "ca.pem").string(), (pki / "coordinator/cert.pem").string(),
                                        (pki / "coordinator/key.pem").string());
     REQUIRE(tls.ok());
@@ -235,8 +239,8 @@ TEST_CASE("coordinator and 3 clients over TLS: 3 rounds, accuracy rises, no trai
   o.round_timeout = std::chrono::seconds(120);
   o.train.model = kModel;
   o.train.lr = 0.1f;
-  o.metrics_out = pki / "metrics.jsonl";
-  Coordinator coord(pki, o, /*evaluate=*/true);
+  const fs::path metrics_out = pki / "metrics.jsonl";
+  Coordinator coord(pki, o, /*evaluate=*/true, metrics_out);
 
   auto data = train_data();
   auto parts = partition_dataset(data->labels, data->num_classes, "iid", 30, 7);
@@ -268,7 +272,7 @@ TEST_CASE("coordinator and 3 clients over TLS: 3 rounds, accuracy rises, no trai
   }
 
   // Accuracy on the held-out set rises from round 1 to round 3.
-  std::ifstream in(o.metrics_out);
+  std::ifstream in(metrics_out);
   std::vector<double> acc;
   std::string line;
   while (std::getline(in, line)) {

@@ -1,0 +1,160 @@
+#include "coordinator/cli.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <thread>
+
+namespace federa {
+
+po::options_description coordinator_flags() {
+  po::options_description desc(
+      "federa-coordinator: serve federated training rounds over mutual TLS.\n\n"
+      "usage: federa-coordinator --pki DIR [flags]    (or --config FILE; every key is a flag name)\n\n"
+      "flags",
+      110);
+  unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  // clang-format off
+  desc.add_options()
+      ("listen", po::value<std::string>()->default_value("127.0.0.1:8443"), "HOST:PORT to accept clients on (port 0 = any free port)")
+      ("pki", po::value<std::string>(), "PKI folder from `federa-pki init`: DIR/ca.pem, DIR/coordinator/{cert,key}.pem (required)")
+      ("members", po::value<std::string>(), "file of allowed client names (certificate CNs), one per line; default: any client the CA signed. SIGHUP re-reads it")
+      ("federation", po::value<std::string>()->default_value("federa"), "federation name shown to clients")
+      ("rounds", po::value<std::uint64_t>()->default_value(10), "rounds to run")
+      ("min-clients", po::value<std::size_t>()->default_value(2), "updates needed to complete a round (also the least selected)")
+      ("min-available-clients", po::value<std::size_t>()->default_value(0), "connected clients needed before a round starts (0 = --min-clients)")
+      ("fraction-fit", po::value<double>()->default_value(1.0), "share of connected clients selected each round (0, 1]")
+      ("clients-per-round", po::value<std::size_t>()->default_value(0), "select exactly this many connected clients each round (0 = use --fraction-fit)")
+      ("round-timeout", po::value<double>()->default_value(600), "seconds a round waits for updates")
+      ("round-retries", po::value<int>()->default_value(3), "times a round that misses --min-clients is retried before the job fails")
+      ("model", po::value<std::string>()->default_value("mlp:784,128,10"), "built-in model: softmax:IN,CLASSES | mlp:IN,H..,CLASSES | cnn:fmnist")
+      ("local-epochs", po::value<std::uint32_t>()->default_value(2), "local epochs per round")
+      ("batch-size", po::value<std::uint32_t>()->default_value(32), "local minibatch size")
+      ("lr", po::value<float>()->default_value(0.02f, "0.02"), "local learning rate")
+      ("momentum", po::value<float>()->default_value(0.9f, "0.9"), "local SGD momentum")
+      ("weight-decay", po::value<float>()->default_value(0.0f, "0"), "local L2 weight decay")
+      ("seed", po::value<std::uint64_t>()->default_value(1), "seed for the initial model, client sampling and per-round seeds")
+      ("eval-data", po::value<std::string>()->default_value(""), "held-out set for centralised evaluation, e.g. fashion-mnist (its 10k test split)")
+      ("state-dir", po::value<std::string>()->default_value("federa-state"), "folder for the committed global model and federation state")
+      ("resume", po::bool_switch(), "continue from the last round committed in --state-dir")
+      ("metrics-out", po::value<std::string>()->default_value(""), "append one JSON line per completed round to this file")
+      ("device", po::value<std::string>()->default_value("auto"), "aggregation device: auto | cpu | cuda")
+      ("threads", po::value<unsigned>()->default_value(hw), "network and aggregation threads")
+      ("max-inflight-uploads", po::value<std::size_t>()->default_value(8), "updates reassembled at once (bounds memory to this many model copies)")
+      ("secure-aggregation", po::value<std::string>()->default_value("none"), "none | secagg+ : the coordinator learns only the sum of each round's cohort")
+      ("secagg-neighbors", po::value<std::uint32_t>()->default_value(0), "SecAgg+ graph degree k (0 = derived from the cohort size, --secagg-dropout and --secagg-corrupt)")
+      ("secagg-threshold", po::value<std::uint32_t>()->default_value(0), "SecAgg+ Shamir threshold t (0 = derived)")
+      ("secagg-dropout", po::value<double>()->default_value(0.1, "0.1"), "dropout fraction the SecAgg+ parameters must tolerate")
+      ("secagg-corrupt", po::value<double>()->default_value(0.05, "0.05"), "fraction of corrupt clients assumed by the SecAgg+ parameters")
+      ("secagg-clip", po::value<double>()->default_value(8.0), "SecAgg+ clips each coordinate of an update delta to [-c, c] before quantizing")
+      ("secagg-phase-timeout", po::value<double>()->default_value(60), "seconds each key-exchange and unmasking phase waits")
+      ("chunk-mb", po::value<double>()->default_value(4.0), "tensor chunk size on the wire, MiB (<= 16)");
+  // clang-format on
+  add_strategy_options(desc);
+  return desc;
+}
+
+namespace {
+
+std::chrono::milliseconds millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+}
+
+void read_training(const po::variables_map& vm, TrainConfig& t) {
+  t.model = vm["model"].as<std::string>();
+  t.local_epochs = vm["local-epochs"].as<std::uint32_t>();
+  t.batch_size = vm["batch-size"].as<std::uint32_t>();
+  t.lr = vm["lr"].as<float>();
+  t.momentum = vm["momentum"].as<float>();
+  t.weight_decay = vm["weight-decay"].as<float>();
+  if (t.local_epochs == 0 || t.batch_size == 0) throw OptionsError("--local-epochs and --batch-size must be positive");
+  if (!(t.lr > 0)) throw OptionsError("--lr must be positive");
+}
+
+void read_secure(const po::variables_map& vm, OrchestratorOptions& o) {
+  if (auto sa = vm["secure-aggregation"].as<std::string>(); sa == "secagg+") {
+    o.secure_aggregation = sa;
+  } else if (sa != "none") {
+    throw OptionsError("--secure-aggregation must be none or secagg+");
+  }
+  o.secagg_neighbors = vm["secagg-neighbors"].as<std::uint32_t>();
+  o.secagg_threshold = vm["secagg-threshold"].as<std::uint32_t>();
+  o.secagg_dropout = vm["secagg-dropout"].as<double>();
+  o.secagg_corrupt = vm["secagg-corrupt"].as<double>();
+  o.secagg_clip = vm["secagg-clip"].as<double>();
+  double phase = vm["secagg-phase-timeout"].as<double>();
+  if (!(phase > 0)) throw OptionsError("--secagg-phase-timeout must be positive");
+  o.secagg_phase_timeout = millis(phase);
+}
+
+void read_rounds(const po::variables_map& vm, OrchestratorOptions& o) {
+  o.rounds = vm["rounds"].as<std::uint64_t>();
+  o.min_clients = vm["min-clients"].as<std::size_t>();
+  o.min_available = vm["min-available-clients"].as<std::size_t>();
+  o.fraction_fit = vm["fraction-fit"].as<double>();
+  o.clients_per_round = vm["clients-per-round"].as<std::size_t>();
+  if (!(o.fraction_fit > 0 && o.fraction_fit <= 1)) throw OptionsError("--fraction-fit must be in (0, 1]");
+  if (o.min_clients == 0) throw OptionsError("--min-clients must be at least 1");
+  if (o.clients_per_round && o.clients_per_round < o.min_clients)
+    throw OptionsError("--clients-per-round " + std::to_string(o.clients_per_round) + " is below --min-clients " +
+                       std::to_string(o.min_clients) + ": no round could complete");
+  double timeout = vm["round-timeout"].as<double>();
+  if (!(timeout > 0)) throw OptionsError("--round-timeout must be positive");
+  o.round_timeout = millis(timeout);
+  o.round_retries = vm["round-retries"].as<int>();
+  if (o.round_retries < 0) throw OptionsError("--round-retries must be >= 0");
+  o.seed = vm["seed"].as<std::uint64_t>();
+  o.federation = vm["federation"].as<std::string>();
+  o.max_inflight_uploads = std::max<std::size_t>(1, vm["max-inflight-uploads"].as<std::size_t>());
+  double chunk_mb = vm["chunk-mb"].as<double>();
+  if (!(chunk_mb > 0 && chunk_mb <= 16)) throw OptionsError("--chunk-mb must be in (0, 16]");
+  o.chunk_elements = std::max<std::size_t>(1, static_cast<std::size_t>(chunk_mb * 1024 * 1024 / 4));
+}
+
+}  // namespace
+
+CoordinatorConfig coordinator_config(const po::variables_map& vm) {
+  CoordinatorConfig c;
+  c.log_level = vm["log-level"].as<std::string>();
+  if (!vm.count("pki")) throw OptionsError("--pki DIR is required (create one with `federa-pki init --dir DIR`)");
+  c.pki = vm["pki"].as<std::string>();
+  c.listen = parse_host_port(vm["listen"].as<std::string>(), "listen");
+  if (vm.count("members")) c.members_file = vm["members"].as<std::string>();
+  c.eval_data = vm["eval-data"].as<std::string>();
+  c.state_dir = vm["state-dir"].as<std::string>();
+  c.resume = vm["resume"].as<bool>();
+  c.metrics_out = vm["metrics-out"].as<std::string>();
+  c.device = vm["device"].as<std::string>();
+  c.threads = std::max(1u, vm["threads"].as<unsigned>());
+  OrchestratorOptions& o = c.orchestrator;
+  read_rounds(vm, o);
+  read_training(vm, o.train);
+  read_secure(vm, o);
+  o.secagg_threads = c.threads;
+  if (!c.members_file.empty()) {
+    auto members = read_members_file(c.members_file);
+    if (!members) throw OptionsError("--members: " + members.error().message);
+    o.members = std::move(*members);
+  }
+  auto s = strategy_options_from(vm);
+  if (!s) throw OptionsError(s.error().message);
+  c.strategy = std::move(*s);
+  return c;
+}
+
+Result<std::set<std::string>> read_members_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return make_error(ErrorCode::not_found, "cannot open " + path);
+  std::set<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto hash = line.find('#');
+    if (hash != std::string::npos) line.erase(hash);
+    line.erase(0, line.find_first_not_of(" \t\r"));
+    line.erase(line.find_last_not_of(" \t\r") + 1);
+    if (!line.empty()) out.insert(line);
+  }
+  if (out.empty()) return make_error(ErrorCode::invalid_argument, path + " lists no client names");
+  return out;
+}
+
+}  // namespace federa

@@ -1,0 +1,39 @@
+// federa-coordinator's command line: the flags (every one also a --config key), parsed into one
+// plain struct that the program builds its parts from. Shared by the program and its `doctor`.
+//
+//   po::options_description desc = coordinator_flags();
+//   auto vm = parse_options(argc, argv, desc);          // common/options.hpp
+//   CoordinatorConfig cfg = coordinator_config(*vm);    // throws OptionsError on a bad value
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include "common/options.hpp"
+#include "coordinator/orchestrator.hpp"
+#include "coordinator/strategies.hpp"
+
+namespace federa {
+
+struct CoordinatorConfig {
+  OrchestratorOptions orchestrator;
+  StrategyOptions strategy;
+  HostPort listen;
+  std::string pki;
+  std::string members_file;  // empty: any client the CA signed
+  std::string eval_data;
+  std::string state_dir;
+  bool resume = false;
+  std::string metrics_out;
+  std::string device = "auto";
+  unsigned threads = 1;
+  std::string log_level = "info";
+};
+
+po::options_description coordinator_flags();
+CoordinatorConfig coordinator_config(const po::variables_map& vm);
+// Reads a members file: one name per line, '#' comments. Errors name the file and the line.
+Result<std::set<std::string>> read_members_file(const std::string& path);
+
+}  // namespace federa
