@@ -81,14 +81,14 @@ std::vector<std::vector<std::size_t>> by_class(std::span<const std::int32_t> lab
   return out;
 }
 
-constexpr int max_redraws = 10000;
+constexpr int kMaxRedraws = 10000;
 
 // Redraws are capped by work as well as count, so an infeasible request (thousands of parties,
 // small alpha) fails in seconds instead of minutes; small problems keep all 10,000 redraws.
 int redraw_budget(std::size_t work_per_draw) {
-  constexpr double budget = 1e8;  // element operations, a few seconds here
-  double n = budget / static_cast<double>(std::max<std::size_t>(1, work_per_draw));
-  return static_cast<int>(std::clamp(n, 100.0, double(max_redraws)));
+  constexpr double kBudget = 1e8;  // element operations, a few seconds here
+  double n = kBudget / static_cast<double>(std::max<std::size_t>(1, work_per_draw));
+  return static_cast<int>(std::clamp(n, 100.0, double(kMaxRedraws)));
 }
 
 Partitions iid(std::size_t n, std::size_t count, Rng& rng) {

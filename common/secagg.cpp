@@ -15,17 +15,17 @@ double log_choose(double a, double b) {
   return std::lgamma(a + 1) - std::lgamma(b + 1) - std::lgamma(a - b + 1);
 }
 
-// log P[X >= m] for X ~ Hypergeometric(population N, successes K, draws k).
-double log_hyper_tail(std::uint32_t N, std::uint32_t K, std::uint32_t k, std::uint32_t m) {
+// log P[X >= m] for X ~ Hypergeometric(population n, successes marked, draws k).
+double log_hyper_tail(std::uint32_t n, std::uint32_t marked, std::uint32_t k, std::uint32_t m) {
   if (m == 0) return 0.0;
-  const std::uint32_t hi = std::min(k, K);
+  const std::uint32_t hi = std::min(k, marked);
   if (m > hi) return -std::numeric_limits<double>::infinity();
-  const double denom = log_choose(N, k);
+  const double denom = log_choose(n, k);
   double mx = -std::numeric_limits<double>::infinity();
   std::vector<double> terms;
   for (std::uint32_t i = m; i <= hi; ++i) {
-    if (k - i > N - K) continue;
-    double t = log_choose(K, i) + log_choose(N - K, k - i) - denom;
+    if (k - i > n - marked) continue;
+    double t = log_choose(marked, i) + log_choose(n - marked, k - i) - denom;
     terms.push_back(t);
     mx = std::max(mx, t);
   }

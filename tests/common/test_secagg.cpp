@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <optional>
 #include <random>
@@ -490,7 +491,7 @@ struct Round {
     for (std::uint32_t i = 0; i < idx.size(); ++i) idx[i] = i;
     std::mt19937 rng(seed);
     std::shuffle(idx.begin(), idx.end(), rng);
-    const auto n = static_cast<std::size_t>(fraction * cfg.num_clients + 0.5);
+    const auto n = static_cast<std::size_t>(std::lround(fraction * cfg.num_clients));
     for (std::size_t i = 0; i < n; ++i) drop[idx[i]] = at;
   }
   bool alive(std::uint32_t u, Drop phase) const {
@@ -627,7 +628,7 @@ TEST_CASE("secagg protocol: 0%/10%/30% dropouts at every phase give the exact su
       REQUIRE_MESSAGE(res, (res ? "" : res.error().message));
       CHECK(r.errors.empty());
       r.check_sum(*res);
-      const std::size_t dropped = static_cast<std::size_t>(fraction * 60 + 0.5);
+      const std::size_t dropped = static_cast<std::size_t>(std::lround(fraction * 60));
       const bool in_sum = phases[p] == Drop::unmask;  // dropping after MaskedInput: still summed
       CHECK(res->included.size() == (in_sum ? 60 : 60 - dropped));
       if (phases[p] == Drop::masked) CHECK(res->dropped.size() == dropped);
