@@ -136,7 +136,8 @@ Result<Dataset> load_idx(const std::string& images_path, const std::string& labe
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
   return s;
 }
@@ -313,8 +314,7 @@ Result<Dataset> load_dataset(std::string_view spec, Split split) {
     const std::string_view rest = spec.substr(4);
     const auto pos = rest.rfind(":label=");
     if (pos == std::string_view::npos || pos == 0 || pos + 7 == rest.size()) {
-      return make_error("dataset spec '" + std::string(spec) +
-                        "': expected csv:FILE:label=COLUMN");
+      return make_error("dataset spec '" + std::string(spec) + "': expected csv:FILE:label=COLUMN");
     }
     return load_csv(std::string(rest.substr(0, pos)), std::string(rest.substr(pos + 7)));
   }

@@ -153,8 +153,8 @@ class NetworkBase : public Network {
       }
       const float* logits = forward(params, batch_x_.data(), rows);
       std::size_t c = 0;
-      loss_sum += cross_entropy(logits, batch_y_.data(), rows, nullptr, &c) *
-                  static_cast<double>(rows);
+      loss_sum +=
+          cross_entropy(logits, batch_y_.data(), rows, nullptr, &c) * static_cast<double>(rows);
       correct += c;
     }
     r.examples = n;
@@ -164,8 +164,7 @@ class NetworkBase : public Network {
   }
 
  protected:
-  virtual const float* forward(std::span<const float> params, const float* x,
-                               std::size_t rows) = 0;
+  virtual const float* forward(std::span<const float> params, const float* x, std::size_t rows) = 0;
   virtual void backward(std::span<const float> params, const float* x, std::size_t rows,
                         const float* dlogits, std::span<float> grad) = 0;
 
@@ -266,7 +265,7 @@ class Mlp final : public NetworkBase {
 // (channel, y, x) order.
 class FmnistCnn final : public NetworkBase {
   static constexpr std::size_t kH0 = 28, kK = 5;
-  static constexpr std::size_t kC1 = 6, kH1 = kH0 - kK + 1, kP1 = kH1 / 2;  // 24 -> 12
+  static constexpr std::size_t kC1 = 6, kH1 = kH0 - kK + 1, kP1 = kH1 / 2;   // 24 -> 12
   static constexpr std::size_t kC2 = 16, kH2 = kP1 - kK + 1, kP2 = kH2 / 2;  // 8 -> 4
   static constexpr std::size_t kK1 = 1 * kK * kK, kK2 = kC1 * kK * kK;
   static constexpr std::size_t kFlat = kC2 * kP2 * kP2;  // 256
@@ -274,11 +273,16 @@ class FmnistCnn final : public NetworkBase {
  public:
   FmnistCnn() {
     std::vector<TensorSpec> specs = {
-        {"conv1.weight", {kC1, 1, kK, kK}}, {"conv1.bias", {kC1}},
-        {"conv2.weight", {kC2, kC1, kK, kK}}, {"conv2.bias", {kC2}},
-        {"fc1.weight", {120, kFlat}},     {"fc1.bias", {120}},
-        {"fc2.weight", {84, 120}},       {"fc2.bias", {84}},
-        {"fc3.weight", {10, 84}},        {"fc3.bias", {10}},
+        {"conv1.weight", {kC1, 1, kK, kK}},
+        {"conv1.bias", {kC1}},
+        {"conv2.weight", {kC2, kC1, kK, kK}},
+        {"conv2.bias", {kC2}},
+        {"fc1.weight", {120, kFlat}},
+        {"fc1.bias", {120}},
+        {"fc2.weight", {84, 120}},
+        {"fc2.bias", {84}},
+        {"fc3.weight", {10, 84}},
+        {"fc3.bias", {10}},
     };
     layout_ = ModelLayout(specs);
     w1_ = layout_.offset(0);
@@ -415,7 +419,8 @@ class FmnistCnn final : public NetworkBase {
 
   static void conv(std::span<const float> params, std::size_t w, std::size_t b, std::size_t cout,
                    std::size_t k, const float* cols, std::size_t n, float* out) {
-    ConstMatMap wm(params.data() + w, static_cast<Eigen::Index>(cout), static_cast<Eigen::Index>(k));
+    ConstMatMap wm(params.data() + w, static_cast<Eigen::Index>(cout),
+                   static_cast<Eigen::Index>(k));
     ConstVecMap bv(params.data() + b, static_cast<Eigen::Index>(cout));
     ConstMatMap cm(cols, static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(n));
     MatMap om(out, static_cast<Eigen::Index>(cout), static_cast<Eigen::Index>(n));

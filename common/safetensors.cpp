@@ -2,12 +2,11 @@
 
 #include <algorithm>
 #include <bit>
+#include <boost/json.hpp>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <set>
-
-#include <boost/json.hpp>
 
 #include "common/fsutil.hpp"
 
@@ -31,8 +30,8 @@ std::string encode_safetensors(const Model& model, const Metadata& metadata) {
     for (auto d : tensors[i].shape) shape.push_back(d);
     std::uint64_t begin = model.layout.offset(i) * sizeof(float);
     std::uint64_t end = begin + tensors[i].elements() * sizeof(float);
-    header[tensors[i].name] = {{"dtype", "F32"}, {"shape", std::move(shape)},
-                               {"data_offsets", json::array{begin, end}}};
+    header[tensors[i].name] = {
+        {"dtype", "F32"}, {"shape", std::move(shape)}, {"data_offsets", json::array{begin, end}}};
   }
   std::string h = json::serialize(header);
   // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
@@ -54,10 +53,12 @@ Result<std::uint64_t> as_u64(const json::value& v, const std::string& what) {
 }  // namespace
 
 Result<SafetensorsFile> decode_safetensors(std::string_view bytes) {
-  if (bytes.size() < 8) return make_error("safetensors: file shorter than its 8-byte header length");
+  if (bytes.size() < 8)
+    return make_error("safetensors: file shorter than its 8-byte header length");
   std::uint64_t n;
   std::memcpy(&n, bytes.data(), 8);
-  if (n > bytes.size() - 8) return make_error("safetensors: header length runs past the end of the file");
+  if (n > bytes.size() - 8)
+    return make_error("safetensors: header length runs past the end of the file");
   if (n > 100'000'000) return make_error("safetensors: header larger than 100 MB");
   boost::system::error_code ec;
   json::value header = json::parse(bytes.substr(8, n), ec);
@@ -77,12 +78,14 @@ Result<SafetensorsFile> decode_safetensors(std::string_view bytes) {
       if (!kv.value().is_object()) return make_error("safetensors: __metadata__ is not an object");
       for (const auto& m : kv.value().as_object()) {
         if (!m.value().is_string())
-          return make_error("safetensors: metadata value for '" + std::string(m.key()) + "' is not a string");
+          return make_error("safetensors: metadata value for '" + std::string(m.key()) +
+                            "' is not a string");
         file.metadata[std::string(m.key())] = std::string(m.value().as_string());
       }
       continue;
     }
-    if (!kv.value().is_object()) return make_error("safetensors: entry '" + name + "' is not an object");
+    if (!kv.value().is_object())
+      return make_error("safetensors: entry '" + name + "' is not an object");
     const auto& o = kv.value().as_object();
     auto dt = o.if_contains("dtype");
     if (!dt || !dt->is_string()) return make_error("safetensors: '" + name + "' has no dtype");
@@ -123,7 +126,8 @@ Result<SafetensorsFile> decode_safetensors(std::string_view bytes) {
   std::uint64_t expect = 0;
   std::vector<TensorSpec> specs;
   for (auto& e : entries) {
-    if (e.begin != expect) return make_error("safetensors: tensor data is not contiguous at '" + e.spec.name + "'");
+    if (e.begin != expect)
+      return make_error("safetensors: tensor data is not contiguous at '" + e.spec.name + "'");
     expect = e.end;
     specs.push_back(std::move(e.spec));
   }
