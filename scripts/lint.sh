@@ -22,6 +22,7 @@ max_file_lines=600
 changed_base=""
 fix_format=0
 paths=()
+args=("$@")
 
 usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
@@ -86,7 +87,7 @@ if [ ${#unformatted[@]} -gt 0 ]; then
   echo "== clang-format: ${#unformatted[@]} file(s) not formatted as .clang-format says:"
   printf '   %s\n' "${unformatted[@]}"
   echo "   fix with: clang-format-14 -i ${unformatted[*]}"
-  echo "         or: scripts/lint.sh --fix-format ${paths[*]:-}"
+  echo "         or: scripts/lint.sh --fix-format ${args[*]:-}"
   findings=$((findings + ${#unformatted[@]}))
 fi
 
