@@ -12,48 +12,21 @@
 #include <cstring>
 #include <memory>
 
-namespace federa::crypto {
+#include "common/ossl.hpp"
 
-std::string drain_openssl_errors() {
-  std::string out;
-  while (unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out;
-}
+namespace federa::crypto {
 
 namespace {
 
 static_assert(std::endian::native == std::endian::little,
               "the mask PRG reads the keystream as little-endian uint32 words");
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct PkeyCtxFree {
-  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
-};
-struct CipherCtxFree {
-  void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }
-};
-struct KdfFree {
-  void operator()(EVP_KDF* p) const { EVP_KDF_free(p); }
-};
-struct KdfCtxFree {
-  void operator()(EVP_KDF_CTX* p) const { EVP_KDF_CTX_free(p); }
-};
-struct CipherFree {
-  void operator()(EVP_CIPHER* p) const { EVP_CIPHER_free(p); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
-using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
-using KdfPtr = std::unique_ptr<EVP_KDF, KdfFree>;
-using KdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, KdfCtxFree>;
-using CipherPtr = std::unique_ptr<EVP_CIPHER, CipherFree>;
+using ossl::CipherCtxPtr;
+using ossl::CipherPtr;
+using ossl::KdfCtxPtr;
+using ossl::KdfPtr;
+using ossl::PkeyCtxPtr;
+using ossl::PkeyPtr;
 
 // Fetched once: implicit fetches on every init cost a lock and a lookup per call.
 const EVP_CIPHER* aes_256_ctr() {
@@ -69,7 +42,9 @@ EVP_KDF* hkdf_kdf() {
   return k.get();
 }
 
-Error openssl_error(const char* what) { return make_error(std::string("openssl: ") + what); }
+Error openssl_error(const char* what, ErrorCode code = ErrorCode::internal) {
+  return ossl::error(code, std::string("openssl: ") + what);
+}
 
 Result<PkeyPtr> load_private(const Key32& private_key) {
   PkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key.data(),
@@ -124,7 +99,7 @@ Result<Key32> x25519_agree(const Key32& private_key, const Key32& peer_public) {
   if (!key) return key.error();
   PkeyPtr peer(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer_public.data(),
                                            peer_public.size()));
-  if (!peer) return openssl_error("cannot load X25519 peer key");
+  if (!peer) return openssl_error("cannot load X25519 peer key", ErrorCode::invalid_argument);
   PkeyCtxPtr ctx(EVP_PKEY_CTX_new(key->get(), nullptr));
   if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1 ||
       EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1)
@@ -132,7 +107,7 @@ Result<Key32> x25519_agree(const Key32& private_key, const Key32& peer_public) {
   Key32 secret{};
   std::size_t len = secret.size();
   if (EVP_PKEY_derive(ctx.get(), secret.data(), &len) != 1 || len != secret.size())
-    return openssl_error("X25519 derive failed (low-order peer key?)");
+    return openssl_error("X25519 derive failed (low-order peer key?)", ErrorCode::invalid_argument);
   return secret;
 }
 
@@ -184,14 +159,15 @@ Result<Bytes> aead_seal(const Key32& key, ByteView plaintext, ByteView aad) {
     return openssl_error("AES-GCM encrypt failed");
   if (EVP_EncryptFinal_ex(ctx.get(), ct + plaintext.size(), &len) != 1)
     return openssl_error("AES-GCM final failed");
-  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kAeadTagBytes,
-                          ct + plaintext.size()) != 1)
+  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kAeadTagBytes, ct + plaintext.size()) !=
+      1)
     return openssl_error("AES-GCM tag failed");
   return out;
 }
 
 Result<Bytes> aead_open(const Key32& key, ByteView sealed, ByteView aad) {
-  if (sealed.size() < kAeadOverhead) return make_error("AES-GCM: ciphertext too short");
+  if (sealed.size() < kAeadOverhead)
+    return make_error(ErrorCode::invalid_argument, "AES-GCM: ciphertext too short");
   const std::size_t ct_len = sealed.size() - kAeadOverhead;
   const std::uint8_t* ct = sealed.data() + kAeadNonceBytes;
   Bytes out(ct_len);
@@ -211,7 +187,9 @@ Result<Bytes> aead_open(const Key32& key, ByteView sealed, ByteView aad) {
     return openssl_error("AES-GCM set tag failed");
   if (EVP_DecryptFinal_ex(ctx.get(), out.data() + ct_len, &len) != 1) {
     OPENSSL_cleanse(out.data(), out.size());
-    return make_error("AES-GCM: authentication failed (wrong key, tampered data or AAD)");
+    ERR_clear_error();
+    return make_error(ErrorCode::invalid_argument,
+                      "AES-GCM: authentication failed (wrong key, tampered data or AAD)");
   }
   return out;
 }

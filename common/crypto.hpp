@@ -1,6 +1,6 @@
 // OpenSSL-backed primitives for secure aggregation: X25519, HKDF-SHA256, AES-256-GCM, SHA-256,
 // the CSPRNG, and the mask PRG (AES-256-CTR keystream read as little-endian uint32 words).
-// Nothing here is a hand-written cipher; every OpenSSL object is owned by a unique_ptr.
+// Nothing here is a hand-written cipher; every OpenSSL object is owned as common/ossl.hpp says.
 //
 //   auto a = crypto::x25519_generate(), b = crypto::x25519_generate();
 //   auto shared = crypto::x25519_agree(a->private_key, b->public_key);      // == agree(b, a)
@@ -23,10 +23,6 @@
 #include "common/result.hpp"
 
 namespace federa::crypto {
-
-// Empties this thread's OpenSSL error queue and returns its entries joined by "; ". OpenSSL
-// keeps that queue per thread; a failed call left unread would surface in an unrelated later one.
-std::string drain_openssl_errors();
 
 using Key32 = std::array<std::uint8_t, 32>;
 using Bytes = std::vector<std::uint8_t>;

@@ -14,7 +14,7 @@ namespace federa {
 
 namespace {
 
-constexpr const char* fashion_mnist_dir = "/usr/share/datasets/fashion-mnist/";
+constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist/";
 
 // gzread reads plain files transparently, so one path serves both .gz and raw IDX files.
 Result<std::vector<std::uint8_t>> read_maybe_gzip(const std::string& path) {
@@ -136,7 +136,8 @@ Result<Dataset> load_idx(const std::string& images_path, const std::string& labe
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
   return s;
 }
@@ -167,6 +168,48 @@ std::optional<double> parse_number(std::string_view s) {
 // Labels are mapped to 0..C-1 in numeric order when they are all numbers (so "0".."9" keep
 // their values), otherwise in lexicographic order of the strings. Train and test files with the
 // same label set therefore get the same mapping.
+void assign_label_indices(const std::vector<std::string>& raw_labels, Dataset& d) {
+  bool numeric = true;
+  for (const auto& l : raw_labels) {
+    if (!parse_number(l)) {
+      numeric = false;
+      break;
+    }
+  }
+  std::vector<std::string> distinct = raw_labels;
+  if (numeric) {
+    std::sort(distinct.begin(), distinct.end(), [](const std::string& a, const std::string& b) {
+      return *parse_number(a) < *parse_number(b);
+    });
+    distinct.erase(std::unique(distinct.begin(), distinct.end(),
+                               [](const std::string& a, const std::string& b) {
+                                 return *parse_number(a) == *parse_number(b);
+                               }),
+                   distinct.end());
+  } else {
+    std::sort(distinct.begin(), distinct.end());
+    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  }
+  d.num_classes = static_cast<int>(distinct.size());
+  d.labels.resize(d.rows);
+  for (std::size_t i = 0; i < d.rows; ++i) {
+    std::size_t k;
+    if (numeric) {
+      const double v = *parse_number(raw_labels[i]);
+      k = static_cast<std::size_t>(
+          std::lower_bound(distinct.begin(), distinct.end(), v,
+                           [](const std::string& a, double b) { return *parse_number(a) < b; }) -
+          distinct.begin());
+    } else {
+      k = static_cast<std::size_t>(
+          std::lower_bound(distinct.begin(), distinct.end(), raw_labels[i]) - distinct.begin());
+    }
+    d.labels[i] = static_cast<std::int32_t>(k);
+  }
+}
+
+// A header row naming the columns, then one row per example; every column but the label is a
+// finite number. Labels are mapped by assign_label_indices.
 Result<Dataset> load_csv(const std::string& path, const std::string& label_column) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return make_error(path + ": cannot open: " + std::strerror(errno));
@@ -228,43 +271,7 @@ Result<Dataset> load_csv(const std::string& path, const std::string& label_colum
   d.rows = raw_labels.size();
   if (d.rows == 0) return make_error(path + ": no data rows after the header");
 
-  bool numeric = true;
-  for (const auto& l : raw_labels) {
-    if (!parse_number(l)) {
-      numeric = false;
-      break;
-    }
-  }
-  std::vector<std::string> distinct = raw_labels;
-  if (numeric) {
-    std::sort(distinct.begin(), distinct.end(), [](const std::string& a, const std::string& b) {
-      return *parse_number(a) < *parse_number(b);
-    });
-    distinct.erase(std::unique(distinct.begin(), distinct.end(),
-                               [](const std::string& a, const std::string& b) {
-                                 return *parse_number(a) == *parse_number(b);
-                               }),
-                   distinct.end());
-  } else {
-    std::sort(distinct.begin(), distinct.end());
-    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-  }
-  d.num_classes = static_cast<int>(distinct.size());
-  d.labels.resize(d.rows);
-  for (std::size_t i = 0; i < d.rows; ++i) {
-    std::size_t k;
-    if (numeric) {
-      const double v = *parse_number(raw_labels[i]);
-      k = static_cast<std::size_t>(
-          std::lower_bound(distinct.begin(), distinct.end(), v,
-                           [](const std::string& a, double b) { return *parse_number(a) < b; }) -
-          distinct.begin());
-    } else {
-      k = static_cast<std::size_t>(
-          std::lower_bound(distinct.begin(), distinct.end(), raw_labels[i]) - distinct.begin());
-    }
-    d.labels[i] = static_cast<std::int32_t>(k);
-  }
+  assign_label_indices(raw_labels, d);
   return d;
 }
 
@@ -290,7 +297,7 @@ Result<Dataset> select_rows(const Dataset& d, std::span<const std::size_t> indic
 
 Result<Dataset> load_dataset(std::string_view spec, Split split) {
   if (spec == "fashion-mnist") {
-    const std::string dir = fashion_mnist_dir;
+    const std::string dir = kFashionMnistDir;
     const std::string prefix = split == Split::train ? "train" : "t10k";
     return load_idx(dir + prefix + "-images-idx3-ubyte.gz", dir + prefix + "-labels-idx1-ubyte.gz",
                     10);
@@ -307,8 +314,7 @@ Result<Dataset> load_dataset(std::string_view spec, Split split) {
     const std::string_view rest = spec.substr(4);
     const auto pos = rest.rfind(":label=");
     if (pos == std::string_view::npos || pos == 0 || pos + 7 == rest.size()) {
-      return make_error("dataset spec '" + std::string(spec) +
-                        "': expected csv:FILE:label=COLUMN");
+      return make_error("dataset spec '" + std::string(spec) + "': expected csv:FILE:label=COLUMN");
     }
     return load_csv(std::string(rest.substr(0, pos)), std::string(rest.substr(pos + 7)));
   }

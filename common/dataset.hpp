@@ -21,7 +21,7 @@ struct Dataset {
   std::size_t rows = 0;
   std::size_t features = 0;
   int num_classes = 0;
-  std::vector<float> x;            // rows * features, row-major, images scaled to [0, 1]
+  std::vector<float> x;              // rows * features, row-major, images scaled to [0, 1]
   std::vector<std::int32_t> labels;  // rows, each in [0, num_classes)
   const float* row(std::size_t i) const { return x.data() + i * features; }
 };

@@ -9,13 +9,13 @@ std::uint64_t TensorSpec::elements() const {
 }
 
 namespace {
-constexpr std::uint64_t fnv_offset = 14695981039346656037ull;
-constexpr std::uint64_t fnv_prime = 1099511628211ull;
+constexpr std::uint64_t kFnvOffset = 14695981039346656037ull;
+constexpr std::uint64_t kFnvPrime = 1099511628211ull;
 void fnv(std::uint64_t& h, const void* p, std::size_t n) {
   auto* b = static_cast<const unsigned char*>(p);
   for (std::size_t i = 0; i < n; ++i) {
     h ^= b[i];
-    h *= fnv_prime;
+    h *= kFnvPrime;
   }
 }
 void fnv_u64(std::uint64_t& h, std::uint64_t v) {
@@ -26,7 +26,7 @@ void fnv_u64(std::uint64_t& h, std::uint64_t v) {
 }  // namespace
 
 ModelLayout::ModelLayout(std::vector<TensorSpec> tensors) : tensors_(std::move(tensors)) {
-  hash_ = fnv_offset;
+  hash_ = kFnvOffset;
   offsets_.reserve(tensors_.size());
   for (const auto& t : tensors_) {
     offsets_.push_back(size_);

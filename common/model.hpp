@@ -27,7 +27,7 @@ class ModelLayout {
   explicit ModelLayout(std::vector<TensorSpec> tensors);
 
   const std::vector<TensorSpec>& tensors() const { return tensors_; }
-  std::size_t size() const { return size_; }           // total elements
+  std::size_t size() const { return size_; }  // total elements
   std::size_t offset(std::size_t i) const { return offsets_[i]; }
   // FNV-1a over names, ranks and dims; stable across platforms and runs.
   std::uint64_t hash() const { return hash_; }

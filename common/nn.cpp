@@ -25,8 +25,8 @@ using ConstVecMap = Eigen::Map<const Eigen::VectorXf>;
 using RowVecMap = Eigen::Map<Eigen::RowVectorXf>;
 using ConstRowVecMap = Eigen::Map<const Eigen::RowVectorXf>;
 
-constexpr std::size_t eval_batch = 256;
-constexpr std::size_t max_parameters = std::size_t{1} << 28;  // 1 GiB of floats
+constexpr std::size_t kEvalBatch = 256;
+constexpr std::size_t kMaxParameters = std::size_t{1} << 28;  // 1 GiB of floats
 
 void grow(std::vector<float>& v, std::size_t n) {
   if (v.size() < n) v.resize(n);
@@ -84,21 +84,21 @@ class DenseStack {
     grow(delta_a_, rows * widest);
     grow(delta_b_, rows * widest);
     const float* dout = dlogits;
-    const auto R = static_cast<Eigen::Index>(rows);
+    const auto rows_i = static_cast<Eigen::Index>(rows);
     for (std::size_t l = layers_.size(); l-- > 0;) {
       const Dense& d = layers_[l];
-      const auto I = static_cast<Eigen::Index>(d.in), O = static_cast<Eigen::Index>(d.out);
+      const auto in_i = static_cast<Eigen::Index>(d.in), out_i = static_cast<Eigen::Index>(d.out);
       const float* in = l == 0 ? x : acts_[l - 1].data();
-      ConstMatMap a(in, R, I);
-      ConstMatMap dz(dout, R, O);
-      MatMap gw(grad.data() + d.w, O, I);
-      RowVecMap gb(grad.data() + d.b, O);
+      ConstMatMap a(in, rows_i, in_i);
+      ConstMatMap dz(dout, rows_i, out_i);
+      MatMap gw(grad.data() + d.w, out_i, in_i);
+      RowVecMap gb(grad.data() + d.b, out_i);
       gw.noalias() = dz.transpose() * a;
       gb = dz.colwise().sum();
       if (l == 0 && dx == nullptr) break;
       float* din = l == 0 ? dx : (dout == delta_a_.data() ? delta_b_.data() : delta_a_.data());
-      ConstMatMap w(params.data() + d.w, O, I);
-      MatMap da(din, R, I);
+      ConstMatMap w(params.data() + d.w, out_i, in_i);
+      MatMap da(din, rows_i, in_i);
       da.noalias() = dz * w;
       if (l > 0) da = (a.array() > 0.0f).select(da, 0.0f);  // ReLU: a > 0 exactly where z > 0
       dout = din;
@@ -140,12 +140,12 @@ class NetworkBase : public Network {
     EvalResult r;
     const std::size_t n = indices.empty() ? data.rows : indices.size();
     if (n == 0 || data.features != in_) return r;
-    grow(batch_x_, eval_batch * in_);
-    batch_y_.resize(eval_batch);
+    grow(batch_x_, kEvalBatch * in_);
+    batch_y_.resize(kEvalBatch);
     double loss_sum = 0;
     std::size_t correct = 0;
-    for (std::size_t start = 0; start < n; start += eval_batch) {
-      const std::size_t rows = std::min(eval_batch, n - start);
+    for (std::size_t start = 0; start < n; start += kEvalBatch) {
+      const std::size_t rows = std::min(kEvalBatch, n - start);
       for (std::size_t i = 0; i < rows; ++i) {
         const std::size_t row = indices.empty() ? start + i : indices[start + i];
         std::copy_n(data.row(row), in_, batch_x_.data() + i * in_);
@@ -153,8 +153,8 @@ class NetworkBase : public Network {
       }
       const float* logits = forward(params, batch_x_.data(), rows);
       std::size_t c = 0;
-      loss_sum += cross_entropy(logits, batch_y_.data(), rows, nullptr, &c) *
-                  static_cast<double>(rows);
+      loss_sum +=
+          cross_entropy(logits, batch_y_.data(), rows, nullptr, &c) * static_cast<double>(rows);
       correct += c;
     }
     r.examples = n;
@@ -164,8 +164,7 @@ class NetworkBase : public Network {
   }
 
  protected:
-  virtual const float* forward(std::span<const float> params, const float* x,
-                               std::size_t rows) = 0;
+  virtual const float* forward(std::span<const float> params, const float* x, std::size_t rows) = 0;
   virtual void backward(std::span<const float> params, const float* x, std::size_t rows,
                         const float* dlogits, std::span<float> grad) = 0;
 
@@ -265,39 +264,44 @@ class Mlp final : public NetworkBase {
 // im2col matrix [in * kh * kw, batch * oh * ow]; the flatten before fc1 uses PyTorch's
 // (channel, y, x) order.
 class FmnistCnn final : public NetworkBase {
-  static constexpr std::size_t H0 = 28, K = 5;
-  static constexpr std::size_t C1 = 6, H1 = H0 - K + 1, P1 = H1 / 2;  // 24 -> 12
-  static constexpr std::size_t C2 = 16, H2 = P1 - K + 1, P2 = H2 / 2;  // 8 -> 4
-  static constexpr std::size_t K1 = 1 * K * K, K2 = C1 * K * K;
-  static constexpr std::size_t flat = C2 * P2 * P2;  // 256
+  static constexpr std::size_t kH0 = 28, kK = 5;
+  static constexpr std::size_t kC1 = 6, kH1 = kH0 - kK + 1, kP1 = kH1 / 2;   // 24 -> 12
+  static constexpr std::size_t kC2 = 16, kH2 = kP1 - kK + 1, kP2 = kH2 / 2;  // 8 -> 4
+  static constexpr std::size_t kK1 = 1 * kK * kK, kK2 = kC1 * kK * kK;
+  static constexpr std::size_t kFlat = kC2 * kP2 * kP2;  // 256
 
  public:
   FmnistCnn() {
     std::vector<TensorSpec> specs = {
-        {"conv1.weight", {C1, 1, K, K}}, {"conv1.bias", {C1}},
-        {"conv2.weight", {C2, C1, K, K}}, {"conv2.bias", {C2}},
-        {"fc1.weight", {120, flat}},     {"fc1.bias", {120}},
-        {"fc2.weight", {84, 120}},       {"fc2.bias", {84}},
-        {"fc3.weight", {10, 84}},        {"fc3.bias", {10}},
+        {"conv1.weight", {kC1, 1, kK, kK}},
+        {"conv1.bias", {kC1}},
+        {"conv2.weight", {kC2, kC1, kK, kK}},
+        {"conv2.bias", {kC2}},
+        {"fc1.weight", {120, kFlat}},
+        {"fc1.bias", {120}},
+        {"fc2.weight", {84, 120}},
+        {"fc2.bias", {84}},
+        {"fc3.weight", {10, 84}},
+        {"fc3.bias", {10}},
     };
     layout_ = ModelLayout(specs);
     w1_ = layout_.offset(0);
     b1_ = layout_.offset(1);
     w2_ = layout_.offset(2);
     b2_ = layout_.offset(3);
-    head_ = DenseStack({{flat, 120, layout_.offset(4), layout_.offset(5)},
+    head_ = DenseStack({{kFlat, 120, layout_.offset(4), layout_.offset(5)},
                         {120, 84, layout_.offset(6), layout_.offset(7)},
                         {84, 10, layout_.offset(8), layout_.offset(9)}});
-    in_ = H0 * H0;
+    in_ = kH0 * kH0;
     classes_ = 10;
   }
 
   void init(std::span<float> params, std::uint64_t seed) override {
     std::mt19937_64 rng(seed);
-    init_uniform(params.subspan(w1_, C1 * K1), K1, rng);
-    init_uniform(params.subspan(b1_, C1), K1, rng);
-    init_uniform(params.subspan(w2_, C2 * K2), K2, rng);
-    init_uniform(params.subspan(b2_, C2), K2, rng);
+    init_uniform(params.subspan(w1_, kC1 * kK1), kK1, rng);
+    init_uniform(params.subspan(b1_, kC1), kK1, rng);
+    init_uniform(params.subspan(w2_, kC2 * kK2), kK2, rng);
+    init_uniform(params.subspan(b2_, kC2), kK2, rng);
     for (const auto& d : head_.layers()) {
       init_uniform(params.subspan(d.w, d.out * d.in), d.in, rng);
       init_uniform(params.subspan(d.b, d.out), d.in, rng);
@@ -306,28 +310,28 @@ class FmnistCnn final : public NetworkBase {
 
  protected:
   const float* forward(std::span<const float> params, const float* x, std::size_t rows) override {
-    const std::size_t n1 = rows * H1 * H1, n2 = rows * H2 * H2;
-    grow(cols1_, K1 * n1);
-    grow(a1_, C1 * n1);
-    grow(p1_, C1 * rows * P1 * P1);
-    arg1_.resize(std::max(arg1_.size(), C1 * rows * P1 * P1));
-    grow(cols2_, K2 * n2);
-    grow(a2_, C2 * n2);
-    grow(p2_, C2 * rows * P2 * P2);
-    arg2_.resize(std::max(arg2_.size(), C2 * rows * P2 * P2));
-    grow(flat_, rows * flat);
+    const std::size_t n1 = rows * kH1 * kH1, n2 = rows * kH2 * kH2;
+    grow(cols1_, kK1 * n1);
+    grow(a1_, kC1 * n1);
+    grow(p1_, kC1 * rows * kP1 * kP1);
+    arg1_.resize(std::max(arg1_.size(), kC1 * rows * kP1 * kP1));
+    grow(cols2_, kK2 * n2);
+    grow(a2_, kC2 * n2);
+    grow(p2_, kC2 * rows * kP2 * kP2);
+    arg2_.resize(std::max(arg2_.size(), kC2 * rows * kP2 * kP2));
+    grow(flat_, rows * kFlat);
 
     // x is [rows, 1, 28, 28]: the single input channel, one image after another.
-    im2col(x, 1, rows, H0, H0 * H0, rows * H0 * H0, cols1_.data());
-    conv(params, w1_, b1_, C1, K1, cols1_.data(), n1, a1_.data());
-    maxpool(a1_.data(), C1, rows, H1, p1_.data(), arg1_.data());
-    im2col(p1_.data(), C1, rows, P1, P1 * P1, rows * P1 * P1, cols2_.data());
-    conv(params, w2_, b2_, C2, K2, cols2_.data(), n2, a2_.data());
-    maxpool(a2_.data(), C2, rows, H2, p2_.data(), arg2_.data());
-    for (std::size_t c = 0; c < C2; ++c) {
+    im2col(x, 1, rows, kH0, kH0 * kH0, rows * kH0 * kH0, cols1_.data());
+    conv(params, w1_, b1_, kC1, kK1, cols1_.data(), n1, a1_.data());
+    maxpool(a1_.data(), kC1, rows, kH1, p1_.data(), arg1_.data());
+    im2col(p1_.data(), kC1, rows, kP1, kP1 * kP1, rows * kP1 * kP1, cols2_.data());
+    conv(params, w2_, b2_, kC2, kK2, cols2_.data(), n2, a2_.data());
+    maxpool(a2_.data(), kC2, rows, kH2, p2_.data(), arg2_.data());
+    for (std::size_t c = 0; c < kC2; ++c) {
       for (std::size_t b = 0; b < rows; ++b) {
-        std::copy_n(p2_.data() + c * rows * P2 * P2 + b * P2 * P2, P2 * P2,
-                    flat_.data() + b * flat + c * P2 * P2);
+        std::copy_n(p2_.data() + c * rows * kP2 * kP2 + b * kP2 * kP2, kP2 * kP2,
+                    flat_.data() + b * kFlat + c * kP2 * kP2);
       }
     }
     return head_.forward(params, flat_.data(), rows);
@@ -335,51 +339,51 @@ class FmnistCnn final : public NetworkBase {
 
   void backward(std::span<const float> params, const float* x, std::size_t rows,
                 const float* dlogits, std::span<float> grad) override {
-    const std::size_t n1 = rows * H1 * H1, n2 = rows * H2 * H2;
-    grow(dflat_, rows * flat);
+    const std::size_t n1 = rows * kH1 * kH1, n2 = rows * kH2 * kH2;
+    grow(dflat_, rows * kFlat);
     head_.backward(params, flat_.data(), rows, dlogits, grad, dflat_.data());
 
     // Un-flatten and route through the second pool and ReLU.
-    grow(da2_, C2 * n2);
-    std::fill_n(da2_.data(), C2 * n2, 0.0f);
-    for (std::size_t c = 0; c < C2; ++c) {
+    grow(da2_, kC2 * n2);
+    std::fill_n(da2_.data(), kC2 * n2, 0.0f);
+    for (std::size_t c = 0; c < kC2; ++c) {
       float* dst = da2_.data() + c * n2;
-      const std::uint32_t* arg = arg2_.data() + c * rows * P2 * P2;
+      const std::uint32_t* arg = arg2_.data() + c * rows * kP2 * kP2;
       for (std::size_t b = 0; b < rows; ++b) {
-        for (std::size_t s = 0; s < P2 * P2; ++s) {
-          dst[arg[b * P2 * P2 + s]] = dflat_[b * flat + c * P2 * P2 + s];
+        for (std::size_t s = 0; s < kP2 * kP2; ++s) {
+          dst[arg[b * kP2 * kP2 + s]] = dflat_[b * kFlat + c * kP2 * kP2 + s];
         }
       }
     }
-    relu_mask(da2_.data(), a2_.data(), C2 * n2);
-    grow(dcols2_, K2 * n2);
-    conv_backward(params, grad, w2_, b2_, C2, K2, cols2_.data(), n2, da2_.data(), dcols2_.data());
+    relu_mask(da2_.data(), a2_.data(), kC2 * n2);
+    grow(dcols2_, kK2 * n2);
+    conv_backward(params, grad, w2_, b2_, kC2, kK2, cols2_.data(), n2, da2_.data(), dcols2_.data());
 
     // col2im into the first pool's output, then through the first pool and ReLU.
-    const std::size_t np1 = rows * P1 * P1;
-    grow(dp1_, C1 * np1);
-    std::fill_n(dp1_.data(), C1 * np1, 0.0f);
-    col2im(dcols2_.data(), C1, rows, P1, np1, dp1_.data());
-    grow(da1_, C1 * n1);
-    std::fill_n(da1_.data(), C1 * n1, 0.0f);
-    for (std::size_t i = 0; i < C1 * np1; ++i) {
+    const std::size_t np1 = rows * kP1 * kP1;
+    grow(dp1_, kC1 * np1);
+    std::fill_n(dp1_.data(), kC1 * np1, 0.0f);
+    col2im(dcols2_.data(), kC1, rows, kP1, np1, dp1_.data());
+    grow(da1_, kC1 * n1);
+    std::fill_n(da1_.data(), kC1 * n1, 0.0f);
+    for (std::size_t i = 0; i < kC1 * np1; ++i) {
       const std::size_t c = i / np1;
       da1_[c * n1 + arg1_[i]] = dp1_[i];
     }
-    relu_mask(da1_.data(), a1_.data(), C1 * n1);
-    conv_backward(params, grad, w1_, b1_, C1, K1, cols1_.data(), n1, da1_.data(), nullptr);
+    relu_mask(da1_.data(), a1_.data(), kC1 * n1);
+    conv_backward(params, grad, w1_, b1_, kC1, kK1, cols1_.data(), n1, da1_.data(), nullptr);
   }
 
  private:
-  // cols[(ci*K + ky)*K + kx, (b*oh + oy)*ow + ox] = in[ci][b][oy + ky][ox + kx], with `in`
+  // cols[(ci*kK + ky)*kK + kx, (b*oh + oy)*ow + ox] = in[ci][b][oy + ky][ox + kx], with `in`
   // laid out [channels, batch, h, w] (channel stride `chan_stride`, image stride `img_stride`).
   static void im2col(const float* in, std::size_t channels, std::size_t rows, std::size_t h,
                      std::size_t img_stride, std::size_t chan_stride, float* cols) {
-    const std::size_t oh = h - K + 1, n = rows * oh * oh;
+    const std::size_t oh = h - kK + 1, n = rows * oh * oh;
     for (std::size_t ci = 0; ci < channels; ++ci) {
-      for (std::size_t ky = 0; ky < K; ++ky) {
-        for (std::size_t kx = 0; kx < K; ++kx) {
-          float* dst = cols + ((ci * K + ky) * K + kx) * n;
+      for (std::size_t ky = 0; ky < kK; ++ky) {
+        for (std::size_t kx = 0; kx < kK; ++kx) {
+          float* dst = cols + ((ci * kK + ky) * kK + kx) * n;
           for (std::size_t b = 0; b < rows; ++b) {
             const float* src = in + ci * chan_stride + b * img_stride + ky * h + kx;
             for (std::size_t oy = 0; oy < oh; ++oy) {
@@ -395,11 +399,11 @@ class FmnistCnn final : public NetworkBase {
   // The adjoint of im2col for the second convolution's input (channels x [rows, h, h]).
   static void col2im(const float* cols, std::size_t channels, std::size_t rows, std::size_t h,
                      std::size_t chan_stride, float* out) {
-    const std::size_t oh = h - K + 1, n = rows * oh * oh;
+    const std::size_t oh = h - kK + 1, n = rows * oh * oh;
     for (std::size_t ci = 0; ci < channels; ++ci) {
-      for (std::size_t ky = 0; ky < K; ++ky) {
-        for (std::size_t kx = 0; kx < K; ++kx) {
-          const float* src = cols + ((ci * K + ky) * K + kx) * n;
+      for (std::size_t ky = 0; ky < kK; ++ky) {
+        for (std::size_t kx = 0; kx < kK; ++kx) {
+          const float* src = cols + ((ci * kK + ky) * kK + kx) * n;
           for (std::size_t b = 0; b < rows; ++b) {
             float* dst = out + ci * chan_stride + b * h * h + ky * h + kx;
             for (std::size_t oy = 0; oy < oh; ++oy) {
@@ -415,7 +419,8 @@ class FmnistCnn final : public NetworkBase {
 
   static void conv(std::span<const float> params, std::size_t w, std::size_t b, std::size_t cout,
                    std::size_t k, const float* cols, std::size_t n, float* out) {
-    ConstMatMap wm(params.data() + w, static_cast<Eigen::Index>(cout), static_cast<Eigen::Index>(k));
+    ConstMatMap wm(params.data() + w, static_cast<Eigen::Index>(cout),
+                   static_cast<Eigen::Index>(k));
     ConstVecMap bv(params.data() + b, static_cast<Eigen::Index>(cout));
     ConstMatMap cm(cols, static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(n));
     MatMap om(out, static_cast<Eigen::Index>(cout), static_cast<Eigen::Index>(n));
@@ -521,9 +526,9 @@ Result<std::unique_ptr<Network>> make_network(std::string_view spec) {
   std::size_t total = 0;
   for (std::size_t l = 0; l + 1 < dims->size(); ++l) {
     total += ((*dims)[l] + 1) * (*dims)[l + 1];
-    if (total > max_parameters) {
+    if (total > kMaxParameters) {
       return make_error("model spec '" + std::string(spec) + "': more than " +
-                        std::to_string(max_parameters) + " parameters");
+                        std::to_string(kMaxParameters) + " parameters");
     }
   }
   return std::unique_ptr<Network>(std::make_unique<Mlp>(*dims));

@@ -22,8 +22,8 @@
 namespace federa {
 
 struct EvalResult {
-  double loss = 0;       // mean cross-entropy
-  double accuracy = 0;   // fraction correct
+  double loss = 0;      // mean cross-entropy
+  double accuracy = 0;  // fraction correct
   std::size_t examples = 0;
 };
 

@@ -7,12 +7,11 @@
 //   if (!vm) { print_help(desc); return 0; }    // --help was given
 #pragma once
 
+#include <boost/program_options.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-
-#include <boost/program_options.hpp>
 
 namespace federa {
 
@@ -25,7 +24,8 @@ struct OptionsError : std::runtime_error {
 // Adds --help, --config FILE and --log-level to `desc`, parses argv, then the JSON config (an
 // object: {"rounds": 20, "listen": "0.0.0.0:8443", "resume": true}); unknown keys, wrong types
 // and bad values raise OptionsError naming the key. Returns nullopt when --help was asked for.
-std::optional<po::variables_map> parse_options(int argc, char** argv, po::options_description& desc);
+std::optional<po::variables_map> parse_options(int argc, char** argv,
+                                               po::options_description& desc);
 
 // Level names as spdlog's: trace, debug, info, warn, error, critical, off.
 void setup_logging(std::string_view level, std::string_view program);

@@ -77,18 +77,19 @@ Result<double> parse_positive(std::string_view spec, std::string_view value) {
 std::vector<std::vector<std::size_t>> by_class(std::span<const std::int32_t> labels,
                                                int num_classes) {
   std::vector<std::vector<std::size_t>> out(static_cast<std::size_t>(num_classes));
-  for (std::size_t i = 0; i < labels.size(); ++i) out[static_cast<std::size_t>(labels[i])].push_back(i);
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    out[static_cast<std::size_t>(labels[i])].push_back(i);
   return out;
 }
 
-constexpr int max_redraws = 10000;
+constexpr int kMaxRedraws = 10000;
 
 // Redraws are capped by work as well as count, so an infeasible request (thousands of parties,
 // small alpha) fails in seconds instead of minutes; small problems keep all 10,000 redraws.
 int redraw_budget(std::size_t work_per_draw) {
-  constexpr double budget = 1e8;  // element operations, a few seconds here
-  double n = budget / static_cast<double>(std::max<std::size_t>(1, work_per_draw));
-  return static_cast<int>(std::clamp(n, 100.0, double(max_redraws)));
+  constexpr double kBudget = 1e8;  // element operations, a few seconds here
+  double n = kBudget / static_cast<double>(std::max<std::size_t>(1, work_per_draw));
+  return static_cast<int>(std::clamp(n, 100.0, double(kMaxRedraws)));
 }
 
 Partitions iid(std::size_t n, std::size_t count, Rng& rng) {
@@ -139,8 +140,8 @@ Result<Partitions> label_dirichlet(std::span<const std::int32_t> labels, int num
                     std::to_string(min_size) + " examples; use a larger alpha or fewer parties");
 }
 
-Result<Partitions> label_count(std::span<const std::int32_t> labels, int num_classes,
-                               std::size_t k, std::size_t count, Rng& rng) {
+Result<Partitions> label_count(std::span<const std::int32_t> labels, int num_classes, std::size_t k,
+                               std::size_t count, Rng& rng) {
   const std::size_t c = static_cast<std::size_t>(num_classes);
   if (k < 1 || k > c) {
     return make_error("labels:K needs 1 <= K <= " + std::to_string(c) + " classes, got " +
@@ -202,8 +203,7 @@ Result<Partitions> quantity(std::size_t n, double alpha, std::size_t count, Rng&
 }  // namespace
 
 Result<Partitions> partition_dataset(std::span<const std::int32_t> labels, int num_classes,
-                                     std::string_view spec, std::size_t count,
-                                     std::uint64_t seed) {
+                                     std::string_view spec, std::size_t count, std::uint64_t seed) {
   if (count == 0) return make_error("partition: the number of partitions must be positive");
   if (labels.size() < count) {
     return make_error("partition: " + std::to_string(labels.size()) +
@@ -213,8 +213,7 @@ Result<Partitions> partition_dataset(std::span<const std::int32_t> labels, int n
   for (std::size_t i = 0; i < labels.size(); ++i) {
     if (labels[i] < 0 || labels[i] >= num_classes) {
       return make_error("partition: label " + std::to_string(labels[i]) + " of example " +
-                        std::to_string(i) + " is outside [0, " + std::to_string(num_classes) +
-                        ")");
+                        std::to_string(i) + " is outside [0, " + std::to_string(num_classes) + ")");
     }
   }
   Rng rng(seed);

@@ -41,8 +41,12 @@ struct Error {
   std::string message;
 };
 
-inline Error make_error(std::string message) { return Error{ErrorCode::unknown, std::move(message)}; }
-inline Error make_error(ErrorCode code, std::string message) { return Error{code, std::move(message)}; }
+inline Error make_error(std::string message) {
+  return Error{ErrorCode::unknown, std::move(message)};
+}
+inline Error make_error(ErrorCode code, std::string message) {
+  return Error{code, std::move(message)};
+}
 
 template <typename T>
 class [[nodiscard]] Result {

@@ -2,12 +2,11 @@
 
 #include <algorithm>
 #include <bit>
+#include <boost/json.hpp>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <set>
-
-#include <boost/json.hpp>
 
 #include "common/fsutil.hpp"
 
@@ -31,8 +30,8 @@ std::string encode_safetensors(const Model& model, const Metadata& metadata) {
     for (auto d : tensors[i].shape) shape.push_back(d);
     std::uint64_t begin = model.layout.offset(i) * sizeof(float);
     std::uint64_t end = begin + tensors[i].elements() * sizeof(float);
-    header[tensors[i].name] = {{"dtype", "F32"}, {"shape", std::move(shape)},
-                               {"data_offsets", json::array{begin, end}}};
+    header[tensors[i].name] = {
+        {"dtype", "F32"}, {"shape", std::move(shape)}, {"data_offsets", json::array{begin, end}}};
   }
   std::string h = json::serialize(header);
   // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
@@ -51,13 +50,59 @@ Result<std::uint64_t> as_u64(const json::value& v, const std::string& what) {
   if (v.is_int64() && v.as_int64() >= 0) return static_cast<std::uint64_t>(v.as_int64());
   return make_error(what + " is not a non-negative integer");
 }
+
+struct Entry {
+  std::uint64_t begin, end;
+  TensorSpec spec;
+};
+
+// One tensor's header entry: F32 only, a shape whose byte size matches its in-bounds offsets.
+Result<Entry> parse_entry(const std::string& name, const json::value& value,
+                          std::size_t data_size) {
+  if (!value.is_object()) return make_error("safetensors: entry '" + name + "' is not an object");
+  const auto& o = value.as_object();
+  auto dt = o.if_contains("dtype");
+  if (!dt || !dt->is_string()) return make_error("safetensors: '" + name + "' has no dtype");
+  if (dt->as_string() != "F32")
+    return make_error("safetensors: '" + name + "' has dtype " + std::string(dt->as_string()) +
+                      ", only F32 is supported");
+  auto sh = o.if_contains("shape");
+  auto off = o.if_contains("data_offsets");
+  if (!sh || !sh->is_array()) return make_error("safetensors: '" + name + "' has no shape");
+  if (!off || !off->is_array() || off->as_array().size() != 2)
+    return make_error("safetensors: '" + name + "' needs data_offsets [begin, end]");
+  Entry e;
+  e.spec.name = name;
+  std::uint64_t elems = 1;
+  for (const auto& d : sh->as_array()) {
+    auto v = as_u64(d, "safetensors: a dimension of '" + name + "'");
+    if (!v) return v.error();
+    if (*v != 0 && elems > std::numeric_limits<std::uint64_t>::max() / 4 / *v)
+      return make_error("safetensors: '" + name + "' has an impossibly large shape");
+    elems *= *v;
+    e.spec.shape.push_back(*v);
+  }
+  auto b = as_u64(off->as_array()[0], "safetensors: data_offsets of '" + name + "'");
+  auto en = as_u64(off->as_array()[1], "safetensors: data_offsets of '" + name + "'");
+  if (!b) return b.error();
+  if (!en) return en.error();
+  e.begin = *b;
+  e.end = *en;
+  if (e.end < e.begin || e.end > data_size)
+    return make_error("safetensors: data_offsets of '" + name + "' are out of bounds");
+  if (e.end - e.begin != elems * sizeof(float))
+    return make_error("safetensors: '" + name + "' shape does not match its byte size");
+  return e;
+}
 }  // namespace
 
 Result<SafetensorsFile> decode_safetensors(std::string_view bytes) {
-  if (bytes.size() < 8) return make_error("safetensors: file shorter than its 8-byte header length");
+  if (bytes.size() < 8)
+    return make_error("safetensors: file shorter than its 8-byte header length");
   std::uint64_t n;
   std::memcpy(&n, bytes.data(), 8);
-  if (n > bytes.size() - 8) return make_error("safetensors: header length runs past the end of the file");
+  if (n > bytes.size() - 8)
+    return make_error("safetensors: header length runs past the end of the file");
   if (n > 100'000'000) return make_error("safetensors: header larger than 100 MB");
   boost::system::error_code ec;
   json::value header = json::parse(bytes.substr(8, n), ec);
@@ -66,10 +111,6 @@ Result<SafetensorsFile> decode_safetensors(std::string_view bytes) {
   const std::string_view data = bytes.substr(8 + n);
 
   SafetensorsFile file;
-  struct Entry {
-    std::uint64_t begin, end;
-    TensorSpec spec;
-  };
   std::vector<Entry> entries;
   for (const auto& kv : header.as_object()) {
     std::string name(kv.key());
@@ -77,45 +118,15 @@ Result<SafetensorsFile> decode_safetensors(std::string_view bytes) {
       if (!kv.value().is_object()) return make_error("safetensors: __metadata__ is not an object");
       for (const auto& m : kv.value().as_object()) {
         if (!m.value().is_string())
-          return make_error("safetensors: metadata value for '" + std::string(m.key()) + "' is not a string");
+          return make_error("safetensors: metadata value for '" + std::string(m.key()) +
+                            "' is not a string");
         file.metadata[std::string(m.key())] = std::string(m.value().as_string());
       }
       continue;
     }
-    if (!kv.value().is_object()) return make_error("safetensors: entry '" + name + "' is not an object");
-    const auto& o = kv.value().as_object();
-    auto dt = o.if_contains("dtype");
-    if (!dt || !dt->is_string()) return make_error("safetensors: '" + name + "' has no dtype");
-    if (dt->as_string() != "F32")
-      return make_error("safetensors: '" + name + "' has dtype " + std::string(dt->as_string()) +
-                        ", only F32 is supported");
-    auto sh = o.if_contains("shape");
-    auto off = o.if_contains("data_offsets");
-    if (!sh || !sh->is_array()) return make_error("safetensors: '" + name + "' has no shape");
-    if (!off || !off->is_array() || off->as_array().size() != 2)
-      return make_error("safetensors: '" + name + "' needs data_offsets [begin, end]");
-    Entry e;
-    e.spec.name = name;
-    std::uint64_t elems = 1;
-    for (const auto& d : sh->as_array()) {
-      auto v = as_u64(d, "safetensors: a dimension of '" + name + "'");
-      if (!v) return v.error();
-      if (*v != 0 && elems > std::numeric_limits<std::uint64_t>::max() / 4 / *v)
-        return make_error("safetensors: '" + name + "' has an impossibly large shape");
-      elems *= *v;
-      e.spec.shape.push_back(*v);
-    }
-    auto b = as_u64(off->as_array()[0], "safetensors: data_offsets of '" + name + "'");
-    auto en = as_u64(off->as_array()[1], "safetensors: data_offsets of '" + name + "'");
-    if (!b) return b.error();
-    if (!en) return en.error();
-    e.begin = *b;
-    e.end = *en;
-    if (e.end < e.begin || e.end > data.size())
-      return make_error("safetensors: data_offsets of '" + name + "' are out of bounds");
-    if (e.end - e.begin != elems * sizeof(float))
-      return make_error("safetensors: '" + name + "' shape does not match its byte size");
-    entries.push_back(std::move(e));
+    auto e = parse_entry(name, kv.value(), data.size());
+    if (!e) return e.error();
+    entries.push_back(std::move(*e));
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.begin < b.begin || (a.begin == b.begin && a.end < b.end);
@@ -123,7 +134,8 @@ Result<SafetensorsFile> decode_safetensors(std::string_view bytes) {
   std::uint64_t expect = 0;
   std::vector<TensorSpec> specs;
   for (auto& e : entries) {
-    if (e.begin != expect) return make_error("safetensors: tensor data is not contiguous at '" + e.spec.name + "'");
+    if (e.begin != expect)
+      return make_error("safetensors: tensor data is not contiguous at '" + e.spec.name + "'");
     expect = e.end;
     specs.push_back(std::move(e.spec));
   }

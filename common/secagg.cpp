@@ -15,17 +15,17 @@ double log_choose(double a, double b) {
   return std::lgamma(a + 1) - std::lgamma(b + 1) - std::lgamma(a - b + 1);
 }
 
-// log P[X >= m] for X ~ Hypergeometric(population N, successes K, draws k).
-double log_hyper_tail(std::uint32_t N, std::uint32_t K, std::uint32_t k, std::uint32_t m) {
+// log P[X >= m] for X ~ Hypergeometric(population n, successes marked, draws k).
+double log_hyper_tail(std::uint32_t n, std::uint32_t marked, std::uint32_t k, std::uint32_t m) {
   if (m == 0) return 0.0;
-  const std::uint32_t hi = std::min(k, K);
+  const std::uint32_t hi = std::min(k, marked);
   if (m > hi) return -std::numeric_limits<double>::infinity();
-  const double denom = log_choose(N, k);
+  const double denom = log_choose(n, k);
   double mx = -std::numeric_limits<double>::infinity();
   std::vector<double> terms;
   for (std::uint32_t i = m; i <= hi; ++i) {
-    if (k - i > N - K) continue;
-    double t = log_choose(K, i) + log_choose(N - K, k - i) - denom;
+    if (k - i > n - marked) continue;
+    double t = log_choose(marked, i) + log_choose(n - marked, k - i) - denom;
     terms.push_back(t);
     mx = std::max(mx, t);
   }
@@ -62,8 +62,7 @@ crypto::Bytes pair_info(std::string_view label, const RoundConfig& c, std::uint3
 Result<GraphParameters> derive_parameters(std::uint32_t n, double dropout, double corrupt,
                                           double security_bits, double failure_bits) {
   if (n < 2) return make_error("secagg: need at least 2 clients");
-  if (!(dropout >= 0 && dropout < 1) || !(corrupt >= 0 && corrupt < 1) ||
-      dropout + corrupt >= 1)
+  if (!(dropout >= 0 && dropout < 1) || !(corrupt >= 0 && corrupt < 1) || dropout + corrupt >= 1)
     return make_error("secagg: dropout and corrupt fractions must be in [0, 1) with sum < 1");
   const double log_sec = -security_bits * kLn2 - std::log(double(n));
   const double log_fail = -failure_bits * kLn2 - std::log(double(n));
@@ -138,8 +137,8 @@ Status quantize(std::span<const float> x, double weight, const QuantConfig& q,
                 std::span<std::uint32_t> out) {
   if (out.size() != x.size() + 1) return make_error("secagg: quantize output size mismatch");
   if (!(weight >= 0) || weight > q.max_weight)
-    return make_error("secagg: weight " + std::to_string(weight) + " outside [0, max_weight=" +
-                      std::to_string(q.max_weight) + "]");
+    return make_error("secagg: weight " + std::to_string(weight) +
+                      " outside [0, max_weight=" + std::to_string(q.max_weight) + "]");
   auto seed = crypto::random_key();
   if (!seed) return seed.error();
   // Uniform words for stochastic rounding, from the same fast keystream (fresh random key).
@@ -322,8 +321,8 @@ Result<std::vector<std::uint32_t>> neighbors_of(const RoundConfig& config, std::
   if (!seed) return seed.error();
   auto node_at = relabelling(n, *seed);
   if (!node_at) return node_at.error();
-  const auto p = static_cast<std::uint32_t>(
-      std::find(node_at->begin(), node_at->end(), u) - node_at->begin());
+  const auto p =
+      static_cast<std::uint32_t>(std::find(node_at->begin(), node_at->end(), u) - node_at->begin());
   for (std::uint32_t j = 1; j <= deg / 2; ++j) {
     out.push_back((*node_at)[(p + j) % n]);
     out.push_back((*node_at)[(p + n - j) % n]);
@@ -344,8 +343,7 @@ Result<Key32> derive_enc_key(const RoundConfig& c, const Key32& my_enc_private,
                              const Key32& peer_enc_public, std::uint32_t a, std::uint32_t b) {
   auto shared = crypto::x25519_agree(my_enc_private, peer_enc_public);
   if (!shared) return shared.error();
-  return crypto::hkdf_sha256_key(*shared, c.session_id,
-                                 pair_info("federa/secagg/v1/enc", c, a, b));
+  return crypto::hkdf_sha256_key(*shared, c.session_id, pair_info("federa/secagg/v1/enc", c, a, b));
 }
 
 Result<Key32> derive_mask_seed(const RoundConfig& c, const Key32& my_mask_private,

@@ -42,9 +42,8 @@ struct GraphParameters {
   std::uint32_t neighbors = 0;
   std::uint32_t threshold = 0;
 };
-[[nodiscard]] Result<GraphParameters> derive_parameters(std::uint32_t num_clients,
-                                                        double dropout, double corrupt,
-                                                        double security_bits = 40.0,
+[[nodiscard]] Result<GraphParameters> derive_parameters(std::uint32_t num_clients, double dropout,
+                                                        double corrupt, double security_bits = 40.0,
                                                         double failure_bits = 20.0);
 
 // ---------------------------------------------------------------------------------------------
@@ -56,7 +55,7 @@ struct GraphParameters {
 struct QuantConfig {
   double clip = 8.0;
   double max_weight = 1.0;
-  double scale = 0.0;      // 0 in make_quant_config: the largest scale that cannot wrap
+  double scale = 0.0;  // 0 in make_quant_config: the largest scale that cannot wrap
   std::uint32_t cohort = 0;
 };
 [[nodiscard]] Result<QuantConfig> make_quant_config(std::uint32_t cohort, double clip,
@@ -79,13 +78,13 @@ Decoded dequantize(std::span<const std::uint32_t> sum, const QuantConfig& q);
 
 struct RoundConfig {
   std::uint64_t round = 0;
-  Key32 session_id{};            // random per round, public: seeds the graph, salts every KDF
-  std::uint32_t num_clients = 0; // cohort size n; clients are indices 0..n-1
-  std::uint32_t neighbors = 0;   // graph degree k (n-1: complete graph)
-  std::uint32_t threshold = 0;   // t: shares needed to reconstruct a secret
+  Key32 session_id{};               // random per round, public: seeds the graph, salts every KDF
+  std::uint32_t num_clients = 0;    // cohort size n; clients are indices 0..n-1
+  std::uint32_t neighbors = 0;      // graph degree k (n-1: complete graph)
+  std::uint32_t threshold = 0;      // t: shares needed to reconstruct a secret
   std::uint64_t vector_length = 0;  // plain update length (the masked vector has one more word)
   QuantConfig quant;
-  std::uint32_t min_clients = 0; // the round is abandoned when fewer clients reach MaskedInput
+  std::uint32_t min_clients = 0;  // the round is abandoned when fewer clients reach MaskedInput
   std::uint64_t masked_length() const { return vector_length + 1; }
 };
 
@@ -93,14 +92,14 @@ struct RoundOptions {
   std::uint64_t round = 0;
   std::uint32_t num_clients = 0;
   std::uint64_t vector_length = 0;
-  std::uint32_t neighbors = 0;   // 0: derive (with threshold) from dropout and corrupt
-  std::uint32_t threshold = 0;   // 0: derive
+  std::uint32_t neighbors = 0;  // 0: derive (with threshold) from dropout and corrupt
+  std::uint32_t threshold = 0;  // 0: derive
   double dropout = 0.1;
   double corrupt = 0.05;
   double clip = 8.0;
   double max_weight = 1.0;
-  double scale = 0.0;            // 0: derive from the cohort size
-  std::uint32_t min_clients = 0; // 0: threshold
+  double scale = 0.0;             // 0: derive from the cohort size
+  std::uint32_t min_clients = 0;  // 0: threshold
 };
 [[nodiscard]] Result<RoundConfig> make_round_config(const RoundOptions& options);
 // Structural and safety checks a client runs on a received configuration.
@@ -142,9 +141,9 @@ inline constexpr std::size_t kShareCiphertextBytes = kSharePlaintextBytes + cryp
 struct AdvertiseKeys {
   std::uint64_t round = 0;
   std::uint32_t sender = 0;
-  Key32 enc_public{};             // X25519 key for the share encryption channel (c_u)
-  Key32 mask_public{};            // X25519 key for pairwise masks (s_u)
-  Key32 self_mask_commitment{};   // SHA-256 commitment to the self-mask seed b_u
+  Key32 enc_public{};            // X25519 key for the share encryption channel (c_u)
+  Key32 mask_public{};           // X25519 key for pairwise masks (s_u)
+  Key32 self_mask_commitment{};  // SHA-256 commitment to the self-mask seed b_u
 };
 struct NeighborKeys {
   std::uint32_t index = 0;

@@ -109,8 +109,7 @@ Result<AdvertiseKeys> from_wire(const wire::SecAggAdvertiseKeys& in) {
   m.sender = in.sender();
   if (Status s = to_key(in.enc_public(), "enc_public", m.enc_public); !s) return s.error();
   if (Status s = to_key(in.mask_public(), "mask_public", m.mask_public); !s) return s.error();
-  if (Status s = to_key(in.self_mask_commitment(), "self_mask_commitment",
-                        m.self_mask_commitment);
+  if (Status s = to_key(in.self_mask_commitment(), "self_mask_commitment", m.self_mask_commitment);
       !s)
     return s.error();
   return m;
@@ -257,7 +256,8 @@ std::vector<wire::Envelope> masked_input_envelopes(const MaskedInput& m, std::si
 Status MaskedInputAssembler::begin(const wire::SecAggMaskedInputHeader& header,
                                    const RoundConfig& config, std::span<std::uint32_t> dest) {
   active_ = false;
-  if (header.round() != config.round) return make_error("secagg wire: masked input for another round");
+  if (header.round() != config.round)
+    return make_error("secagg wire: masked input for another round");
   if (header.total_elements() != config.masked_length())
     return make_error("secagg wire: masked input announces " +
                       std::to_string(header.total_elements()) + " words, expected " +

@@ -1,7 +1,5 @@
 #include "common/tls.hpp"
 
-#include "common/crypto.hpp"
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <openssl/err.h>
@@ -18,20 +16,16 @@
 #include <filesystem>
 #include <memory>
 
+#include "common/ossl.hpp"
+
 namespace federa {
 namespace {
 
 namespace ssl = boost::asio::ssl;
-using context_ptr = std::shared_ptr<ssl::context>;
-
-struct openssl_free {
-  void operator()(unsigned char* p) const { OPENSSL_free(p); }
-};
-
-using crypto::drain_openssl_errors;
+using ContextPtr = std::shared_ptr<ssl::context>;
 
 std::string with_detail(std::string what, const boost::system::error_code& ec) {
-  std::string detail = drain_openssl_errors();
+  std::string detail = ossl::drain_errors();
   if (detail.empty() && ec) detail = ec.message();
   if (!detail.empty()) what += " (" + detail + ")";
   return what;
@@ -40,86 +34,117 @@ std::string with_detail(std::string what, const boost::system::error_code& ec) {
 // Checked up front so the message says "does not exist" or "permission denied" with the path,
 // rather than OpenSSL's "system lib" error.
 Status check_readable(const std::string& path, const char* what) {
-  if (path.empty()) return make_error(std::string(what) + ": no file given");
+  if (path.empty())
+    return make_error(ErrorCode::invalid_argument, std::string(what) + ": no file given");
   std::error_code fec;
   if (!std::filesystem::exists(path, fec))
-    return make_error(std::string(what) + " '" + path + "' does not exist");
+    return make_error(ErrorCode::not_found, std::string(what) + " '" + path + "' does not exist");
   if (std::filesystem::is_directory(path, fec))
-    return make_error(std::string(what) + " '" + path + "' is a directory, not a PEM file");
+    return make_error(ErrorCode::invalid_argument,
+                      std::string(what) + " '" + path + "' is a directory, not a PEM file");
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
-    return make_error("cannot read " + std::string(what) + " '" + path +
-                      "': " + std::strerror(err));
+    return make_error(
+        err == EACCES ? ErrorCode::permission_denied : ErrorCode::unavailable,
+        "cannot read " + std::string(what) + " '" + path + "': " + std::strerror(err));
   }
   ::close(fd);
   return Status::success();
 }
 
-Result<context_ptr> make_context(ssl::context::method method, bool server,
-                                 const std::string& ca_pem, const std::string& cert_pem,
-                                 const std::string& key_pem) {
+// Who the context is for; it decides the method, the verify mode and the server settings.
+enum class Role { federation_server, client, admin_server };
+
+// The trust anchor, our certificate and its key. OpenSSL checks the pair while loading the
+// key, so a mismatch is reported as such, naming both files.
+Status load_credentials(ssl::context& ctx, const std::string& ca_pem, const std::string& cert_pem,
+                        const std::string& key_pem) {
+  boost::system::error_code ec;
+  // The federation CA is the only trust anchor: load_verify_file, never set_default_verify_paths.
+  ctx.load_verify_file(ca_pem, ec);
+  if (ec)
+    return make_error(
+        ErrorCode::invalid_argument,
+        with_detail("cannot load CA certificate file '" + ca_pem + "' (expected PEM certificates)",
+                    ec));
+  ctx.use_certificate_chain_file(cert_pem, ec);
+  if (ec)
+    return make_error(
+        ErrorCode::invalid_argument,
+        with_detail("cannot load certificate file '" + cert_pem + "' (expected PEM)", ec));
+  const std::string mismatch =
+      "private key '" + key_pem + "' does not match certificate '" + cert_pem + "'";
+  ctx.use_private_key_file(key_pem, ssl::context::pem, ec);
+  // Asio has already taken the OpenSSL error off the queue into `ec`.
+  if (ec && ec.category() == boost::asio::error::get_ssl_category() &&
+      ERR_GET_REASON(static_cast<unsigned long>(static_cast<unsigned int>(ec.value()))) ==
+          X509_R_KEY_VALUES_MISMATCH)
+    return make_error(ErrorCode::invalid_argument, with_detail(mismatch, {}));
+  if (ec)
+    return make_error(ErrorCode::invalid_argument,
+                      with_detail("cannot load private key file '" + key_pem +
+                                      "' (expected an unencrypted PEM key)",
+                                  ec));
+  if (SSL_CTX_check_private_key(ctx.native_handle()) != 1)
+    return make_error(ErrorCode::invalid_argument, with_detail(mismatch, {}));
+  return Status::success();
+}
+
+// The admin listener accepts any client certificate at the TLS layer and leaves the judgement
+// to peer_admin_identity, so a wrong or expired certificate gets an HTTP answer with a reason
+// instead of a bare TLS alert. OpenSSL still stores the verification result of the chain,
+// which is what peer_admin_identity reads.
+int accept_and_record(int /*preverify_ok*/, X509_STORE_CTX* /*ctx*/) { return 1; }
+
+Status configure_server(SSL_CTX* native, Role role, const std::string& ca_pem) {
+  // Tell clients which CA we accept, so one holding several kits picks the right certificate.
+  if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca_pem.c_str()))
+    SSL_CTX_set_client_CA_list(native, names);
+  // No resumption: every connection proves its certificate again, and a member removed from
+  // the list cannot ride on an old ticket. The id context is still set because OpenSSL fails
+  // verify_peer servers that get a resumption attempt without one.
+  SSL_CTX_set_num_tickets(native, 0);
+  SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
+  static const unsigned char sid_ctx[] = "federa";
+  SSL_CTX_set_session_id_context(native, sid_ctx, sizeof sid_ctx - 1);
+  if (role == Role::admin_server) {
+    // An admin certificate carries the admin key purpose only (never clientAuth, so the
+    // federation listener refuses it); its purpose is checked by peer_admin_identity.
+    if (X509_VERIFY_PARAM_set_purpose(SSL_CTX_get0_param(native), X509_PURPOSE_ANY) != 1)
+      return make_error(ErrorCode::internal, with_detail("cannot set the verify purpose", {}));
+    SSL_CTX_set_verify(native, SSL_VERIFY_PEER, accept_and_record);
+  }
+  return Status::success();
+}
+
+Result<ContextPtr> make_context(Role role, const std::string& ca_pem, const std::string& cert_pem,
+                                const std::string& key_pem) {
   if (Status s = check_readable(ca_pem, "CA certificate file"); !s) return s.error();
   if (Status s = check_readable(cert_pem, "certificate file"); !s) return s.error();
   if (Status s = check_readable(key_pem, "private key file"); !s) return s.error();
 
   ERR_clear_error();
-  context_ptr ctx;
+  ContextPtr ctx;
   try {
-    ctx = std::make_shared<ssl::context>(method);
+    ctx = std::make_shared<ssl::context>(role == Role::client ? ssl::context::tls_client
+                                                              : ssl::context::tls_server);
   } catch (const std::exception& e) {
-    return make_error(std::string("cannot create a TLS context: ") + e.what());
+    return make_error(ErrorCode::internal, std::string("cannot create a TLS context: ") + e.what());
   }
   SSL_CTX* native = ctx->native_handle();
-
   if (SSL_CTX_set_min_proto_version(native, TLS1_3_VERSION) != 1 ||
       SSL_CTX_set_max_proto_version(native, TLS1_3_VERSION) != 1)
-    return make_error(with_detail("this OpenSSL cannot be limited to TLS 1.3", {}));
+    return make_error(ErrorCode::internal,
+                      with_detail("this OpenSSL cannot be limited to TLS 1.3", {}));
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression);
+  if (Status s = load_credentials(*ctx, ca_pem, cert_pem, key_pem); !s) return s.error();
 
   boost::system::error_code ec;
-  // The federation CA is the only trust anchor: load_verify_file, never set_default_verify_paths.
-  ctx->load_verify_file(ca_pem, ec);
-  if (ec)
-    return make_error(with_detail(
-        "cannot load CA certificate file '" + ca_pem + "' (expected PEM certificates)", ec));
-
-  ctx->use_certificate_chain_file(cert_pem, ec);
-  if (ec)
-    return make_error(
-        with_detail("cannot load certificate file '" + cert_pem + "' (expected PEM)", ec));
-
-  ctx->use_private_key_file(key_pem, ssl::context::pem, ec);
-  // OpenSSL checks the pair while loading the key, so a mismatch surfaces here, not below.
-  // Asio has already taken the OpenSSL error off the queue into `ec`.
-  if (ec && ec.category() == boost::asio::error::get_ssl_category() &&
-      ERR_GET_REASON(static_cast<unsigned long>(static_cast<unsigned int>(ec.value()))) ==
-          X509_R_KEY_VALUES_MISMATCH)
-    return make_error(with_detail(
-        "private key '" + key_pem + "' does not match certificate '" + cert_pem + "'", {}));
-  if (ec)
-    return make_error(with_detail(
-        "cannot load private key file '" + key_pem + "' (expected an unencrypted PEM key)", ec));
-
-  if (SSL_CTX_check_private_key(native) != 1)
-    return make_error(with_detail(
-        "private key '" + key_pem + "' does not match certificate '" + cert_pem + "'", {}));
-
   ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
-  if (ec) return make_error(with_detail("cannot set the TLS verify mode", ec));
-
-  if (server) {
-    // Tell clients which CA we accept, so one holding several kits picks the right certificate.
-    if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca_pem.c_str()))
-      SSL_CTX_set_client_CA_list(native, names);
-    // No resumption: every connection proves its certificate again, and a member removed from
-    // the list cannot ride on an old ticket. The id context is still set because OpenSSL fails
-    // verify_peer servers that get a resumption attempt without one.
-    SSL_CTX_set_num_tickets(native, 0);
-    SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
-    static const unsigned char sid_ctx[] = "federa";
-    SSL_CTX_set_session_id_context(native, sid_ctx, sizeof sid_ctx - 1);
-  }
+  if (ec) return make_error(ErrorCode::internal, with_detail("cannot set the TLS verify mode", ec));
+  if (role != Role::client)
+    if (Status s = configure_server(native, role, ca_pem); !s) return s.error();
   ERR_clear_error();
   return ctx;
 }
@@ -167,26 +192,35 @@ std::string verify_sentence(long result, const std::string& peer) {
 
 Result<std::shared_ptr<boost::asio::ssl::context>> make_server_tls_context(
     const std::string& ca_pem, const std::string& cert_pem, const std::string& key_pem) {
-  return make_context(ssl::context::tls_server, true, ca_pem, cert_pem, key_pem);
+  return make_context(Role::federation_server, ca_pem, cert_pem, key_pem);
 }
 
 Result<std::shared_ptr<boost::asio::ssl::context>> make_client_tls_context(
     const std::string& ca_pem, const std::string& cert_pem, const std::string& key_pem) {
-  return make_context(ssl::context::tls_client, false, ca_pem, cert_pem, key_pem);
+  return make_context(Role::client, ca_pem, cert_pem, key_pem);
+}
+
+Result<std::shared_ptr<boost::asio::ssl::context>> make_admin_server_tls_context(
+    const std::string& ca_pem, const std::string& cert_pem, const std::string& key_pem) {
+  return make_context(Role::admin_server, ca_pem, cert_pem, key_pem);
 }
 
 Status set_client_tls_hostname(SSL* ssl, const std::string& host_in) {
-  if (ssl == nullptr) return make_error("set_client_tls_hostname: no TLS stream");
+  if (ssl == nullptr)
+    return make_error(ErrorCode::invalid_argument, "set_client_tls_hostname: no TLS stream");
   std::string host = strip_brackets(host_in);
-  if (host.empty()) return make_error("the coordinator host name is empty");
+  if (host.empty())
+    return make_error(ErrorCode::invalid_argument, "the coordinator host name is empty");
   ERR_clear_error();
   if (is_ip_literal(host)) {
     if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str()) != 1)
-      return make_error(with_detail("cannot require the coordinator address '" + host + "'", {}));
+      return make_error(ErrorCode::invalid_argument,
+                        with_detail("cannot require the coordinator address '" + host + "'", {}));
     return Status::success();
   }
   if (SSL_set_tlsext_host_name(ssl, host.c_str()) != 1 || SSL_set1_host(ssl, host.c_str()) != 1)
-    return make_error(with_detail("cannot require the coordinator name '" + host + "'", {}));
+    return make_error(ErrorCode::invalid_argument,
+                      with_detail("cannot require the coordinator name '" + host + "'", {}));
   // A wildcard in the certificate must not stand for our name: the federation issues exact names.
   SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   return Status::success();
@@ -204,7 +238,7 @@ std::optional<std::string> certificate_common_name(const X509* cert) {
   unsigned char* utf8 = nullptr;
   int len = ASN1_STRING_to_UTF8(&utf8, data);
   if (len < 0) return std::nullopt;
-  std::unique_ptr<unsigned char, openssl_free> owned(utf8);
+  ossl::MemoryPtr<unsigned char> owned(utf8);
   std::string cn(reinterpret_cast<const char*>(utf8), static_cast<size_t>(len));
   if (cn.empty() || cn.find('\0') != std::string::npos) return std::nullopt;
   return cn;

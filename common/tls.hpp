@@ -46,6 +46,15 @@ Result<std::shared_ptr<boost::asio::ssl::context>> make_server_tls_context(
 Result<std::shared_ptr<boost::asio::ssl::context>> make_client_tls_context(
     const std::string& ca_pem, const std::string& cert_pem, const std::string& key_pem);
 
+// The admin listener (HTTPS, separate port): TLS 1.3, presents `cert_pem` with `key_pem` (the
+// coordinator's), and asks for a client certificate without requiring one, so a browser or
+// Prometheus with a bearer token gets in too. Any certificate is accepted at the TLS layer; the
+// chain's verification result is kept, and peer_admin_identity (common/pki_admin.hpp) is what
+// admits an admin: per request, no certificate means "try the bearer token", a federation
+// client certificate or an expired one means 401/403 with the reason it gives.
+Result<std::shared_ptr<boost::asio::ssl::context>> make_admin_server_tls_context(
+    const std::string& ca_pem, const std::string& cert_pem, const std::string& key_pem);
+
 // Per connection, before the client handshake: the coordinator's certificate must name `host`.
 // An IP address (v4, v6, or v6 in [brackets]) must be one of its IP SANs and is not sent as SNI
 // (RFC 6066); a name is sent as SNI and must match a DNS SAN.

@@ -50,8 +50,10 @@ Result<ModelLayout> from_wire(const wire::Layout& w) {
   std::vector<TensorSpec> specs;
   std::uint64_t total = 0;
   for (const auto& s : w.tensors()) {
-    if (s.name().empty() || s.name().size() > 256) return make_error("layout has a tensor with a bad name");
-    if (s.shape_size() > 8) return make_error("tensor '" + s.name() + "' has more than 8 dimensions");
+    if (s.name().empty() || s.name().size() > 256)
+      return make_error("layout has a tensor with a bad name");
+    if (s.shape_size() > 8)
+      return make_error("tensor '" + s.name() + "' has more than 8 dimensions");
     TensorSpec t{s.name(), {}};
     std::uint64_t n = 1;
     for (auto d : s.shape()) {
@@ -117,11 +119,13 @@ Status ChunkAssembler::begin(std::uint64_t round, std::uint64_t total_elements,
 
 Status ChunkAssembler::add(const wire::TensorChunk& c) {
   if (!active_) return make_error("chunk without a header");
-  if (c.round() != round_) return make_error("chunk for round " + std::to_string(c.round()) +
-                                             ", expected " + std::to_string(round_));
+  if (c.round() != round_)
+    return make_error("chunk for round " + std::to_string(c.round()) + ", expected " +
+                      std::to_string(round_));
   if (next_ >= num_chunks_) return make_error("more chunks than announced");
-  if (c.index() != next_) return make_error("chunk " + std::to_string(c.index()) +
-                                            " out of order, expected " + std::to_string(next_));
+  if (c.index() != next_)
+    return make_error("chunk " + std::to_string(c.index()) + " out of order, expected " +
+                      std::to_string(next_));
   std::uint64_t off = std::uint64_t(next_) * chunk_elements_;
   std::uint64_t len = std::min<std::uint64_t>(chunk_elements_, total_ - off);
   if (c.offset() != off) return make_error("chunk offset does not match its index");
@@ -149,16 +153,26 @@ wire::Envelope make_error_envelope(wire::Error::Code code, const std::string& me
 
 const char* payload_name(const wire::Envelope& e) {
   switch (e.payload_case()) {
-    case wire::Envelope::kHello: return "hello";
-    case wire::Envelope::kWelcome: return "welcome";
-    case wire::Envelope::kFitTask: return "fit_task";
-    case wire::Envelope::kChunk: return "chunk";
-    case wire::Envelope::kUpdateHeader: return "update_header";
-    case wire::Envelope::kError: return "error";
-    case wire::Envelope::kBye: return "bye";
-    case wire::Envelope::kUploadReady: return "upload_ready";
-    case wire::Envelope::PAYLOAD_NOT_SET: return "empty";
-    default: return "other";
+    case wire::Envelope::kHello:
+      return "hello";
+    case wire::Envelope::kWelcome:
+      return "welcome";
+    case wire::Envelope::kFitTask:
+      return "fit_task";
+    case wire::Envelope::kChunk:
+      return "chunk";
+    case wire::Envelope::kUpdateHeader:
+      return "update_header";
+    case wire::Envelope::kError:
+      return "error";
+    case wire::Envelope::kBye:
+      return "bye";
+    case wire::Envelope::kUploadReady:
+      return "upload_ready";
+    case wire::Envelope::PAYLOAD_NOT_SET:
+      return "empty";
+    default:
+      return "other";
   }
 }
 

@@ -1,4 +1,4 @@
-// The per-coordinate server-optimiser update (REFERENCES.md, Strategies), shared by the CPU
+// The per-coordinate server-optimiser update (docs/references.md), shared by the CPU
 // backend and the CUDA kernels so both compute the same thing. Plain C++17, no std::span, so
 // nvcc can include it; FEDERA_HD marks it host+device under nvcc.
 #pragma once

@@ -7,7 +7,7 @@
 //   auto backend = make_backend(device, threads);     // coordinator/aggregation_backend.hpp
 //   auto strategy = make_strategy(*opts, **backend);  // the backend must outlive the strategy
 //
-// Strategies (REFERENCES.md, Strategies): fedavg, fedavgm, fedprox, fedadam, fedyogi, fedadagrad
+// Strategies (docs/references.md): fedavg, fedavgm, fedprox, fedadam, fedyogi, fedadagrad
 // stream every update into one O(model) accumulator; median, trimmed-mean, krum, multi-krum keep
 // every update of the round (needs_all_updates() is true). Central DP (clipping of each update's
 // change, Gaussian noise, RDP accounting) wraps any of the streaming ones.

@@ -3,7 +3,7 @@
 # Dirichlet(0.5) label skew over 10 clients, all 10 every round, the simple CNN, 10 local epochs,
 # batch 64, SGD lr 0.01 momentum 0.9 weight decay 1e-5, evaluation on the full 10k test set.
 # Prints the best-round accuracy of each run beside the published figures (Flower's
-# reproduction: FedAvg 88.09 ± 0.29, FedProx 88.15 ± 0.42; REFERENCES.md, NIID-Bench).
+# reproduction: FedAvg 88.09 ± 0.29, FedProx 88.15 ± 0.42; docs/references.md, NIID-Bench).
 #
 #   examples/niid_bench.sh                      # the full setup: 50 rounds, seed 1
 #   ROUNDS=5 examples/niid_bench.sh             # a shortened run

@@ -17,6 +17,7 @@
 // client uploads over all phases (protobuf framing excluded); `expansion` divides it by the
 // plain float32 update (4 x params).
 #include <algorithm>
+#include <boost/program_options.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -26,8 +27,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <boost/program_options.hpp>
 
 #include "client/secagg_client.hpp"
 #include "common/secagg.hpp"
@@ -39,7 +38,7 @@ namespace federa::bench {
 namespace {
 
 namespace po = boost::program_options;
-using clock_type = std::chrono::steady_clock;
+using Clock = std::chrono::steady_clock;
 using namespace federa::secagg;
 
 enum class DropPhase { advertise, share, masked, unmask };
@@ -48,11 +47,22 @@ struct Timer {
   double ms = 0;
   template <typename F>
   auto operator()(F&& f) {
-    const auto t0 = clock_type::now();
+    const auto t0 = Clock::now();
     auto r = f();
-    ms += std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+    ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     return r;
   }
+};
+
+struct Options {
+  std::uint32_t n = 100, k = 0, t = 0;
+  std::uint64_t params = 100000, seed = 1;
+  double dropout = 0.1, corrupt = 0.05, clip = 1.5;
+  unsigned threads = 2;
+  std::string phase_name = "masked";
+  std::string device = "host";
+  bool json = false;
+  DropPhase drop_phase = DropPhase::masked;
 };
 
 // Synthetic update of client u: deterministic, in about [-2, 2] (some values clipped at 1.5).
@@ -71,31 +81,37 @@ int fail(const std::string& what) {
   return 1;
 }
 
-}  // namespace
+// A round abandoned below threshold is a result, not a crash: report it as JSON (exit 3).
+int report_abandoned(const Options& o, const RoundConfig& cfg, const std::string& reason) {
+  std::cerr << "federa-bench secagg: " << reason << "\n";
+  std::string r;
+  for (char ch : reason) r += (ch == '"' || ch == '\\') ? ' ' : ch;
+  std::cout << "{\"clients\":" << o.n << ",\"params\":" << o.params << ",\"dropout\":" << o.dropout
+            << ",\"dropout_phase\":\"" << o.phase_name << "\",\"neighbors\":" << cfg.neighbors
+            << ",\"threshold\":" << cfg.threshold
+            << ",\"correct\":false,\"abandoned\":true,\"reason\":\"" << r << "\"}" << std::endl;
+  return 3;
+}
 
-int secagg_main(int argc, char** argv) {
-  std::uint32_t n = 100, k = 0, t = 0;
-  std::uint64_t params = 100000, seed = 1;
-  double dropout = 0.1, corrupt = 0.05, clip = 1.5;
-  unsigned threads = 2;
-  std::string phase_name = "masked";
-  std::string device = "host";
+// Parses the flags into `o`. Returns an exit status when the program should stop now (--help,
+// a bad flag), nothing when it should run.
+std::optional<int> parse_options(int argc, char** argv, Options& o) {
   po::options_description opts("federa-bench secagg flags");
-  opts.add_options()("help,h", "this help")(
-      "clients", po::value(&n)->default_value(n), "cohort size N")(
-      "params", po::value(&params)->default_value(params), "update length P")(
-      "dropout", po::value(&dropout)->default_value(dropout),
+  opts.add_options()("help,h", "this help")("clients", po::value(&o.n)->default_value(o.n),
+                                            "cohort size N")(
+      "params", po::value(&o.params)->default_value(o.params), "update length P")(
+      "dropout", po::value(&o.dropout)->default_value(o.dropout),
       "fraction of clients that drop out; k, t are derived for max(this, 0.05)")(
-      "dropout-phase", po::value(&phase_name)->default_value(phase_name),
-      "advertise | share | masked | unmask")(
-      "neighbors", po::value(&k)->default_value(0), "graph degree k (0: derive)")(
-      "threshold", po::value(&t)->default_value(0), "Shamir threshold t (0: derive)")(
-      "corrupt", po::value(&corrupt)->default_value(corrupt),
+      "dropout-phase", po::value(&o.phase_name)->default_value(o.phase_name),
+      "advertise | share | masked | unmask")("neighbors", po::value(&o.k)->default_value(0),
+                                             "graph degree k (0: derive)")(
+      "threshold", po::value(&o.t)->default_value(0), "Shamir threshold t (0: derive)")(
+      "corrupt", po::value(&o.corrupt)->default_value(o.corrupt),
       "assumed corrupt fraction for deriving k, t")(
-      "clip", po::value(&clip)->default_value(clip), "clipping bound c")(
-      "seed", po::value(&seed)->default_value(seed), "seed for the data and the dropped set")(
-      "threads", po::value(&threads)->default_value(threads), "server threads (1 or 2)")(
-      "device", po::value(&device)->default_value(device),
+      "clip", po::value(&o.clip)->default_value(o.clip), "clipping bound c")(
+      "seed", po::value(&o.seed)->default_value(o.seed), "seed for the data and the dropped set")(
+      "threads", po::value(&o.threads)->default_value(o.threads), "server threads (1 or 2)")(
+      "device", po::value(&o.device)->default_value(o.device),
       "where the mod-2^32 sum of masked inputs runs: host | cpu | cuda | auto (a backend)")(
       "json", "print a JSON object as the last line");
   po::variables_map vm;
@@ -109,187 +125,254 @@ int secagg_main(int argc, char** argv) {
     std::cout << opts << "\n";
     return 0;
   }
-  DropPhase drop_phase;
-  if (phase_name == "advertise") drop_phase = DropPhase::advertise;
-  else if (phase_name == "share") drop_phase = DropPhase::share;
-  else if (phase_name == "masked") drop_phase = DropPhase::masked;
-  else if (phase_name == "unmask") drop_phase = DropPhase::unmask;
-  else return fail("unknown --dropout-phase " + phase_name);
-  threads = std::clamp(threads, 1u, 2u);
+  o.json = vm.count("json") > 0;
+  if (o.phase_name == "advertise")
+    o.drop_phase = DropPhase::advertise;
+  else if (o.phase_name == "share")
+    o.drop_phase = DropPhase::share;
+  else if (o.phase_name == "masked")
+    o.drop_phase = DropPhase::masked;
+  else if (o.phase_name == "unmask")
+    o.drop_phase = DropPhase::unmask;
+  else
+    return fail("unknown --dropout-phase " + o.phase_name);
+  o.threads = std::clamp(o.threads, 1u, 2u);
+  return std::nullopt;
+}
 
+RoundOptions round_options(const Options& o) {
   RoundOptions ro;
   ro.round = 1;
-  ro.num_clients = n;
-  ro.vector_length = params;
-  ro.neighbors = k;
-  ro.threshold = t;
+  ro.num_clients = o.n;
+  ro.vector_length = o.params;
+  ro.neighbors = o.k;
+  ro.threshold = o.t;
   // k and t are derived for an expected dropout of at least 5%: with 0% the derivation would
   // give t = k, which any single real dropout would break.
-  ro.dropout = std::max(dropout, 0.05);
-  ro.corrupt = corrupt;
-  ro.clip = clip;
+  ro.dropout = std::max(o.dropout, 0.05);
+  ro.corrupt = o.corrupt;
+  ro.clip = o.clip;
   ro.max_weight = 1.0;
-  Timer server_timer;
-  auto cfg = server_timer([&] { return make_round_config(ro); });
-  if (!cfg) return fail(cfg.error().message);
-  std::unique_ptr<AggregationBackend> backend;
-  if (device != "host") {
-    auto b = make_backend(device, threads);
-    if (!b) return fail(b.error().message);
-    backend = std::move(*b);
-  }
-  auto server_r = server_timer(
-      [&] { return Server::create(*cfg, ServerOptions{threads, backend.get()}); });
-  if (!server_r) return fail(server_r.error().message);
-  Server& server = *server_r;
-  std::cerr << "secagg: n=" << n << " P=" << params << " k=" << cfg->neighbors
-            << " t=" << cfg->threshold << " dropout=" << dropout << " at " << phase_name
-            << " scale=" << cfg->quant.scale << "\n";
+  return ro;
+}
 
-  // A round abandoned below threshold is a result, not a crash: report it as JSON.
-  auto abandoned = [&](const std::string& reason) {
-    std::cerr << "federa-bench secagg: " << reason << "\n";
-    std::string r;
-    for (char ch : reason) r += (ch == '"' || ch == '\\') ? ' ' : ch;
-    std::cout << "{\"clients\":" << n << ",\"params\":" << params << ",\"dropout\":" << dropout
-              << ",\"dropout_phase\":\"" << phase_name << "\",\"neighbors\":" << cfg->neighbors
-              << ",\"threshold\":" << cfg->threshold
-              << ",\"correct\":false,\"abandoned\":true,\"reason\":\"" << r << "\"}" << std::endl;
-    return 3;
-  };
-
-  // Who drops.
-  std::vector<std::uint32_t> order(n);
-  for (std::uint32_t i = 0; i < n; ++i) order[i] = i;
-  std::mt19937_64 rng(seed);
+// Which clients drop: the first round(dropout * n) of a seeded shuffle.
+std::vector<bool> dropped_set(const Options& o) {
+  std::vector<std::uint32_t> order(o.n);
+  for (std::uint32_t i = 0; i < o.n; ++i) order[i] = i;
+  std::mt19937_64 rng(o.seed);
   std::shuffle(order.begin(), order.end(), rng);
-  const auto dropped_count = static_cast<std::uint32_t>(std::lround(dropout * n));
-  std::vector<bool> drops(n, false);
+  const auto dropped_count = static_cast<std::uint32_t>(std::lround(o.dropout * o.n));
+  std::vector<bool> drops(o.n, false);
   for (std::uint32_t i = 0; i < dropped_count; ++i) drops[order[i]] = true;
-  auto present = [&](std::uint32_t u, DropPhase p) {
-    return !drops[u] || static_cast<int>(drop_phase) > static_cast<int>(p);
-  };
+  return drops;
+}
 
-  std::vector<Timer> client_timer(n);
-  std::vector<std::optional<Client>> clients(n);
+// One round's clients, server and measurements, handed from phase to phase. A phase that fails
+// returns the error; when the server abandoned the round (a result, not a failure) it also sets
+// `abandoned`.
+struct Run {
+  const Options& o;
+  const RoundConfig& cfg;
+  Server& server;
+  Timer& server_timer;
+  std::vector<bool> drops;
+  std::vector<Timer> client_timer;
+  std::vector<std::optional<Client>> clients;
+  std::vector<std::uint64_t> uploaded;  // payload bytes per client over all phases
+  std::uint64_t upload_bytes = 0;       // of one surviving client (the largest)
   std::vector<double> server_phase_ms;
-  std::uint64_t upload_bytes = 0;  // of one surviving client (the last one measured)
-  std::vector<std::uint64_t> uploaded(n, 0);
-
-  // Phase 1: AdvertiseKeys.
-  for (std::uint32_t u = 0; u < n; ++u) {
-    auto c = client_timer[u]([&] { return Client::create(*cfg, u); });
-    if (!c) return fail(c.error().message);
-    clients[u].emplace(std::move(*c));
-    if (!present(u, DropPhase::advertise)) continue;
-    auto m = client_timer[u]([&] { return clients[u]->advertise_keys(); });
-    if (!m) return fail(m.error().message);
-    uploaded[u] += 8 + 4 + 3 * 32;
-    Status s = server_timer([&] { return server.on_advertise_keys(u, *m); });
-    if (!s) return fail(s.message());
-  }
-  double before = server_timer.ms;
-  auto kb = server_timer([&] { return server.end_advertise_keys(); });
-  if (!kb) return abandoned(kb.error().message);
-  server_phase_ms.push_back(server_timer.ms);
-
-  // Phase 2: ShareKeys.
-  for (const KeysBroadcast& b : *kb) {
-    const std::uint32_t u = b.recipient;
-    if (!present(u, DropPhase::share)) continue;
-    auto m = client_timer[u]([&] { return clients[u]->share_keys(b); });
-    if (!m) return fail(m.error().message);
-    uploaded[u] += 8 + 4;
-    for (const EncryptedShare& e : m->shares) uploaded[u] += 8 + e.ciphertext.size();
-    Status s = server_timer([&] { return server.on_share_keys(u, *m); });
-    if (!s) return fail(s.message());
-  }
-  kb->clear();
-  auto fwd = server_timer([&] { return server.end_share_keys(); });
-  if (!fwd) return abandoned(fwd.error().message);
-  server_phase_ms.push_back(server_timer.ms - before);
-  before = server_timer.ms;
-
-  // Phase 3: MaskedInput. The plain weighted sum is accumulated (untimed) for the check.
-  std::vector<double> plain(params, 0.0);
+  double phase_start_ms = 0;
+  std::vector<double> plain;  // the plain weighted sum of clipped updates, for the check
   double plain_weight = 0;
-  std::vector<float> x(params);
-  for (const SharesForward& f : *fwd) {
+  bool abandoned = false;
+
+  Run(const Options& opts, const RoundConfig& config, Server& s, Timer& timer)
+      : o(opts),
+        cfg(config),
+        server(s),
+        server_timer(timer),
+        drops(dropped_set(opts)),
+        client_timer(opts.n),
+        clients(opts.n),
+        uploaded(opts.n, 0),
+        plain(opts.params, 0.0) {}
+
+  bool present(std::uint32_t u, DropPhase p) const {
+    return !drops[u] || static_cast<int>(o.drop_phase) > static_cast<int>(p);
+  }
+  // Closes a phase's server time: from the end of the previous phase to now.
+  void end_phase() {
+    server_phase_ms.push_back(server_timer.ms - phase_start_ms);
+    phase_start_ms = server_timer.ms;
+  }
+};
+
+Error abandon(Run& r, const Error& e) {
+  r.abandoned = true;
+  return e;
+}
+
+Result<std::vector<KeysBroadcast>> advertise_phase(Run& r) {
+  for (std::uint32_t u = 0; u < r.o.n; ++u) {
+    auto c = r.client_timer[u]([&] { return Client::create(r.cfg, u); });
+    if (!c) return c.error();
+    r.clients[u].emplace(std::move(*c));
+    if (!r.present(u, DropPhase::advertise)) continue;
+    auto m = r.client_timer[u]([&] { return r.clients[u]->advertise_keys(); });
+    if (!m) return m.error();
+    r.uploaded[u] += 8 + 4 + 3 * 32;
+    Status s = r.server_timer([&] { return r.server.on_advertise_keys(u, *m); });
+    if (!s) return s.error();
+  }
+  auto kb = r.server_timer([&] { return r.server.end_advertise_keys(); });
+  if (!kb) return abandon(r, kb.error());
+  r.end_phase();  // includes choosing k, t and creating the server
+  return kb;
+}
+
+Result<std::vector<SharesForward>> share_phase(Run& r, const std::vector<KeysBroadcast>& kb) {
+  for (const KeysBroadcast& b : kb) {
+    const std::uint32_t u = b.recipient;
+    if (!r.present(u, DropPhase::share)) continue;
+    auto m = r.client_timer[u]([&] { return r.clients[u]->share_keys(b); });
+    if (!m) return m.error();
+    r.uploaded[u] += 8 + 4;
+    for (const EncryptedShare& e : m->shares) r.uploaded[u] += 8 + e.ciphertext.size();
+    Status s = r.server_timer([&] { return r.server.on_share_keys(u, *m); });
+    if (!s) return s.error();
+  }
+  auto fwd = r.server_timer([&] { return r.server.end_share_keys(); });
+  if (!fwd) return abandon(r, fwd.error());
+  r.end_phase();
+  return fwd;
+}
+
+// The plain weighted sum is accumulated (untimed) beside the masked one, for the check.
+Result<std::vector<UnmaskRequest>> masked_phase(Run& r, const std::vector<SharesForward>& fwd) {
+  std::vector<float> x(r.o.params);
+  for (const SharesForward& f : fwd) {
     const std::uint32_t u = f.recipient;
-    if (!present(u, DropPhase::masked)) continue;
-    make_update(seed, u, x);
+    if (!r.present(u, DropPhase::masked)) continue;
+    make_update(r.o.seed, u, x);
     const double w = 0.1 * (1 + u % 10);
-    auto m = client_timer[u]([&] { return clients[u]->masked_input(f, x, w); });
-    if (!m) return fail(m.error().message);
-    uploaded[u] += 8 + 4 + 4 * m->masked.size();
-    Status s = server_timer([&] { return server.on_masked_input(u, *m); });
-    if (!s) return fail(s.message());
-    for (std::size_t i = 0; i < params; ++i)
-      plain[i] += w * std::clamp(double(x[i]), -clip, clip);
-    plain_weight += w;
+    auto m = r.client_timer[u]([&] { return r.clients[u]->masked_input(f, x, w); });
+    if (!m) return m.error();
+    r.uploaded[u] += 8 + 4 + 4 * m->masked.size();
+    Status s = r.server_timer([&] { return r.server.on_masked_input(u, *m); });
+    if (!s) return s.error();
+    for (std::size_t i = 0; i < r.o.params; ++i)
+      r.plain[i] += w * std::clamp(double(x[i]), -r.o.clip, r.o.clip);
+    r.plain_weight += w;
   }
+  auto req = r.server_timer([&] { return r.server.end_masked_input(); });
+  if (!req) return abandon(r, req.error());
+  r.end_phase();
+  return req;
+}
+
+Result<AggregateResult> unmask_phase(Run& r, const std::vector<UnmaskRequest>& req) {
+  for (const UnmaskRequest& q : req) {
+    const std::uint32_t u = q.recipient;
+    if (!r.present(u, DropPhase::unmask)) continue;
+    auto m = r.client_timer[u]([&] { return r.clients[u]->unmask(q); });
+    if (!m) return m.error();
+    r.uploaded[u] += 8 + 4 + m->shares.size() * (4 + 4 + shamir::kShareBytes);
+    r.upload_bytes = std::max(r.upload_bytes, r.uploaded[u]);
+    Status s = r.server_timer([&] { return r.server.on_unmask(u, *m); });
+    if (!s) return s.error();
+  }
+  auto result = r.server_timer([&] { return r.server.finish(); });
+  r.end_phase();
+  if (!result) return abandon(r, result.error());
+  return result;
+}
+
+Result<AggregateResult> run_protocol(Run& r) {
+  auto kb = advertise_phase(r);
+  if (!kb) return kb.error();
+  auto fwd = share_phase(r, *kb);
+  kb->clear();
+  if (!fwd) return fwd.error();
+  auto req = masked_phase(r, *fwd);
   fwd->clear();
-  auto req = server_timer([&] { return server.end_masked_input(); });
-  if (!req) return abandoned(req.error().message);
-  server_phase_ms.push_back(server_timer.ms - before);
-  before = server_timer.ms;
+  if (!req) return req.error();
+  return unmask_phase(r, *req);
+}
 
-  // Phase 4: Unmasking.
-  for (const UnmaskRequest& r : *req) {
-    const std::uint32_t u = r.recipient;
-    if (!present(u, DropPhase::unmask)) continue;
-    auto m = client_timer[u]([&] { return clients[u]->unmask(r); });
-    if (!m) return fail(m.error().message);
-    uploaded[u] += 8 + 4 + m->shares.size() * (4 + 4 + shamir::kShareBytes);
-    upload_bytes = std::max(upload_bytes, uploaded[u]);
-    Status s = server_timer([&] { return server.on_unmask(u, *m); });
-    if (!s) return fail(s.message());
-  }
-  auto result = server_timer([&] { return server.finish(); });
-  server_phase_ms.push_back(server_timer.ms - before);
-  if (!result) return abandoned(result.error().message);
-
-  // Check.
+// Prints the summary (stderr) and the JSON line (stdout); exit 0 when the decoded sum matches
+// the plain one within the quantization bound, 3 otherwise.
+int report(const Run& r, const AggregateResult& result, const std::string& device_name) {
+  const Options& o = r.o;
   double max_err = 0;
-  for (std::size_t i = 0; i < params; ++i)
-    max_err = std::max(max_err, std::abs(result->decoded.weighted_sum[i] - plain[i]));
-  const double weight_err = std::abs(result->decoded.total_weight - plain_weight);
-  const double bound = result->error_bound + 1e-9 * (1 + n * clip);
-  const bool correct = max_err <= bound && weight_err <= bound / clip;
+  for (std::size_t i = 0; i < o.params; ++i)
+    max_err = std::max(max_err, std::abs(result.decoded.weighted_sum[i] - r.plain[i]));
+  const double weight_err = std::abs(result.decoded.total_weight - r.plain_weight);
+  const double bound = result.error_bound + 1e-9 * (1 + o.n * o.clip);
+  const bool correct = max_err <= bound && weight_err <= bound / o.clip;
 
   double client_total = 0, client_max = 0;
   std::uint32_t participants = 0;
-  for (std::uint32_t u = 0; u < n; ++u) {
-    if (client_timer[u].ms == 0) continue;
-    client_total += client_timer[u].ms;
-    client_max = std::max(client_max, client_timer[u].ms);
+  for (const Timer& t : r.client_timer) {
+    if (t.ms == 0) continue;
+    client_total += t.ms;
+    client_max = std::max(client_max, t.ms);
     ++participants;
   }
   const double client_ms = client_total / std::max<std::uint32_t>(participants, 1);
-
-  std::cerr << "secagg: included " << result->included.size() << ", dropped (masks removed) "
-            << result->dropped.size() << ", server phases ms: advertise " << server_phase_ms[0]
-            << " share " << server_phase_ms[1] << " masked " << server_phase_ms[2]
-            << " unmask " << server_phase_ms[3] << "\n";
+  const std::vector<double>& ph = r.server_phase_ms;
+  std::cerr << "secagg: included " << result.included.size() << ", dropped (masks removed) "
+            << result.dropped.size() << ", server phases ms: advertise " << ph[0] << " share "
+            << ph[1] << " masked " << ph[2] << " unmask " << ph[3] << "\n";
   std::ostringstream js;
   js.precision(6);
-  js << "{\"clients\":" << n << ",\"params\":" << params << ",\"dropout\":" << dropout
-     << ",\"dropout_phase\":\"" << phase_name << "\",\"neighbors\":" << cfg->neighbors
-     << ",\"threshold\":" << cfg->threshold << ",\"correct\":" << (correct ? "true" : "false")
-     << ",\"max_abs_error\":" << max_err << ",\"error_bound\":" << result->error_bound
+  js << "{\"clients\":" << o.n << ",\"params\":" << o.params << ",\"dropout\":" << o.dropout
+     << ",\"dropout_phase\":\"" << o.phase_name << "\",\"neighbors\":" << r.cfg.neighbors
+     << ",\"threshold\":" << r.cfg.threshold << ",\"correct\":" << (correct ? "true" : "false")
+     << ",\"max_abs_error\":" << max_err << ",\"error_bound\":" << result.error_bound
      << ",\"client_ms\":" << client_ms << ",\"client_ms_max\":" << client_max
-     << ",\"server_ms\":" << server_timer.ms << ",\"server_phase_ms\":[" << server_phase_ms[0]
-     << "," << server_phase_ms[1] << "," << server_phase_ms[2] << "," << server_phase_ms[3]
-     << "],\"server_threads\":" << threads << ",\"device\":\""
-     << (backend ? backend->name() : std::string("host")) << "\"" << ",\"included\":" << result->included.size()
-     << ",\"upload_bytes_per_client\":" << upload_bytes
-     << ",\"expansion\":" << double(upload_bytes) / (4.0 * double(params)) << "}";
-  if (vm.count("json")) {
+     << ",\"server_ms\":" << r.server_timer.ms << ",\"server_phase_ms\":[" << ph[0] << "," << ph[1]
+     << "," << ph[2] << "," << ph[3] << "],\"server_threads\":" << o.threads << ",\"device\":\""
+     << device_name << "\""
+     << ",\"included\":" << result.included.size()
+     << ",\"upload_bytes_per_client\":" << r.upload_bytes
+     << ",\"expansion\":" << double(r.upload_bytes) / (4.0 * double(o.params)) << "}";
+  if (o.json) {
     std::cout << js.str() << std::endl;
   } else {
     std::cout << js.str() << "\n";
   }
   return correct ? 0 : 3;
+}
+
+}  // namespace
+
+int secagg_main(int argc, char** argv) {
+  Options o;
+  if (std::optional<int> exit_code = parse_options(argc, argv, o)) return *exit_code;
+
+  Timer server_timer;
+  auto cfg = server_timer([&] { return make_round_config(round_options(o)); });
+  if (!cfg) return fail(cfg.error().message);
+  std::unique_ptr<AggregationBackend> backend;
+  if (o.device != "host") {
+    auto b = make_backend(o.device, o.threads);
+    if (!b) return fail(b.error().message);
+    backend = std::move(*b);
+  }
+  auto server = server_timer([&] {
+    return Server::create(*cfg, ServerOptions{o.threads, backend.get()});
+  });
+  if (!server) return fail(server.error().message);
+  std::cerr << "secagg: n=" << o.n << " P=" << o.params << " k=" << cfg->neighbors
+            << " t=" << cfg->threshold << " dropout=" << o.dropout << " at " << o.phase_name
+            << " scale=" << cfg->quant.scale << "\n";
+
+  Run run(o, *cfg, *server, server_timer);
+  auto result = run_protocol(run);
+  if (!result && run.abandoned) return report_abandoned(o, *cfg, result.error().message);
+  if (!result) return fail(result.error().message);
+  return report(run, *result, backend ? backend->name() : std::string("host"));
 }
 
 }  // namespace federa::bench

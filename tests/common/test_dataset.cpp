@@ -62,7 +62,8 @@ void write_text(const std::string& path, const std::string& text) {
 
 // 3 images of 2x3 pixels, labels 2, 0, 4.
 struct SmallIdx {
-  std::vector<std::uint8_t> pixels{0, 51, 102, 153, 204, 255, 1, 2, 3, 4, 5, 6, 255, 0, 255, 0, 255, 0};
+  std::vector<std::uint8_t> pixels{0, 51, 102, 153, 204, 255, 1, 2,   3,
+                                   4, 5,  6,   255, 0,   255, 0, 255, 0};
   std::vector<std::uint8_t> images() const { return idx_bytes(0x803, {3, 2, 3}, pixels); }
   std::vector<std::uint8_t> labels() const { return idx_bytes(0x801, {3}, {2, 0, 4}); }
 };
@@ -243,8 +244,7 @@ TEST_CASE("fashion-mnist: Debian's files load with the right shapes") {
   }
   const auto t0 = std::chrono::steady_clock::now();
   auto train = load_dataset("fashion-mnist", Split::train);
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   MESSAGE("loading the 60k training images took " << secs << " s");
   REQUIRE_MESSAGE(train.ok(), (train.ok() ? "" : train.error().message));
   auto test = load_dataset("fashion-mnist", Split::test);
@@ -325,7 +325,8 @@ TEST_CASE("partition dirichlet: smaller alpha means more label skew") {
     skew_small += mean_max_label_fraction(*small, labels, 10) / 3;
     skew_large += mean_max_label_fraction(*large, labels, 10) / 3;
   }
-  MESSAGE("mean max-label fraction: alpha 0.1 -> " << skew_small << ", alpha 100 -> " << skew_large);
+  MESSAGE("mean max-label fraction: alpha 0.1 -> " << skew_small << ", alpha 100 -> "
+                                                   << skew_large);
   CHECK(skew_small > 0.5);
   CHECK(skew_large < 0.2);
   CHECK(skew_small > skew_large + 0.3);
@@ -341,7 +342,8 @@ TEST_CASE("partition dirichlet: smaller alpha means more label skew") {
 }
 
 TEST_CASE("partition dirichlet: impossible requests fail instead of looping") {
-  // One class, two parties that must each get exactly half: a Dirichlet(1e-5) draw is never that even.
+  // One class, two parties that must each get exactly half: a Dirichlet(1e-5) draw is never that
+  // even.
   std::vector<std::int32_t> labels(20, 0);
   auto r = partition_dataset(labels, 2, "dirichlet:0.00001", 2, 1);
   REQUIRE_FALSE(r.ok());
@@ -414,8 +416,8 @@ TEST_CASE("partition quantity: sizes vary, labels stay mixed") {
 
 TEST_CASE("partition: bad specs and arguments") {
   const auto labels = random_labels(100, 10, 5);
-  for (const char* spec : {"", "random", "dirichlet", "dirichlet:", "dirichlet:abc",
-                           "dirichlet:-1", "dirichlet:0", "quantity:nan", "labels:", "iid:3"}) {
+  for (const char* spec : {"", "random", "dirichlet", "dirichlet:", "dirichlet:abc", "dirichlet:-1",
+                           "dirichlet:0", "quantity:nan", "labels:", "iid:3"}) {
     CAPTURE(spec);
     CHECK_FALSE(partition_dataset(labels, 10, spec, 5, 1).ok());
   }

@@ -17,7 +17,8 @@ TEST_CASE("layout offsets, sizes and hash") {
   CHECK(ModelLayout({{"fc1.bias", {4}}, {"fc1.weight", {4, 3}}}).hash() != a.hash());
   CHECK(ModelLayout({{"fc2.weight", {4, 3}}, {"fc1.bias", {4}}}).hash() != a.hash());
   // Names and dims are length-prefixed, so regrouping cannot collide.
-  CHECK(ModelLayout({{"ab", {2}}, {"c", {2}}}).hash() != ModelLayout({{"a", {2}}, {"bc", {2}}}).hash());
+  CHECK(ModelLayout({{"ab", {2}}, {"c", {2}}}).hash() !=
+        ModelLayout({{"a", {2}}, {"bc", {2}}}).hash());
 }
 
 TEST_CASE("model tensors are views into one buffer") {

@@ -49,8 +49,9 @@ void check_gradient(const std::string& spec, std::size_t rows, std::uint64_t see
 
   std::vector<std::size_t> coords(grad.size());
   std::iota(coords.begin(), coords.end(), std::size_t{0});
-  std::partial_sort(coords.begin(), coords.begin() + 8, coords.end(),
-                    [&](std::size_t a, std::size_t c) { return std::abs(grad[a]) > std::abs(grad[c]); });
+  std::partial_sort(
+      coords.begin(), coords.begin() + 8, coords.end(),
+      [&](std::size_t a, std::size_t c) { return std::abs(grad[a]) > std::abs(grad[c]); });
   coords.resize(8);
   std::mt19937_64 rng(seed);
   for (std::size_t t = 0; t < m.layout.tensors().size(); ++t) {
@@ -99,27 +100,35 @@ TEST_CASE("layouts use PyTorch names and shapes") {
   CHECK(softmax->num_classes() == 10);
 
   auto mlp = net_for("mlp:784,128,64,10");
-  CHECK(shapes(mlp->layout()) == S{{"fc1.weight", {128, 784}}, {"fc1.bias", {128}},
-                                   {"fc2.weight", {64, 128}},  {"fc2.bias", {64}},
-                                   {"fc3.weight", {10, 64}},   {"fc3.bias", {10}}});
+  CHECK(shapes(mlp->layout()) == S{{"fc1.weight", {128, 784}},
+                                   {"fc1.bias", {128}},
+                                   {"fc2.weight", {64, 128}},
+                                   {"fc2.bias", {64}},
+                                   {"fc3.weight", {10, 64}},
+                                   {"fc3.bias", {10}}});
   CHECK(net_for("mlp:784,128,10")->layout().size() == 784 * 128 + 128 + 128 * 10 + 10);
 
   auto cnn = net_for("cnn:fmnist");
-  CHECK(shapes(cnn->layout()) == S{{"conv1.weight", {6, 1, 5, 5}}, {"conv1.bias", {6}},
-                                   {"conv2.weight", {16, 6, 5, 5}}, {"conv2.bias", {16}},
-                                   {"fc1.weight", {120, 256}},     {"fc1.bias", {120}},
-                                   {"fc2.weight", {84, 120}},      {"fc2.bias", {84}},
-                                   {"fc3.weight", {10, 84}},       {"fc3.bias", {10}}});
+  CHECK(shapes(cnn->layout()) == S{{"conv1.weight", {6, 1, 5, 5}},
+                                   {"conv1.bias", {6}},
+                                   {"conv2.weight", {16, 6, 5, 5}},
+                                   {"conv2.bias", {16}},
+                                   {"fc1.weight", {120, 256}},
+                                   {"fc1.bias", {120}},
+                                   {"fc2.weight", {84, 120}},
+                                   {"fc2.bias", {84}},
+                                   {"fc3.weight", {10, 84}},
+                                   {"fc3.bias", {10}}});
   CHECK(cnn->layout().size() == 44426);
   CHECK(cnn->input_features() == 784);
   CHECK(cnn->num_classes() == 10);
 }
 
 TEST_CASE("bad model specs are errors") {
-  for (const char* spec : {"", "mlp", "mlp:", "mlp:784,10", "mlp:784,,10", "mlp:784,0,10",
-                           "mlp:a,b,c", "mlp:784,128,10,", "softmax:784", "softmax:784,10,3",
-                           "softmax:784,1", "cnn:cifar", "lstm:3,4", "mlp:-1,3,4",
-                           "mlp:100000,100000,100000,10"}) {
+  for (const char* spec :
+       {"", "mlp", "mlp:", "mlp:784,10", "mlp:784,,10", "mlp:784,0,10", "mlp:a,b,c",
+        "mlp:784,128,10,", "softmax:784", "softmax:784,10,3", "softmax:784,1", "cnn:cifar",
+        "lstm:3,4", "mlp:-1,3,4", "mlp:100000,100000,100000,10"}) {
     CAPTURE(spec);
     auto r = make_network(spec);
     REQUIRE_FALSE(r.ok());
@@ -185,8 +194,9 @@ TEST_CASE("loss is stable for huge logits and matches evaluate") {
     xs.insert(xs.end(), d.row(i), d.row(i) + 6);
     ys.push_back(d.labels[i]);
   }
-  CHECK(part.loss ==
-        doctest::Approx(net->loss_and_gradient(m.data, xs.data(), ys.data(), 3, grad)).epsilon(1e-6));
+  CHECK(
+      part.loss ==
+      doctest::Approx(net->loss_and_gradient(m.data, xs.data(), ys.data(), 3, grad)).epsilon(1e-6));
 }
 
 TEST_CASE("evaluate batches internally: many rows give the same answer as one pass") {

@@ -1,161 +1,13 @@
+// init, issue, issue_coordinator, verification, and the TLS contexts built on the kits.
 #include <doctest/doctest.h>
-#include <openssl/ssl.h>
-#include <sys/stat.h>
 
-#include <boost/asio.hpp>
-#include <boost/asio/ssl.hpp>
-#include <chrono>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <optional>
-#include <string>
-#include <vector>
+#include "tests/common/test_pki_util.hpp"
 
-#include "common/pki.hpp"
-#include "common/tls.hpp"
-
-namespace fs = std::filesystem;
-namespace asio = boost::asio;
-namespace ssl = boost::asio::ssl;
-using asio::ip::tcp;
 using namespace federa;
-
-namespace {
-
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string tmpl = (fs::temp_directory_path() / "federa-pki-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-};
-
-unsigned file_mode(const fs::path& p) {
-  struct stat st {};
-  REQUIRE(::stat(p.c_str(), &st) == 0);
-  return st.st_mode & 07777;
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-// A federation on disk: the CA, the coordinator, and one client called "hospital-a".
-struct federation {
-  temp_dir tmp;
-  fs::path pki;
-  explicit federation(std::vector<std::string> hosts = {}) : pki(tmp.path / "pki") {
-    auto init = init_pki(pki, hosts);
-    REQUIRE_MESSAGE(init.ok(), (init.ok() ? "" : init.error().message));
-    auto issued = issue_client(pki, "hospital-a");
-    REQUIRE_MESSAGE(issued.ok(), (issued.ok() ? "" : issued.error().message));
-  }
-  fs::path ca() const { return pki / "ca.pem"; }
-  fs::path kit(const std::string& name = "hospital-a") const { return pki / "clients" / name; }
-  fs::path coordinator() const { return pki / "coordinator"; }
-};
-
-std::shared_ptr<ssl::context> server_context(const federation& f) {
-  auto ctx = make_server_tls_context(f.ca().string(), (f.coordinator() / "cert.pem").string(),
-                                     (f.coordinator() / "key.pem").string());
-  REQUIRE_MESSAGE(ctx.ok(), (ctx.ok() ? "" : ctx.error().message));
-  return *ctx;
-}
-
-std::shared_ptr<ssl::context> client_context(const fs::path& ca, const fs::path& kit) {
-  auto ctx =
-      make_client_tls_context(ca.string(), (kit / "cert.pem").string(), (kit / "key.pem").string());
-  REQUIRE_MESSAGE(ctx.ok(), (ctx.ok() ? "" : ctx.error().message));
-  return *ctx;
-}
-
-struct outcome {
-  bool server_done = false, client_done = false;
-  boost::system::error_code server_ec, client_ec;
-  std::optional<std::string> server_saw_cn;  // the client's CN, as the coordinator reads it
-  std::optional<std::string> client_saw_cn;  // the coordinator's CN, as the client reads it
-  std::string server_said, client_said;      // describe_tls_error
-  bool client_got_byte = false;
-};
-
-// One connection over 127.0.0.1: the server handshakes and, if that worked, sends one byte; the
-// client handshakes and reads it. In TLS 1.3 a client's handshake can finish before the server
-// has judged the client's certificate, so the read is what shows a refused client its refusal.
-outcome connect_once(ssl::context& server_ctx, ssl::context& client_ctx,
-                     const std::string& host = "127.0.0.1") {
-  asio::io_context io;
-  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  ssl::stream<tcp::socket> server(io, server_ctx);
-  ssl::stream<tcp::socket> client(io, client_ctx);
-  REQUIRE(set_client_tls_hostname(client.native_handle(), host).ok());
-  outcome out;
-  char server_byte = 'k', client_byte = 0;
-
-  acceptor.async_accept(server.next_layer(), [&](boost::system::error_code ec) {
-    if (ec) {
-      out.server_ec = ec;
-      out.server_done = true;
-      return;
-    }
-    server.async_handshake(ssl::stream_base::server, [&](boost::system::error_code ec) {
-      out.server_ec = ec;
-      out.server_done = true;
-      if (ec) {
-        out.server_said = describe_tls_error(ec, server.native_handle());
-        server.next_layer().close();
-        return;
-      }
-      out.server_saw_cn = peer_common_name(server.native_handle());
-      asio::async_write(server, asio::buffer(&server_byte, 1),
-                        [](boost::system::error_code, std::size_t) {});
-    });
-  });
-  client.next_layer().async_connect(acceptor.local_endpoint(), [&](boost::system::error_code ec) {
-    if (ec) {
-      out.client_ec = ec;
-      out.client_done = true;
-      return;
-    }
-    client.async_handshake(ssl::stream_base::client, [&](boost::system::error_code ec) {
-      if (ec) {
-        out.client_ec = ec;
-        out.client_done = true;
-        out.client_said = describe_tls_error(ec, client.native_handle());
-        return;
-      }
-      out.client_saw_cn = peer_common_name(client.native_handle());
-      asio::async_read(client, asio::buffer(&client_byte, 1),
-                       [&](boost::system::error_code ec, std::size_t n) {
-                         out.client_ec = ec;
-                         out.client_done = true;
-                         out.client_got_byte = !ec && n == 1 && client_byte == 'k';
-                         if (ec) out.client_said = describe_tls_error(ec, client.native_handle());
-                       });
-    });
-  });
-  io.run_for(std::chrono::seconds(5));
-  REQUIRE_MESSAGE(out.server_done, "server side did not finish within 5 s");
-  REQUIRE_MESSAGE(out.client_done, "client side did not finish within 5 s");
-  return out;
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-}  // namespace
+using namespace federa::test;
 
 TEST_CASE("init and issue write the documented files, keys mode 0600") {
-  federation f;
+  Federation f;
   for (const char* name :
        {"ca.pem", "ca.key", "coordinator/ca.pem", "coordinator/cert.pem", "coordinator/key.pem",
         "clients/hospital-a/ca.pem", "clients/hospital-a/cert.pem", "clients/hospital-a/key.pem"})
@@ -170,7 +22,7 @@ TEST_CASE("init and issue write the documented files, keys mode 0600") {
 }
 
 TEST_CASE("certificates carry the roles, names and CA flags the trust model relies on") {
-  federation f;
+  Federation f;
   auto ca = read_certificate_info(f.ca());
   REQUIRE(ca.ok());
   CHECK(ca->common_name == "federa federation CA");
@@ -197,7 +49,7 @@ TEST_CASE("certificates carry the roles, names and CA flags the trust model reli
 }
 
 TEST_CASE("the coordinator's SANs are the requested hosts, IPs as IP SANs") {
-  federation f({"fl.example.org", "10.0.0.5", "::1", "fl.example.org"});
+  Federation f({"fl.example.org", "10.0.0.5", "::1", "fl.example.org"});
   auto coord = read_certificate_info(f.coordinator() / "cert.pem");
   REQUIRE(coord.ok());
   CHECK(coord->dns_names == std::vector<std::string>{"fl.example.org"});
@@ -205,7 +57,7 @@ TEST_CASE("the coordinator's SANs are the requested hosts, IPs as IP SANs") {
 }
 
 TEST_CASE("init rejects a host that is neither an IP nor a DNS name, and writes nothing") {
-  temp_dir tmp;
+  TempDir tmp;
   auto r = init_pki(tmp.path / "pki", {"localhost", "evil,DNS:attacker.example"});
   REQUIRE_FALSE(r.ok());
   CHECK(contains(r.error().message, "evil,DNS:attacker.example"));
@@ -214,14 +66,14 @@ TEST_CASE("init rejects a host that is neither an IP nor a DNS name, and writes 
 }
 
 TEST_CASE("init rejects a mistyped IP address instead of making it a DNS name") {
-  temp_dir tmp;
+  TempDir tmp;
   auto r = init_pki(tmp.path / "pki", {"10.0.0.256"});
   REQUIRE_FALSE(r.ok());
   CHECK(contains(r.error().message, "10.0.0.256"));
 }
 
 TEST_CASE("issue_coordinator replaces the coordinator certificate from the same CA") {
-  federation f;
+  Federation f;
   auto refused = issue_coordinator(f.pki, {"fl.example.org"});
   REQUIRE_FALSE(refused.ok());
   CHECK(contains(refused.error().message, "already exists"));
@@ -249,13 +101,13 @@ TEST_CASE("issue_coordinator replaces the coordinator certificate from the same 
   // Existing member kits keep working with the new coordinator certificate.
   auto server_ctx = server_context(f);
   auto client_ctx = client_context(f.kit() / "ca.pem", f.kit());
-  outcome out = connect_once(*server_ctx, *client_ctx, "fl.example.org");
+  Outcome out = connect_once(*server_ctx, *client_ctx, "fl.example.org");
   CHECK_MESSAGE(!out.client_ec, out.client_said);
   CHECK(out.server_saw_cn == std::optional<std::string>("hospital-a"));
 }
 
 TEST_CASE("verify_certificate accepts the federation's certificates and returns the CN") {
-  federation f;
+  Federation f;
   auto cn = verify_certificate(f.ca(), f.kit() / "cert.pem");
   REQUIRE_MESSAGE(cn.ok(), (cn.ok() ? "" : cn.error().message));
   CHECK(*cn == "hospital-a");
@@ -265,26 +117,29 @@ TEST_CASE("verify_certificate accepts the federation's certificates and returns 
 }
 
 TEST_CASE("verify_certificate rejects a certificate from a different CA") {
-  federation ours;
-  federation theirs;  // same names, different CA key
+  Federation ours;
+  Federation theirs;  // same names, different CA key
   auto r = verify_certificate(ours.ca(), theirs.kit() / "cert.pem");
   REQUIRE_FALSE(r.ok());
   CHECK(contains(r.error().message, "not signed by the CA"));
+  CHECK(r.error().code == ErrorCode::failed_precondition);
   auto missing = verify_certificate(ours.ca(), ours.pki / "no-such.pem");
   REQUIRE_FALSE(missing.ok());
   CHECK(contains(missing.error().message, "does not exist"));
+  CHECK(missing.error().code == ErrorCode::not_found);
   auto not_a_cert = verify_certificate(ours.ca(), ours.pki / "ca.key");
   REQUIRE_FALSE(not_a_cert.ok());
   CHECK(contains(not_a_cert.error().message, "no PEM certificate"));
 }
 
 TEST_CASE("init refuses to overwrite an existing CA and leaves it intact") {
-  federation f;
+  Federation f;
   const std::string key_before = read_text(f.pki / "ca.key");
   const std::string ca_before = read_text(f.ca());
   auto again = init_pki(f.pki, {});
   REQUIRE_FALSE(again.ok());
   CHECK(contains(again.error().message, "already"));
+  CHECK(again.error().code == ErrorCode::already_exists);
   CHECK(read_text(f.pki / "ca.key") == key_before);
   CHECK(read_text(f.ca()) == ca_before);
 
@@ -296,11 +151,12 @@ TEST_CASE("init refuses to overwrite an existing CA and leaves it intact") {
 }
 
 TEST_CASE("issue refuses an existing client and bad names") {
-  federation f;
+  Federation f;
   const std::string cert_before = read_text(f.kit() / "cert.pem");
   auto again = issue_client(f.pki, "hospital-a");
   REQUIRE_FALSE(again.ok());
   CHECK(contains(again.error().message, "already has a kit"));
+  CHECK(again.error().code == ErrorCode::already_exists);
   CHECK(read_text(f.kit() / "cert.pem") == cert_before);
 
   for (const std::string& bad :
@@ -309,7 +165,8 @@ TEST_CASE("issue refuses an existing client and bad names") {
     CAPTURE(bad);
     auto r = issue_client(f.pki, bad);
     REQUIRE_FALSE(r.ok());
-    CHECK(contains(r.error().message, "client name"));
+    CHECK(contains(r.error().message, "name"));
+    CHECK(r.error().code == ErrorCode::invalid_argument);
   }
   CHECK(validate_client_name(std::string(64, 'x')).ok());
   CHECK(validate_client_name("Agency_7.north-2").ok());
@@ -318,14 +175,15 @@ TEST_CASE("issue refuses an existing client and bad names") {
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(f.pki / "clients")) ++kits;
   CHECK(kits == 1);
 
-  temp_dir empty;
+  TempDir empty;
   auto no_ca = issue_client(empty.path, "hospital-b");
   REQUIRE_FALSE(no_ca.ok());
   CHECK(contains(no_ca.error().message, "federa-pki init"));
+  CHECK(no_ca.error().code == ErrorCode::not_found);
 }
 
 TEST_CASE("TLS contexts name the file that is missing, not PEM, or mismatched") {
-  federation f;
+  Federation f;
   const std::string ca = f.ca().string();
   const std::string cert = (f.kit() / "cert.pem").string();
   const std::string key = (f.kit() / "key.pem").string();
@@ -352,10 +210,10 @@ TEST_CASE("TLS contexts name the file that is missing, not PEM, or mismatched") 
 }
 
 TEST_CASE("mutual TLS 1.3 handshake: the coordinator reads the client's CN") {
-  federation f;
+  Federation f;
   auto server_ctx = server_context(f);
   auto client_ctx = client_context(f.kit() / "ca.pem", f.kit());
-  outcome out = connect_once(*server_ctx, *client_ctx);
+  Outcome out = connect_once(*server_ctx, *client_ctx);
   CHECK_MESSAGE(!out.server_ec, out.server_said);
   CHECK_MESSAGE(!out.client_ec, out.client_said);
   CHECK(out.client_got_byte);
@@ -365,13 +223,13 @@ TEST_CASE("mutual TLS 1.3 handshake: the coordinator reads the client's CN") {
   CHECK(*out.client_saw_cn == "coordinator");
 
   // By DNS name too (sent as SNI, matched against the DNS SAN).
-  outcome by_name = connect_once(*server_ctx, *client_ctx, "localhost");
+  Outcome by_name = connect_once(*server_ctx, *client_ctx, "localhost");
   CHECK_MESSAGE(!by_name.client_ec, by_name.client_said);
   CHECK(by_name.client_got_byte);
 }
 
 TEST_CASE("the negotiated protocol is TLS 1.3") {
-  federation f;
+  Federation f;
   auto server_ctx = server_context(f);
   auto client_ctx = client_context(f.ca(), f.kit());
   asio::io_context io;
@@ -393,13 +251,13 @@ TEST_CASE("the negotiated protocol is TLS 1.3") {
 }
 
 TEST_CASE("a client whose certificate comes from another CA is refused") {
-  federation ours;
-  federation theirs;
+  Federation ours;
+  Federation theirs;
   auto server_ctx = server_context(ours);
   // The impostor knows our public CA certificate, so it trusts our coordinator; its own
   // certificate is signed by a CA of its making.
   auto impostor_ctx = client_context(ours.ca(), theirs.kit());
-  outcome out = connect_once(*server_ctx, *impostor_ctx);
+  Outcome out = connect_once(*server_ctx, *impostor_ctx);
   CHECK(out.server_ec);
   CHECK_FALSE(out.server_saw_cn.has_value());
   CHECK(contains(out.server_said, "not signed by this federation's CA"));
@@ -409,12 +267,12 @@ TEST_CASE("a client whose certificate comes from another CA is refused") {
 }
 
 TEST_CASE("a client without a certificate is refused") {
-  federation f;
+  Federation f;
   auto server_ctx = server_context(f);
   ssl::context bare(ssl::context::tls_client);
   bare.load_verify_file(f.ca().string());
   bare.set_verify_mode(ssl::verify_peer);
-  outcome out = connect_once(*server_ctx, bare);
+  Outcome out = connect_once(*server_ctx, bare);
   CHECK(out.server_ec);
   CHECK_FALSE(out.server_saw_cn.has_value());
   CHECK(contains(out.server_said, "offered no certificate"));
@@ -423,12 +281,12 @@ TEST_CASE("a client without a certificate is refused") {
 }
 
 TEST_CASE("a client limited to TLS 1.2 is refused") {
-  federation f;
+  Federation f;
   auto server_ctx = server_context(f);
   auto old_ctx = client_context(f.ca(), f.kit());
   REQUIRE(SSL_CTX_set_min_proto_version(old_ctx->native_handle(), TLS1_2_VERSION) == 1);
   REQUIRE(SSL_CTX_set_max_proto_version(old_ctx->native_handle(), TLS1_2_VERSION) == 1);
-  outcome out = connect_once(*server_ctx, *old_ctx);
+  Outcome out = connect_once(*server_ctx, *old_ctx);
   CHECK(out.server_ec);
   CHECK_FALSE(out.server_saw_cn.has_value());
   CHECK(contains(out.server_said, "TLS 1.3 required"));
@@ -437,13 +295,13 @@ TEST_CASE("a client limited to TLS 1.2 is refused") {
 }
 
 TEST_CASE("the client refuses a coordinator that does not match the CA, the role or the name") {
-  federation ours;
-  federation theirs;
+  Federation ours;
+  Federation theirs;
   auto client_ctx = client_context(ours.ca(), ours.kit());
 
   SUBCASE("coordinator certificate from another CA") {
     auto fake = server_context(theirs);
-    outcome out = connect_once(*fake, *client_ctx);
+    Outcome out = connect_once(*fake, *client_ctx);
     CHECK(out.client_ec);
     CHECK(contains(out.client_said,
                    "the coordinator's certificate is not signed by this "
@@ -453,13 +311,13 @@ TEST_CASE("the client refuses a coordinator that does not match the CA, the role
     auto wrong_role = make_server_tls_context(
         ours.ca().string(), (ours.kit() / "cert.pem").string(), (ours.kit() / "key.pem").string());
     REQUIRE(wrong_role.ok());
-    outcome out = connect_once(**wrong_role, *client_ctx);
+    Outcome out = connect_once(**wrong_role, *client_ctx);
     CHECK(out.client_ec);
     CHECK(contains(out.client_said, "not meant for this role"));
   }
   SUBCASE("an address the coordinator's certificate does not name") {
     auto server_ctx = server_context(ours);
-    outcome out = connect_once(*server_ctx, *client_ctx, "fl.example.org");
+    Outcome out = connect_once(*server_ctx, *client_ctx, "fl.example.org");
     CHECK(out.client_ec);
     CHECK(contains(out.client_said, "does not name the address"));
   }
@@ -468,7 +326,7 @@ TEST_CASE("the client refuses a coordinator that does not match the CA, the role
 TEST_CASE("peer_common_name and set_client_tls_hostname handle the edge cases") {
   CHECK_FALSE(peer_common_name(nullptr).has_value());
   CHECK_FALSE(set_client_tls_hostname(nullptr, "127.0.0.1").ok());
-  federation f;
+  Federation f;
   auto client_ctx = client_context(f.ca(), f.kit());
   asio::io_context io;
   ssl::stream<tcp::socket> s(io, *client_ctx);

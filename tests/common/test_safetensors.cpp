@@ -46,22 +46,36 @@ TEST_CASE("safetensors decoder rejects malformed files") {
   CHECK_FALSE(decode_safetensors("abc").ok());
   CHECK_FALSE(decode_safetensors(std::string("\xff\xff\xff\xff\x00\x00\x00\x00", 8)).ok());
   CHECK_FALSE(decode_safetensors(with_header("not json", 0)).ok());
-  CHECK_FALSE(decode_safetensors(with_header(R"({"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", 4)).ok());
+  CHECK_FALSE(decode_safetensors(
+                  with_header(R"({"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", 4))
+                  .ok());
   // shape disagrees with the byte range
-  CHECK_FALSE(decode_safetensors(with_header(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8)).ok());
+  CHECK_FALSE(decode_safetensors(
+                  with_header(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8))
+                  .ok());
   // out of bounds
-  CHECK_FALSE(decode_safetensors(with_header(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8)).ok());
+  CHECK_FALSE(decode_safetensors(
+                  with_header(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8))
+                  .ok());
   // gap between tensors
-  CHECK_FALSE(decode_safetensors(with_header(
-      R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
-      12)).ok());
+  CHECK_FALSE(
+      decode_safetensors(
+          with_header(
+              R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+              12))
+          .ok());
   // trailing bytes
-  CHECK_FALSE(decode_safetensors(with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 8)).ok());
+  CHECK_FALSE(decode_safetensors(
+                  with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 8))
+                  .ok());
   // negative or non-integer offsets
-  CHECK_FALSE(decode_safetensors(with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", 4)).ok());
+  CHECK_FALSE(decode_safetensors(
+                  with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", 4))
+                  .ok());
   CHECK_FALSE(decode_safetensors(with_header(R"({"__metadata__":{"k":1}})", 0)).ok());
   // a well-formed hand-written file is accepted
-  auto ok = decode_safetensors(with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8));
+  auto ok = decode_safetensors(
+      with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8));
   REQUIRE(ok.ok());
   CHECK(ok->model.data.size() == 2);
 }

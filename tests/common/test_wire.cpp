@@ -83,7 +83,7 @@ TEST_CASE("reassembly rejects bad chunks before trusting them") {
   REQUIRE(a.begin(1, 6, 2, 4, out).ok());
   auto shortened = chunks[0].chunk();
   shortened.mutable_data()->pop_back();
-  CHECK_FALSE(a.add(shortened).ok());          // wrong byte length
+  CHECK_FALSE(a.add(shortened).ok());  // wrong byte length
   data[5] = std::numeric_limits<float>::quiet_NaN();
   auto nan_chunks = make_chunks(1, data, 4);
   REQUIRE(a.begin(1, 6, 2, 4, out).ok());

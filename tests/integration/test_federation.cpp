@@ -105,6 +105,11 @@ struct Coordinator {
     });
   }
   unsigned short port() const { return server->bound_port(); }
+  // Waits (up to 30 s) for run() to return: clients may finish a moment before it does.
+  bool wait_finished() {
+    for (int i = 0; i < 600 && !finished.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return finished.load();
+  }
   ~Coordinator() {
     orch->stop();
     if (runner.joinable()) runner.join();
@@ -263,7 +268,7 @@ TEST_CASE("coordinator and 3 clients over TLS: 3 rounds, accuracy rises, no trai
   }
   for (int i = 0; i < 3; ++i) threads.emplace_back([&, i] { codes[i] = clients[i]->run(); });
   for (auto& t : threads) t.join();
-  REQUIRE(coord.finished.load());
+  REQUIRE(coord.wait_finished());
   CHECK(coord.result.ok());
   CHECK(coord.orch->completed_rounds() == 3);
   for (int i = 0; i < 3; ++i) {
@@ -392,8 +397,7 @@ TEST_CASE("bad input ends that session with an error; the coordinator serves the
     bye = m->has_bye() && m->bye().federation_complete();
   }
   CHECK(bye);
-  for (int i = 0; i < 100 && !coord.finished.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  REQUIRE(coord.finished.load());
+  REQUIRE(coord.wait_finished());
   CHECK(coord.result.ok());
   CHECK(coord.orch->completed_rounds() == 1);
   fs::remove_all(pki);
@@ -429,7 +433,7 @@ std::vector<float> run_federation(const std::string& secure, std::uint64_t round
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < names.size(); ++i) threads.emplace_back([&, i] { codes[i] = clients[i]->run(); });
     for (auto& t : threads) t.join();
-    REQUIRE(coord.finished.load());
+    REQUIRE(coord.wait_finished());
     CHECK(coord.result.ok());
     CHECK(coord.orch->completed_rounds() == rounds);
     out = coord.orch->global().data;
