@@ -4,7 +4,6 @@
 #include <openssl/ssl.h>
 
 #include <deque>
-#include <optional>
 #include <random>
 #include <thread>
 
@@ -17,8 +16,7 @@
 #include <boost/beast/websocket/ssl.hpp>
 #include <spdlog/spdlog.h>
 
-#include "client/secagg_client.hpp"
-#include "common/secagg_wire.hpp"
+#include "client/session.hpp"
 #include "common/tls.hpp"
 #include "common/wire.hpp"
 
@@ -46,15 +44,24 @@ bool we_refused_peer(const beast::error_code& ec) {
   return ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED;
 }
 
+SessionOptions session_options(const Trainer& trainer) {
+  SessionOptions o;
+  o.num_train_examples = trainer.num_train_examples();
+  return o;
+}
+
 }  // namespace
 
-struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClient::Connection> {
+struct FederatedClient::Connection final : std::enable_shared_from_this<FederatedClient::Connection>,
+                                           ServerLink,
+                                           TaskRunner {
   Connection(net::io_context& io, ssl::context& tls, const ClientOptions& opt, Trainer& trainer,
              std::atomic<std::uint64_t>& rounds_trained)
       : io(io), resolver(io), ws(io, tls), opt(opt), trainer(trainer),
-        rounds_trained(rounds_trained) {}
+        rounds_trained(rounds_trained),
+        session(session_options(trainer), *this, *this) {}
 
-  ~Connection() {
+  ~Connection() override {
     if (worker.joinable()) worker.join();
   }
 
@@ -78,6 +85,7 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
   // Ends the session with a WebSocket close handshake (and TLS close_notify) instead of a reset.
   void close_then_end(Outcome o, std::string why) {
     if (ended || closing) return;
+    if (!connected) return end(o, std::move(why));
     closing = true;
     closing_outcome = o;
     closing_reason = std::move(why);
@@ -136,11 +144,8 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
       return end(Outcome::retry, "WebSocket upgrade failed: " + ec.message());
     }
     connected = true;
-    wire::Envelope hello;
-    hello.mutable_hello()->set_protocol_version(kProtocolVersion);
-    hello.mutable_hello()->set_software("federa-client 0.1.0");
-    hello.mutable_hello()->set_num_train_examples(trainer.num_train_examples());
-    send(hello);
+    if (stop_requested) return close_then_end(Outcome::stopped, "stopped");
+    session.start();
     do_read();
   }
 
@@ -159,237 +164,20 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
     bool ok = msg.ParseFromArray(data.data(), static_cast<int>(data.size()));
     buffer.consume(bytes);
     if (!ok) return end(Outcome::retry, "the coordinator sent a message that is not an Envelope");
-    if (Status s = handle(msg); !s) {
-      send(make_error_envelope(wire::Error::BAD_MESSAGE, s.message()));
-      spdlog::warn("{}", s.message());
-    }
+    session.on_message(msg);
     if (!ended && !closing) do_read();
   }
 
-  Status handle(const wire::Envelope& msg) {
-    switch (msg.payload_case()) {
-      case wire::Envelope::kWelcome:
-        spdlog::info("joined federation '{}' as '{}'", msg.welcome().federation(), msg.welcome().client_id());
-        return {};
-      case wire::Envelope::kFitTask: {
-        const auto& t = msg.fit_task();
-        auto layout = from_wire(t.layout());
-        if (!layout) return make_error("round " + std::to_string(t.round()) + ": bad layout: " + layout.error().message);
-        if (t.total_elements() != layout->size()) return make_error("fit task size does not match its layout");
-        incoming.emplace(Incoming{t.round(), from_wire(t.config()), Model(std::move(layout.value())), {}});
-        Status s = incoming->assembler.begin(t.round(), t.total_elements(), t.num_chunks(), t.chunk_elements(),
-                                             incoming->model.data);
-        if (!s) {
-          incoming.reset();
-          return make_error("round " + std::to_string(t.round()) + ": " + s.message());
-        }
-        last_chunk_elements = t.chunk_elements();
-        secure.reset();
-        if (t.secure_aggregation() == "secagg+") {
-          secure.emplace();
-          secure->round = t.round();
-        } else if (!t.secure_aggregation().empty()) {
-          incoming.reset();
-          return make_error("unknown secure aggregation mode '" + t.secure_aggregation() + "' (upgrade federa-client)");
-        }
-        spdlog::info("round {}: task received ({} parameters)", t.round(), t.total_elements());
-        return maybe_start_training();
-      }
-      case wire::Envelope::kChunk: {
-        if (!incoming) return make_error("chunk without a task");
-        if (Status s = incoming->assembler.add(msg.chunk()); !s) {
-          incoming.reset();
-          return make_error("global model: " + s.message());
-        }
-        return maybe_start_training();
-      }
-      case wire::Envelope::kUploadReady:
-        if (!result || result->round != msg.upload_ready().round()) {
-          // A masked input's grant (its chunks were sent with the header).
-          spdlog::debug("upload_ready for round {} with no plain update pending", msg.upload_ready().round());
-          return {};
-        }
-        for (const auto& e : make_chunks(result->round, result->weights, result->chunk_elements)) send(e);
-        spdlog::info("round {}: update sent ({} examples)", result->round, result->num_examples);
-        result.reset();
-        return {};
-      case wire::Envelope::kError: {
-        const auto& e = msg.error();
-        if (e.code() == wire::Error::NOT_A_MEMBER) {
-          end(Outcome::refused, "the coordinator refused this client: " + e.message());
-          return {};
-        }
-        if (e.code() == wire::Error::PROTOCOL_VERSION) {
-          end(Outcome::fatal, "protocol version mismatch: " + e.message() + " (upgrade federa-client)");
-          return {};
-        }
-        spdlog::warn("coordinator: {}", e.message());
-        return {};
-      }
-      case wire::Envelope::kSecaggSetup:
-      case wire::Envelope::kSecaggKeysBroadcast:
-      case wire::Envelope::kSecaggSharesForward:
-      case wire::Envelope::kSecaggUnmaskRequest:
-      case wire::Envelope::kSecaggAbort:
-        handle_secure(msg);
-        return {};
-      case wire::Envelope::kBye:
-        if (msg.bye().federation_complete()) {
-          close_then_end(Outcome::complete, msg.bye().reason());
-        } else {
-          close_then_end(Outcome::retry, "coordinator said goodbye: " + msg.bye().reason());
-        }
-        return {};
-      default:
-        return make_error(std::string("unexpected message '") + payload_name(msg) + "' from the coordinator");
-    }
-  }
-
-  // SecAgg+, client side: keys are exchanged while the model trains; the masked update leaves
-  // once both the training result and the neighbours' shares are here. Any failure drops this
-  // client out of the round, having revealed nothing it should not.
-  void handle_secure(const wire::Envelope& msg) {
-    if (msg.has_secagg_abort()) {
-      spdlog::warn("round {}: the coordinator abandoned secure aggregation: {}", msg.secagg_abort().round(),
-                   msg.secagg_abort().reason());
-      secure.reset();
-      return;
-    }
-    if (!secure) return secure_fail("secure-aggregation message outside a secure round");
-    auto& sr = *secure;
-    switch (msg.payload_case()) {
-      case wire::Envelope::kSecaggSetup: {
-        auto setup = secagg::from_wire(msg.secagg_setup());
-        if (!setup) return secure_fail(setup.error().message);
-        if (setup->config.round != sr.round) return secure_fail("setup for another round");
-        auto c = secagg::Client::create(setup->config, setup->client_index);
-        if (!c) return secure_fail(c.error().message);
-        sr.num_clients = setup->config.num_clients;
-        sr.max_weight = setup->config.quant.max_weight;
-        sr.client.emplace(std::move(c.value()));
-        auto adv = sr.client->advertise_keys();
-        if (!adv) return secure_fail(adv.error().message);
-        wire::Envelope e;
-        secagg::to_wire(*adv, e.mutable_secagg_advertise_keys());
-        send(e);
-        return;
-      }
-      case wire::Envelope::kSecaggKeysBroadcast: {
-        if (!sr.client) return secure_fail("keys before setup");
-        auto m = secagg::from_wire(msg.secagg_keys_broadcast(), sr.num_clients);
-        if (!m) return secure_fail(m.error().message);
-        auto sk = sr.client->share_keys(*m);
-        if (!sk) return secure_fail(sk.error().message);
-        wire::Envelope e;
-        secagg::to_wire(*sk, e.mutable_secagg_share_keys());
-        send(e);
-        return;
-      }
-      case wire::Envelope::kSecaggSharesForward: {
-        if (!sr.client) return secure_fail("shares before setup");
-        auto m = secagg::from_wire(msg.secagg_shares_forward(), sr.num_clients);
-        if (!m) return secure_fail(m.error().message);
-        sr.shares.emplace(std::move(m.value()));
-        return send_masked_input();
-      }
-      case wire::Envelope::kSecaggUnmaskRequest: {
-        if (!sr.client) return secure_fail("unmask request before setup");
-        auto m = secagg::from_wire(msg.secagg_unmask_request(), sr.num_clients);
-        if (!m) return secure_fail(m.error().message);
-        auto r = sr.client->unmask(*m);
-        if (!r) return secure_fail(r.error().message);
-        wire::Envelope e;
-        secagg::to_wire(*r, e.mutable_secagg_unmask_response());
-        send(e);
-        spdlog::info("round {}: secure aggregation done on this side", sr.round);
-        secure.reset();
-        return;
-      }
-      default:
-        return;
-    }
-  }
-
-  void secure_fail(const std::string& why) {
-    spdlog::warn("secure aggregation{}: {}; leaving this round",
-                 secure ? fmt::format(", round {}", secure->round) : std::string(), why);
-    secure.reset();
-  }
-
-  void send_masked_input() {
-    if (!secure || !secure->client || !secure->shares || !secure->delta) return;
-    auto& sr = *secure;
-    double weight = std::min(sr.weight, sr.max_weight);
-    auto mi = sr.client->masked_input(*sr.shares, *sr.delta, weight);
-    sr.delta.reset();
-    if (!mi) return secure_fail(mi.error().message);
-    std::size_t chunk = last_chunk_elements ? last_chunk_elements : kDefaultChunkElements;
-    for (const auto& e : secagg::masked_input_envelopes(*mi, chunk)) send(e);
-    spdlog::info("round {}: masked update sent", sr.round);
-  }
-
-  Status maybe_start_training() {
-    if (!incoming || !incoming->assembler.complete() || training) return {};
-    Incoming task = std::move(*incoming);
-    incoming.reset();
-    training = true;
-    if (secure && secure->round == task.round) secure->global = task.model.data;
-    if (worker.joinable()) worker.join();
-    auto self = shared_from_this();
-    worker = std::thread([self, task = std::move(task)]() mutable {
-      auto started = std::chrono::steady_clock::now();
-      Result<FitResult> r = self->trainer.fit(task.model, task.config);
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      net::post(self->ws.get_executor(), [self, round = task.round, r = std::move(r), secs,
-                                          layout_hash = task.model.layout.hash()]() mutable {
-        self->on_trained(round, std::move(r), secs, layout_hash);
-      });
+  // Thread-safe: the signal handler's thread asks, the connection's thread closes.
+  void request_stop() {
+    net::post(ws.get_executor(), [self = shared_from_this()] {
+      self->stop_requested = true;
+      self->close_then_end(Outcome::stopped, "stopped");
     });
-    return {};
   }
 
-  void on_trained(std::uint64_t round, Result<FitResult> r, double secs, std::uint64_t layout_hash) {
-    training = false;
-    if (ended) return;
-    if (incoming && incoming->round > round) {
-      spdlog::info("round {}: a newer task arrived while training; dropping this update", round);
-      (void)maybe_start_training();
-      return;
-    }
-    if (!r) {
-      spdlog::error("round {}: training failed: {}", round, r.error().message);
-      send(make_error_envelope(wire::Error::UNKNOWN, "training failed: " + r.error().message));
-      return;
-    }
-    rounds_trained.fetch_add(1);
-    auto loss = r->metrics.find("train_loss");
-    spdlog::info("round {}: trained in {:.2f} s{}", round, secs,
-                 loss != r->metrics.end() ? fmt::format(", train loss {:.4f}", loss->second) : std::string());
-    if (secure && secure->round == round) {
-      // Under secure aggregation the update is the delta from the global model, quantized and
-      // masked; nothing else about this round leaves the site.
-      auto& sr = *secure;
-      if (sr.global.size() != r->weights.size()) return secure_fail("trained model has the wrong size");
-      std::vector<float> delta(r->weights.size());
-      for (std::size_t i = 0; i < delta.size(); ++i) delta[i] = r->weights[i] - sr.global[i];
-      sr.delta.emplace(std::move(delta));
-      sr.weight = double(r->num_examples);
-      return send_masked_input();
-    }
-    wire::Envelope h;
-    auto* uh = h.mutable_update_header();
-    uh->set_round(round);
-    uh->set_num_examples(r->num_examples);
-    uh->set_layout_hash(layout_hash);
-    for (const auto& [k, v] : r->metrics) (*uh->mutable_metrics())[k] = v;
-    uh->set_total_elements(r->weights.size());
-    std::size_t chunk_elements = last_chunk_elements ? last_chunk_elements : kDefaultChunkElements;
-    uh->set_num_chunks(chunk_count(r->weights.size(), chunk_elements));
-    send(h);
-    result = Pending{round, std::move(r->weights), r->num_examples, chunk_elements};
-  }
-
-  void send(const wire::Envelope& e) {
+  // ServerLink
+  void send(const wire::Envelope& e) override {
     auto bytes = std::make_shared<std::string>();
     e.SerializeToString(bytes.get());
     if (opt.on_send) opt.on_send(*bytes);
@@ -397,38 +185,37 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
     if (queue.size() == 1) do_write();
   }
 
+  void close(const SessionEnd& e) override {
+    switch (e.kind) {
+      case SessionEnd::Kind::retry: return close_then_end(Outcome::retry, e.reason);
+      case SessionEnd::Kind::complete: return close_then_end(Outcome::complete, e.reason);
+      case SessionEnd::Kind::refused: return close_then_end(Outcome::refused, e.reason);
+      case SessionEnd::Kind::fatal: return close_then_end(Outcome::fatal, e.reason);
+    }
+  }
+
+  // TaskRunner: training runs on a worker thread; the result comes back on the connection's.
+  void run(Task task) override {
+    if (worker.joinable()) worker.join();  // the previous task is done: its result came back
+    worker = std::thread([self = shared_from_this(), task = std::move(task)] {
+      TaskResult r = run_task(self->trainer, task);
+      net::post(self->ws.get_executor(), [self, r = std::move(r)]() mutable {
+        if (self->ended) return;
+        self->session.on_task_done(std::move(r));
+        self->rounds_trained.fetch_add(self->session.fits_completed() - self->fits_counted);
+        self->fits_counted = self->session.fits_completed();
+      });
+    });
+  }
+
   void do_write() {
     ws.async_write(net::buffer(*queue.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      if (ec) return self->end(Outcome::retry, "write failed: " + ec.message());
+      if (ec) return self->end(self->closing ? self->closing_outcome : Outcome::retry,
+                               self->closing ? self->closing_reason : "write failed: " + ec.message());
       self->queue.pop_front();
       if (!self->queue.empty()) self->do_write();
     });
   }
-
-  struct SecureRound {
-    std::uint64_t round = 0;
-    std::uint32_t num_clients = 0;
-    double max_weight = 1;
-    std::vector<float> global;
-    std::optional<secagg::Client> client;
-    std::optional<secagg::SharesForward> shares;
-    std::optional<std::vector<float>> delta;
-    double weight = 1;
-  };
-  std::optional<SecureRound> secure;
-
-  struct Incoming {
-    std::uint64_t round;
-    TrainConfig config;
-    Model model;
-    ChunkAssembler assembler;
-  };
-  struct Pending {
-    std::uint64_t round;
-    std::vector<float> weights;
-    std::uint64_t num_examples;
-    std::size_t chunk_elements;
-  };
 
   net::io_context& io;
   tcp::resolver resolver;
@@ -436,16 +223,15 @@ struct FederatedClient::Connection : std::enable_shared_from_this<FederatedClien
   const ClientOptions& opt;
   Trainer& trainer;
   std::atomic<std::uint64_t>& rounds_trained;
+  ClientSession session;
+  std::uint64_t fits_counted = 0;
   beast::flat_buffer buffer;
   std::deque<std::shared_ptr<std::string>> queue;
-  std::optional<Incoming> incoming;
-  std::optional<Pending> result;
-  std::size_t last_chunk_elements = 0;
   std::thread worker;
-  bool training = false;
   bool connected = false;
   bool ended = false;
   bool closing = false;
+  bool stop_requested = false;
   Outcome closing_outcome = Outcome::retry;
   std::string closing_reason;
   Outcome outcome = Outcome::retry;
@@ -458,12 +244,15 @@ FederatedClient::FederatedClient(ClientOptions options, Trainer& trainer)
 FederatedClient::~FederatedClient() = default;
 
 void FederatedClient::stop() {
-  stopping_ = true;
   std::lock_guard lk(mu_);
-  if (current_) {
-    auto c = current_;
-    net::post(c->ws.get_executor(), [c] { c->end(Outcome::stopped, "stopped"); });
-  }
+  stopping_ = true;
+  if (current_) current_->request_stop();
+  stop_cv_.notify_all();
+}
+
+void FederatedClient::pause(std::chrono::milliseconds wait) {
+  std::unique_lock lk(mu_);
+  stop_cv_.wait_for(lk, wait, [&] { return stopping_.load(); });
 }
 
 int FederatedClient::run() {
@@ -475,14 +264,14 @@ int FederatedClient::run() {
   std::mt19937_64 rng(opt_.seed ^ static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
   auto backoff = opt_.backoff_initial;
   auto last_success = std::chrono::steady_clock::now();
-  for (int attempt = 1; !stopping_; ++attempt) {
+  while (!stopping_) {
     net::io_context io;
     auto conn = std::make_shared<Connection>(io, **tls, opt_, trainer_, rounds_trained_);
     {
       std::lock_guard lk(mu_);
+      if (stopping_) break;
       current_ = conn;
     }
-    if (stopping_) break;
     conn->start();
     io.run();
     {
@@ -492,8 +281,10 @@ int FederatedClient::run() {
     if (conn->worker.joinable()) conn->worker.join();
     switch (conn->outcome) {
       case Outcome::complete:
+        ++federations_completed_;
         spdlog::info("federation complete: {}", conn->reason);
-        return exit_complete;
+        if (!opt_.stay_connected) return exit_complete;
+        break;
       case Outcome::refused:
         spdlog::error("{}", conn->reason);
         return exit_refused;
@@ -501,7 +292,8 @@ int FederatedClient::run() {
         spdlog::error("{}", conn->reason);
         return exit_error;
       case Outcome::stopped:
-        return exit_stopped;
+        spdlog::info("stopped; connection closed");
+        return exit_complete;
       case Outcome::retry:
         break;
     }
@@ -517,13 +309,15 @@ int FederatedClient::run() {
     // Full jitter: spreads a thousand clients reconnecting after a coordinator restart.
     std::uniform_int_distribution<long long> jitter(backoff.count() / 2, backoff.count());
     auto wait = std::chrono::milliseconds(jitter(rng));
-    spdlog::warn("{}; retrying in {:.1f} s", conn->reason, wait.count() / 1000.0);
-    auto until = std::chrono::steady_clock::now() + wait;
-    while (!stopping_ && std::chrono::steady_clock::now() < until)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (conn->outcome == Outcome::complete)
+      spdlog::info("waiting for the next job; reconnecting in {:.1f} s", wait.count() / 1000.0);
+    else
+      spdlog::warn("{}; retrying in {:.1f} s", conn->reason, wait.count() / 1000.0);
+    pause(wait);
     backoff = std::min(opt_.backoff_max, backoff * 2);
   }
-  return exit_stopped;
+  spdlog::info("stopped");
+  return exit_complete;
 }
 
 }  // namespace federa

@@ -1,9 +1,14 @@
-// federa-client: joins a federation and trains on data that never leaves this machine.
+// federa-client: joins a federation and trains on data that never leaves this machine. A
+// long-lived agent by default: it stays connected between jobs and reconnects forever;
+// SIGINT/SIGTERM close the connection cleanly and exit 0.
 #include <csignal>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <thread>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
 #include "client/builtin_trainer.hpp"
@@ -15,10 +20,29 @@ using namespace federa;
 
 namespace {
 
-FederatedClient* g_client = nullptr;
-extern "C" void on_signal(int) {
-  if (g_client) g_client->stop();
-}
+// SIGINT/SIGTERM through Asio: the handler runs on an ordinary thread, where stop() may lock
+// and post (neither is allowed in a C signal handler).
+class SignalStopper {
+ public:
+  explicit SignalStopper(FederatedClient& client) : signals_(io_, SIGINT, SIGTERM) {
+    signals_.async_wait([this, &client](const boost::system::error_code& ec, int signal) {
+      if (ec) return;
+      spdlog::info("{}: closing the connection", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+      client.stop();
+    });
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~SignalStopper() {
+    boost::system::error_code ignored;
+    signals_.cancel(ignored);
+    thread_.join();
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::signal_set signals_;
+  std::thread thread_;
+};
 
 int run(int argc, char** argv) {
   po::options_description desc(
@@ -37,9 +61,11 @@ int run(int argc, char** argv) {
       ("test-fraction", po::value<double>()->default_value(0.0), "share of this client's examples held out for local evaluation")
       ("seed", po::value<std::uint64_t>()->default_value(1), "partition seed: every client of one split must use the same")
       ("retry-max", po::value<double>()->default_value(30), "longest wait between reconnection attempts, seconds")
-      ("give-up-after", po::value<double>()->default_value(0), "exit after this many seconds without reaching the coordinator (0 = never)");
+      ("give-up-after", po::value<double>()->default_value(0), "exit after this many seconds without reaching the coordinator (0 = never)")
+      ("once", po::bool_switch(), "exit when the federation completes (default: stay connected and serve the next job)");
   // clang-format on
-  auto vm_opt = parse_options(argc, argv, desc);
+  // In a --config file, the kit and the data files are relative to the file.
+  auto vm_opt = parse_options(argc, argv, desc, {{"kit", resolve_path}, {"data", resolve_data_spec}});
   if (!vm_opt) {
     std::cout << desc << "\n";
     return 0;
@@ -60,6 +86,7 @@ int run(int argc, char** argv) {
       throw OptionsError("--kit: " + f + " is missing (a kit from `federa-pki issue` holds ca.pem, cert.pem, key.pem)");
   opt.backoff_max = std::chrono::milliseconds(static_cast<long long>(vm["retry-max"].as<double>() * 1000));
   opt.give_up_after = std::chrono::seconds(static_cast<long long>(vm["give-up-after"].as<double>()));
+  opt.stay_connected = !vm["once"].as<bool>();
 
   auto count = vm["partition-count"].as<std::size_t>();
   auto index = vm["partition-index"].as<std::size_t>();
@@ -100,13 +127,10 @@ int run(int argc, char** argv) {
   auto shared = std::make_shared<const Dataset>(std::move(own.value()));
   auto trainer = make_builtin_trainer(shared, std::move(train_idx), std::move(test_idx), opt.seed);
   FederatedClient client(opt, *trainer);
-  g_client = &client;
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  spdlog::info("connecting to {}:{} with the kit in {}", opt.coordinator.host, opt.coordinator.port, kit);
-  int code = client.run();
-  g_client = nullptr;
-  return code;
+  SignalStopper stopper(client);
+  spdlog::info("connecting to {}:{} with the kit in {}{}", opt.coordinator.host, opt.coordinator.port, kit,
+               opt.stay_connected ? "" : " (--once)");
+  return client.run();
 }
 
 }  // namespace

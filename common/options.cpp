@@ -1,10 +1,16 @@
 #include "common/options.hpp"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <charconv>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -38,8 +44,8 @@ std::string scalar_to_string(const json::value& v, const std::string& key) {
 
 // Turns the JSON object into command-line tokens so program_options applies its own parsing
 // and validation to both sources alike.
-std::vector<std::string> config_tokens(const std::string& path,
-                                       const po::options_description& desc) {
+std::vector<std::string> config_tokens(const std::string& path, const po::options_description& desc,
+                                       const std::map<std::string, PathResolver>& paths) {
   std::ifstream in(path);
   if (!in) throw OptionsError("cannot open config file " + path);
   std::stringstream ss;
@@ -48,9 +54,15 @@ std::vector<std::string> config_tokens(const std::string& path,
   json::value root = json::parse(ss.str(), ec);
   if (ec) throw OptionsError("config file " + path + " is not valid JSON: " + ec.message());
   if (!root.is_object()) throw OptionsError("config file " + path + " must hold a JSON object");
+  const std::filesystem::path dir = std::filesystem::absolute(path).parent_path();
   std::vector<std::string> tokens;
   for (const auto& kv : root.as_object()) {
     std::string key(kv.key());
+    auto resolver = paths.find(key);
+    auto value_of = [&](const json::value& v) {
+      std::string text = scalar_to_string(v, key);
+      return resolver != paths.end() ? resolver->second(text, dir) : text;
+    };
     if (key == "config" || key == "help")
       throw OptionsError("config key '" + key + "' is not allowed in a config file");
     const po::option_description* opt = desc.find_nothrow(key, false);
@@ -65,20 +77,77 @@ std::vector<std::string> config_tokens(const std::string& path,
     if (kv.value().is_array()) {
       for (const auto& item : kv.value().as_array()) {
         tokens.push_back("--" + key);
-        tokens.push_back(scalar_to_string(item, key));
+        tokens.push_back(value_of(item));
       }
     } else {
       tokens.push_back("--" + key);
-      tokens.push_back(scalar_to_string(kv.value(), key));
+      tokens.push_back(value_of(kv.value()));
     }
   }
   return tokens;
 }
 
+// "<6>" for info: the syslog priority journald reads from the start of a line.
+class SyslogPriority final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    char p = '6';
+    switch (msg.level) {
+      case spdlog::level::trace:
+      case spdlog::level::debug:
+        p = '7';
+        break;
+      case spdlog::level::info:
+        p = '6';
+        break;
+      case spdlog::level::warn:
+        p = '4';
+        break;
+      case spdlog::level::err:
+        p = '3';
+        break;
+      case spdlog::level::critical:
+        p = '2';
+        break;
+      default:
+        break;
+    }
+    const char text[] = {'<', p, '>'};
+    dest.append(text, text + 3);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<SyslogPriority>();
+  }
+};
+
 }  // namespace
 
-std::optional<po::variables_map> parse_options(int argc, char** argv,
-                                               po::options_description& desc) {
+std::string resolve_path(const std::string& value, const std::filesystem::path& config_dir) {
+  std::filesystem::path p(value);
+  if (value.empty() || p.is_absolute()) return value;
+  return (config_dir / p).lexically_normal().string();
+}
+
+std::string resolve_data_spec(const std::string& spec, const std::filesystem::path& config_dir) {
+  std::string_view s(spec);
+  if (s.starts_with("idx:")) {
+    const auto comma = s.find(',', 4);
+    if (comma == std::string_view::npos) return spec;  // load_dataset says what is wrong
+    return "idx:" + resolve_path(std::string(s.substr(4, comma - 4)), config_dir) + "," +
+           resolve_path(std::string(s.substr(comma + 1)), config_dir);
+  }
+  if (s.starts_with("csv:")) {
+    const auto label = s.rfind(":label=");
+    if (label == std::string_view::npos || label < 4) return spec;
+    return "csv:" + resolve_path(std::string(s.substr(4, label - 4)), config_dir) +
+           std::string(s.substr(label));
+  }
+  return spec;  // a named dataset ("fashion-mnist")
+}
+
+std::optional<po::variables_map> parse_options(int argc, char** argv, po::options_description& desc,
+                                               const std::map<std::string, PathResolver>& paths) {
   desc.add_options()("help,h", "show this help and exit")(
       "config", po::value<std::string>(),
       "JSON file whose keys are these flags' names; flags on the command line win")(
@@ -89,7 +158,7 @@ std::optional<po::variables_map> parse_options(int argc, char** argv,
     po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
     if (vm.count("help")) return std::nullopt;
     if (vm.count("config")) {
-      auto tokens = config_tokens(vm["config"].as<std::string>(), desc);
+      auto tokens = config_tokens(vm["config"].as<std::string>(), desc, paths);
       po::store(po::command_line_parser(tokens).options(desc).run(), vm);
     }
     po::notify(vm);
@@ -101,14 +170,35 @@ std::optional<po::variables_map> parse_options(int argc, char** argv,
   return vm;
 }
 
+bool stderr_is_journal() {
+  const char* env = std::getenv("JOURNAL_STREAM");
+  if (!env) return false;
+  unsigned long long dev = 0, ino = 0;
+  char tail = 0;
+  if (std::sscanf(env, "%llu:%llu%c", &dev, &ino, &tail) != 2) return false;
+  struct stat st {};
+  if (::fstat(STDERR_FILENO, &st) != 0) return false;
+  return static_cast<unsigned long long>(st.st_dev) == dev &&
+         static_cast<unsigned long long>(st.st_ino) == ino;
+}
+
 void setup_logging(std::string_view level, std::string_view program) {
-  auto logger = spdlog::stderr_color_mt(std::string(program));
-  spdlog::set_default_logger(logger);
   auto lvl = spdlog::level::from_str(std::string(level));
   if (lvl == spdlog::level::off && level != "off")
     throw OptionsError("unknown --log-level '" + std::string(level) + "'");
+  const bool journal = stderr_is_journal();
+  auto logger = journal ? spdlog::stderr_logger_mt(std::string(program))
+                        : spdlog::stderr_color_mt(std::string(program));
+  spdlog::set_default_logger(logger);
   spdlog::set_level(lvl);
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ %v");
+  if (journal) {
+    // The journal stamps each line itself; a second timestamp would only be noise.
+    auto f = std::make_unique<spdlog::pattern_formatter>();
+    f->add_flag<SyslogPriority>('*').set_pattern("%*%v");
+    spdlog::set_formatter(std::move(f));
+  } else {
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ %v");
+  }
 }
 
 HostPort parse_host_port(std::string_view text, std::string_view flag) {

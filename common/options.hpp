@@ -1,13 +1,18 @@
 // Command lines for every federa program: Boost.program_options for the flags, and a JSON
 // `--config FILE` whose keys are the same names as the flags. The command line wins over the file.
+// A config file's relative paths are relative to the file (so /etc/federa/client.json can say
+// "kit": "kit"), a flag's to the working directory, as a shell user expects.
 //
 //   po::options_description desc("federa-coordinator");
 //   desc.add_options()("rounds", po::value<int>()->default_value(10), "rounds to run");
-//   auto vm = parse_options(argc, argv, desc);   // throws OptionsError with a clear message
+//   auto vm = parse_options(argc, argv, desc, {{"kit", resolve_path}});  // throws OptionsError
 //   if (!vm) { print_help(desc); return 0; }    // --help was given
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -21,14 +26,30 @@ struct OptionsError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Rewrites a config file's value for a key that names files, given the file's folder.
+using PathResolver =
+    std::function<std::string(const std::string& value, const std::filesystem::path& config_dir)>;
+
+// One path: a relative one is taken relative to `config_dir`; absolute and empty ones stay.
+std::string resolve_path(const std::string& value, const std::filesystem::path& config_dir);
+// A dataset spec (common/dataset.hpp): the files inside idx:IMAGES,LABELS and csv:FILE:label=C.
+std::string resolve_data_spec(const std::string& spec, const std::filesystem::path& config_dir);
+
 // Adds --help, --config FILE and --log-level to `desc`, parses argv, then the JSON config (an
 // object: {"rounds": 20, "listen": "0.0.0.0:8443", "resume": true}); unknown keys, wrong types
-// and bad values raise OptionsError naming the key. Returns nullopt when --help was asked for.
-std::optional<po::variables_map> parse_options(int argc, char** argv,
-                                               po::options_description& desc);
+// and bad values raise OptionsError naming the key. Values of the keys in `paths` that come from
+// the config file go through their resolver. Returns nullopt when --help was asked for.
+std::optional<po::variables_map> parse_options(
+    int argc, char** argv, po::options_description& desc,
+    const std::map<std::string, PathResolver>& paths = {});
 
-// Level names as spdlog's: trace, debug, info, warn, error, critical, off.
+// Level names as spdlog's: trace, debug, info, warn, error, critical, off. Logs go to stderr;
+// when stderr is the systemd journal (stderr_is_journal) without timestamps or colours and with
+// a syslog priority prefix ("<6>" for info) so journalctl keeps each line's level.
 void setup_logging(std::string_view level, std::string_view program);
+// True when JOURNAL_STREAM names stderr's device and inode, as systemd sets it for a service
+// whose stderr is the journal (a child that redirected stderr elsewhere is not).
+bool stderr_is_journal();
 
 // "HOST:PORT" (IPv6 as "[::1]:8443"); throws OptionsError on a malformed value.
 struct HostPort {

@@ -7,30 +7,7 @@
 #   3. a member removed from --members at the restart is refused and its client exits 3.
 # Usage: cli_scenarios.sh BUILD_DIR
 set -euo pipefail
-build="$(cd "$1" && pwd)"
-pki_tool="$build/tools/federa-pki"
-coordinator="$build/coordinator/federa-coordinator"
-client="$build/client/federa-client"
-work="$(mktemp -d /tmp/federa-cli.XXXXXX)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-[ -n "${KEEP:-}" ] && trap - EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$work"/*.log; do echo "--- $f"; tail -n 15 "$f"; done >&2
-  exit 1
-}
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() {  # wait_for SECONDS COMMAND...
-  local t=$1; shift
-  for _ in $(seq 1 $((t * 10))); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
+source "$(dirname "$0")/lib.sh" "$1" federa-cli
 cd "$work"
 
 echo "== PKI"
@@ -71,7 +48,7 @@ grep -q "no verified client certificate\|TLS handshake failed" coordinator.log |
 echo "== federation, SIGKILL mid-run, --resume"
 for c in a b c; do
   "$client" --coordinator "127.0.0.1:$P" --kit "pki/clients/site-$c" --data fashion-mnist \
-    --partition-index "$(( $(printf '%d' "'$c") - 97 ))" --partition-count 10 --retry-max 1 --give-up-after 90 \
+    --partition-index "$(( $(printf '%d' "'$c") - 97 ))" --partition-count 10 --retry-max 1 --give-up-after 90 --once \
     >/dev/null 2>"client-$c.log" &
   pids+=("$!")
   eval "client_$c=$!"

@@ -1,0 +1,293 @@
+#include "client/session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <utility>
+
+namespace federa {
+
+ClientSession::ClientSession(SessionOptions options, ServerLink& link, TaskRunner& runner)
+    : opt_(std::move(options)), link_(link), runner_(runner) {}
+
+template <typename... Args>
+void ClientSession::log(spdlog::level::level_enum level, fmt::format_string<Args...> format,
+                        Args&&... args) {
+  if (!spdlog::should_log(level)) return;
+  std::string text = fmt::format(format, std::forward<Args>(args)...);
+  if (opt_.name.empty()) {
+    spdlog::log(level, "{}", text);
+  } else {
+    spdlog::log(level, "'{}': {}", opt_.name, text);
+  }
+}
+
+void ClientSession::start() {
+  wire::Envelope hello;
+  hello.mutable_hello()->set_protocol_version(kProtocolVersion);
+  hello.mutable_hello()->set_software(opt_.software);
+  hello.mutable_hello()->set_num_train_examples(opt_.num_train_examples);
+  link_.send(hello);
+}
+
+void ClientSession::on_message(const wire::Envelope& msg) {
+  if (ended_) return;
+  if (Status s = handle(msg); !s) {
+    log(spdlog::level::warn, "{}", s.message());
+    link_.send(make_error_envelope(wire::Error::BAD_MESSAGE, s.message()));
+  }
+}
+
+Status ClientSession::handle(const wire::Envelope& msg) {
+  switch (msg.payload_case()) {
+    case wire::Envelope::kWelcome:
+      log(spdlog::level::info, "joined federation '{}' as '{}'", msg.welcome().federation(),
+          msg.welcome().client_id());
+      return {};
+    case wire::Envelope::kFitTask:
+      return on_fit_task(msg.fit_task());
+    case wire::Envelope::kChunk:
+      return on_chunk(msg.chunk());
+    case wire::Envelope::kUploadReady:
+      return on_upload_ready(msg.upload_ready());
+    case wire::Envelope::kError:
+      on_error(msg.error());
+      return {};
+    case wire::Envelope::kBye:
+      on_bye(msg.bye());
+      return {};
+    case wire::Envelope::kSecaggSetup:
+    case wire::Envelope::kSecaggKeysBroadcast:
+    case wire::Envelope::kSecaggSharesForward:
+    case wire::Envelope::kSecaggUnmaskRequest:
+    case wire::Envelope::kSecaggAbort:
+      on_secure(msg);
+      return {};
+    default:
+      return Error{ErrorCode::invalid_argument, std::string("unexpected message '") +
+                                                    payload_name(msg) + "' from the coordinator"};
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks
+
+Status ClientSession::on_fit_task(const wire::FitTask& t) {
+  const std::string where = "round " + std::to_string(t.round()) + ": ";
+  auto layout = from_wire(t.layout());
+  if (!layout)
+    return Error{ErrorCode::invalid_argument, where + "bad layout: " + layout.error().message};
+  if (t.total_elements() != layout->size())
+    return Error{ErrorCode::invalid_argument, where + "fit task size does not match its layout"};
+  const bool secure = t.secure_aggregation() == "secagg+";
+  if (!secure && !t.secure_aggregation().empty())
+    return Error{ErrorCode::invalid_argument, where + "unknown secure aggregation mode '" +
+                                                  t.secure_aggregation() +
+                                                  "' (upgrade federa-client)"};
+  // A new task ends whatever the previous round still had going here.
+  upload_.reset();
+  if (secure_) past_secure_ = secure_->round();
+  secure_.reset();
+  incoming_.reset();
+
+  Incoming in;
+  in.task.kind = Task::Kind::fit;
+  in.task.round = t.round();
+  in.task.config = from_wire(t.config());
+  in.model = std::make_shared<Model>(std::move(layout.value()));
+  in.secure = secure;
+  in.chunk_elements = t.chunk_elements() ? t.chunk_elements() : kDefaultChunkElements;
+  if (Status s = in.assembler.begin(t.round(), t.total_elements(), t.num_chunks(),
+                                    t.chunk_elements(), in.model->data);
+      !s)
+    return Error{ErrorCode::invalid_argument, where + s.message()};
+  if (secure) secure_.emplace(t.round(), in.chunk_elements);
+  log(opt_.progress_level, "round {}: task received ({} parameters{})", t.round(),
+      t.total_elements(), secure ? ", secure aggregation" : "");
+  incoming_.emplace(std::move(in));
+  if (incoming_->assembler.complete()) promote_incoming();
+  return {};
+}
+
+Status ClientSession::on_chunk(const wire::TensorChunk& chunk) {
+  if (!incoming_) return Error{ErrorCode::failed_precondition, "chunk without a task"};
+  if (Status s = incoming_->assembler.add(chunk); !s) {
+    incoming_.reset();
+    return Error{ErrorCode::invalid_argument, "global model: " + s.message()};
+  }
+  if (incoming_->assembler.complete()) promote_incoming();
+  return {};
+}
+
+void ClientSession::promote_incoming() {
+  incoming_->task.model = std::move(incoming_->model);
+  ready_ = std::move(incoming_);
+  incoming_.reset();
+  start_next_task();
+}
+
+void ClientSession::start_next_task() {
+  if (running_ || !ready_ || ended_) return;
+  Running r{std::move(ready_->task), ready_->secure, ready_->chunk_elements};
+  ready_.reset();
+  running_.emplace(std::move(r));
+  runner_.run(running_->task);
+}
+
+void ClientSession::on_task_done(TaskResult result) {
+  if (ended_) return;
+  if (!running_ || result.round != running_->task.round || result.kind != running_->task.kind) {
+    log(spdlog::level::warn, "round {}: a {} result for no running task; ignored", result.round,
+        task_name(result.kind));
+    return;
+  }
+  Running done = std::move(*running_);
+  running_.reset();
+  const std::uint64_t round = done.task.round;
+  if (ready_ || incoming_) {
+    log(spdlog::level::info, "round {}: a newer task arrived while {}; dropping this result", round,
+        task_name(done.task.kind));
+    start_next_task();
+    return;
+  }
+  if (!result.output) {
+    log(spdlog::level::err, "round {}: {} failed: {}", round, task_name(done.task.kind),
+        result.output.error().message);
+    if (done.secure && secure_ && secure_->round() == round) {
+      past_secure_ = round;
+      secure_.reset();
+    }
+    link_.send(make_error_envelope(
+        wire::Error::UNKNOWN,
+        std::string(task_name(done.task.kind)) + " failed: " + result.output.error().message));
+    return;
+  }
+  std::visit([&](auto& output) { fit_done(done, std::move(output), result.seconds); },
+             result.output.value());
+}
+
+void ClientSession::fit_done(const Running& done, FitResult fit, double seconds) {
+  const std::uint64_t round = done.task.round;
+  ++fits_completed_;
+  auto loss = fit.metrics.find("train_loss");
+  log(opt_.progress_level, "round {}: trained in {:.2f} s{}", round, seconds,
+      loss != fit.metrics.end() ? fmt::format(", train loss {:.4f}", loss->second) : std::string());
+  if (fit.weights.size() != done.task.model->data.size()) {
+    link_.send(make_error_envelope(wire::Error::UNKNOWN,
+                                   "training produced " + std::to_string(fit.weights.size()) +
+                                       " values for a model of " +
+                                       std::to_string(done.task.model->data.size())));
+    if (done.secure && secure_ && secure_->round() == round) leave_secure_round("no update");
+    return;
+  }
+  if (!done.secure) return send_update_header(done, std::move(fit));
+  // Under secure aggregation the update is the delta from the global model, quantized and
+  // masked; nothing else about this round leaves the site, and never in the clear.
+  if (!secure_ || secure_->round() != round) {
+    log(spdlog::level::info, "round {}: the secure round is over; the update stays here", round);
+    return;
+  }
+  auto out = secure_->set_update(done.task.model->data, fit.weights, double(fit.num_examples));
+  if (!out) return leave_secure_round(out.error().message);
+  send_all(*out);
+  if (!out->empty()) log(opt_.progress_level, "round {}: masked update sent", round);
+}
+
+void ClientSession::send_update_header(const Running& done, FitResult fit) {
+  wire::Envelope h;
+  auto* uh = h.mutable_update_header();
+  uh->set_round(done.task.round);
+  uh->set_num_examples(fit.num_examples);
+  uh->set_layout_hash(done.task.model->layout.hash());
+  for (const auto& [k, v] : fit.metrics) (*uh->mutable_metrics())[k] = v;
+  uh->set_total_elements(fit.weights.size());
+  uh->set_num_chunks(chunk_count(fit.weights.size(), done.chunk_elements));
+  link_.send(h);
+  upload_ = Upload{done.task.round, std::move(fit.weights), fit.num_examples, done.chunk_elements};
+}
+
+Status ClientSession::on_upload_ready(const wire::UploadReady& ready) {
+  if (!upload_ || upload_->round != ready.round())
+    return Error{ErrorCode::failed_precondition, "upload_ready for no pending update"};
+  Upload u = std::move(*upload_);
+  upload_.reset();
+  send_all(make_chunks(u.round, u.weights, u.chunk_elements));
+  log(opt_.progress_level, "round {}: update sent ({} examples)", u.round, u.num_examples);
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors, goodbyes, secure aggregation
+
+void ClientSession::on_error(const wire::Error& e) {
+  switch (e.code()) {
+    case wire::Error::NOT_A_MEMBER:
+      return end(SessionEnd::Kind::refused, "the coordinator refused this client: " + e.message());
+    case wire::Error::PROTOCOL_VERSION:
+      return end(SessionEnd::Kind::fatal,
+                 "protocol version mismatch: " + e.message() + " (upgrade federa-client)");
+    case wire::Error::WRONG_ROUND:
+    case wire::Error::DUPLICATE_UPDATE:
+    case wire::Error::BAD_UPDATE:
+    case wire::Error::TOO_LARGE:
+      upload_.reset();  // about our update: no UploadReady will come for it
+      break;
+    default:
+      break;
+  }
+  log(spdlog::level::warn, "coordinator: {}", e.message());
+}
+
+void ClientSession::on_bye(const wire::Bye& bye) {
+  if (bye.federation_complete()) return end(SessionEnd::Kind::complete, bye.reason());
+  end(SessionEnd::Kind::retry, "coordinator said goodbye: " + bye.reason());
+}
+
+void ClientSession::on_secure(const wire::Envelope& msg) {
+  const std::uint64_t round = secure_message_round(msg).value_or(0);
+  const bool ours = secure_ && secure_->round() == round;
+  if (msg.has_secagg_abort()) {
+    if (!ours) return;
+    log(spdlog::level::warn, "round {}: the coordinator abandoned secure aggregation: {}", round,
+        msg.secagg_abort().reason());
+    past_secure_ = round;
+    secure_.reset();
+    return;
+  }
+  if (!ours) {
+    if (past_secure_ && round <= *past_secure_)
+      log(spdlog::level::debug, "round {}: late secure-aggregation message ignored", round);
+    else
+      log(spdlog::level::warn, "round {}: {} outside a secure round; ignored", round,
+          payload_name(msg));
+    return;
+  }
+  auto out = secure_->on_message(msg);
+  if (!out) return leave_secure_round(out.error().message);
+  send_all(*out);
+  if (secure_->finished()) {
+    log(opt_.progress_level, "round {}: secure aggregation done on this side", round);
+    past_secure_ = round;
+    secure_.reset();
+  }
+}
+
+void ClientSession::leave_secure_round(const std::string& why) {
+  if (!secure_) return;
+  const std::uint64_t round = secure_->round();
+  log(spdlog::level::warn, "round {}: secure aggregation: {}; leaving this round", round, why);
+  past_secure_ = round;
+  secure_.reset();
+  link_.send(make_error_envelope(wire::Error::UNKNOWN, "secure aggregation: " + why));
+}
+
+void ClientSession::send_all(const std::vector<wire::Envelope>& envelopes) {
+  for (const auto& e : envelopes) link_.send(e);
+}
+
+void ClientSession::end(SessionEnd::Kind kind, std::string reason) {
+  if (ended_) return;
+  ended_ = true;
+  link_.close(SessionEnd{kind, std::move(reason)});
+}
+
+}  // namespace federa

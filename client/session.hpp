@@ -1,0 +1,119 @@
+// One client's side of the federation protocol, for one connection: Hello/Welcome, tasks and the
+// reassembly of the global model, asking the host to run them, the update (header, UploadReady,
+// chunks), every SecAgg+ phase, the coordinator's errors, aborts and goodbyes. It holds every
+// rule of the protocol and no transport: federa-client drives it over TLS (client/client.cpp),
+// federa-sim in process, the tests over a fake ServerLink.
+//
+//   ClientSession session({.num_train_examples = trainer.num_train_examples()}, link, runner);
+//   session.start();                        // Hello
+//   session.on_message(envelope);           // each envelope from the coordinator, in order
+//   session.on_task_done(run_task(t, task)); // when the host finished what runner.run asked
+//   if (session.ended()) ...                // link.close() told why
+//
+// Not thread-safe: call it from one thread (or strand), the one that delivers the messages.
+// Bad input from the coordinator is answered with an Error envelope and logged; it never throws.
+#pragma once
+
+#include <spdlog/common.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "client/secure_round.hpp"
+#include "client/server_link.hpp"
+#include "client/task.hpp"
+#include "common/model.hpp"
+#include "common/wire.hpp"
+
+namespace federa {
+
+struct SessionOptions {
+  std::string software = "federa-client 0.1.0";  // announced in Hello
+  std::uint64_t num_train_examples = 0;          // announced in Hello
+  std::string name;                              // prefixes log lines ("" for a lone client)
+  // Level of the per-round progress lines (task received, trained, update sent); a simulator
+  // of thousands of clients lowers it to debug.
+  spdlog::level::level_enum progress_level = spdlog::level::info;
+};
+
+class ClientSession {
+ public:
+  ClientSession(SessionOptions options, ServerLink& link, TaskRunner& runner);
+
+  // Sends Hello. Call once, when the connection is up.
+  void start();
+  // One envelope from the coordinator.
+  void on_message(const wire::Envelope& msg);
+  // The outcome of the task last handed to TaskRunner::run.
+  void on_task_done(TaskResult result);
+
+  // link.close() was called; everything after is ignored.
+  bool ended() const { return ended_; }
+  // A task is with the host (run() called, on_task_done not yet).
+  bool task_running() const { return running_.has_value(); }
+  // An update header was sent and its UploadReady has not come (nor an error about it).
+  bool upload_pending() const { return upload_.has_value(); }
+  // Training tasks whose result this session took (sent or masked), over its lifetime.
+  std::uint64_t fits_completed() const { return fits_completed_; }
+
+ private:
+  struct Incoming {  // a task whose model is still arriving, or complete and waiting
+    Task task;
+    std::shared_ptr<Model> model;
+    ChunkAssembler assembler;
+    bool secure = false;
+    std::size_t chunk_elements = kDefaultChunkElements;
+  };
+  struct Running {  // a task with the host
+    Task task;
+    bool secure = false;
+    std::size_t chunk_elements = kDefaultChunkElements;
+  };
+  struct Upload {  // an announced plain update waiting for its slot
+    std::uint64_t round = 0;
+    std::vector<float> weights;
+    std::uint64_t num_examples = 0;
+    std::size_t chunk_elements = kDefaultChunkElements;
+  };
+
+  Status handle(const wire::Envelope& msg);
+  Status on_fit_task(const wire::FitTask& task);
+  Status on_chunk(const wire::TensorChunk& chunk);
+  Status on_upload_ready(const wire::UploadReady& ready);
+  void on_error(const wire::Error& error);
+  void on_bye(const wire::Bye& bye);
+  void on_secure(const wire::Envelope& msg);
+
+  // The incoming task's model is complete: it waits for the host (replacing an older one).
+  void promote_incoming();
+  // Hands the newest complete task to the host when it is free.
+  void start_next_task();
+  void fit_done(const Running& task, FitResult fit, double seconds);
+  void send_update_header(const Running& task, FitResult fit);
+  // Leaves the secure round (telling the coordinator why, so it need not wait for a deadline).
+  void leave_secure_round(const std::string& why);
+  void send_all(const std::vector<wire::Envelope>& envelopes);
+  void end(SessionEnd::Kind kind, std::string reason);
+  template <typename... Args>
+  void log(spdlog::level::level_enum level, fmt::format_string<Args...> format, Args&&... args);
+
+  SessionOptions opt_;
+  ServerLink& link_;
+  TaskRunner& runner_;
+  std::optional<Incoming> incoming_;
+  std::optional<Incoming> ready_;  // complete, waiting for the host to be free
+  std::optional<Running> running_;
+  std::optional<Upload> upload_;
+  std::optional<SecureRound> secure_;
+  // The last secure round that is over for this client (finished, left or aborted): late
+  // messages for it are dropped quietly.
+  std::optional<std::uint64_t> past_secure_;
+  std::uint64_t fits_completed_ = 0;
+  bool ended_ = false;
+};
+
+}  // namespace federa

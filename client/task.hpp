@@ -1,0 +1,52 @@
+// A task the coordinator asks of a client, as the session hands it to its host, and what the
+// host hands back. Kinds grow with the protocol (fit today; evaluate and statistics next): a host
+// runs any of them with run_task(), so the TLS client and the simulator need no switch of their
+// own.
+//
+//   Task t = ...;                                   // from TaskRunner::run
+//   TaskResult r = run_task(trainer, t);            // on a worker thread
+//   session.on_task_done(std::move(r));             // back on the session's thread
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <variant>
+
+#include "client/trainer.hpp"
+#include "common/model.hpp"
+#include "common/result.hpp"
+#include "common/train_config.hpp"
+
+namespace federa {
+
+struct Task {
+  enum class Kind { fit };
+  Kind kind = Kind::fit;
+  std::uint64_t round = 0;
+  TrainConfig config;
+  // The global model, reassembled and checked by the session. Shared and immutable, so a host
+  // may keep one copy for every client that received the same bytes.
+  std::shared_ptr<const Model> model;
+};
+
+std::string_view task_name(Task::Kind kind);
+
+// One alternative per Task::Kind.
+using TaskOutput = std::variant<FitResult>;
+
+struct TaskResult {
+  Task::Kind kind = Task::Kind::fit;
+  std::uint64_t round = 0;
+  Result<TaskOutput> output = Error{ErrorCode::internal, "task not run"};
+  double seconds = 0;  // wall time the host spent on it, for the log
+};
+
+// Runs `task` with `trainer`, timing it. Not thread-safe for one trainer.
+TaskResult run_task(Trainer& trainer, const Task& task);
+
+// A result the host did not get from a trainer: the task failed before or instead of running
+// (a simulated dropout, a deadline the host enforces).
+TaskResult failed_task(const Task& task, Error error);
+
+}  // namespace federa
