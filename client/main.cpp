@@ -135,14 +135,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const OptionsError& e) {
-    std::cerr << "federa-client: " << e.what() << "\nRun with --help for usage.\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "federa-client: fatal: " << e.what() << "\n";
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return run_program("federa-client", argc, argv, run); }

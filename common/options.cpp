@@ -170,6 +170,19 @@ std::optional<po::variables_map> parse_options(int argc, char** argv, po::option
   return vm;
 }
 
+int run_program(std::string_view program, int argc, char** argv, int (*run)(int, char**)) {
+  try {
+    return run(argc, argv);
+  } catch (const OptionsError& e) {
+    std::fprintf(stderr, "%.*s: %s\nRun with --help for usage.\n", int(program.size()),
+                 program.data(), e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%.*s: fatal: %s\n", int(program.size()), program.data(), e.what());
+    return 1;
+  }
+}
+
 bool stderr_is_journal() {
   const char* env = std::getenv("JOURNAL_STREAM");
   if (!env) return false;

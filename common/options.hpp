@@ -43,6 +43,11 @@ std::optional<po::variables_map> parse_options(
     int argc, char** argv, po::options_description& desc,
     const std::map<std::string, PathResolver>& paths = {});
 
+// A program's main: runs `run`, and turns an OptionsError into exit status 2 with the usage
+// hint, any other exception into 1, each said on stderr as "PROGRAM: ...".
+//   int main(int argc, char** argv) { return run_program("federa-client", argc, argv, run); }
+int run_program(std::string_view program, int argc, char** argv, int (*run)(int, char**));
+
 // Level names as spdlog's: trace, debug, info, warn, error, critical, off. Logs go to stderr;
 // when stderr is the systemd journal (stderr_is_journal) without timestamps or colours and with
 // a syslog priority prefix ("<6>" for info) so journalctl keeps each line's level.

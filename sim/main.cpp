@@ -56,7 +56,11 @@ int run(int argc, char** argv) {
       ("baseline", po::bool_switch(), "afterwards, time the same local training in a plain loop and print the ratio");
   // clang-format on
   add_strategy_options(desc);  // --strategy, --mu (FedProx), --server-lr, --dp-...
-  auto vm_opt = parse_options(argc, argv, desc);
+  // In a --config file, data and output files are relative to the file.
+  auto vm_opt = parse_options(argc, argv, desc,
+                              {{"data", resolve_data_spec},
+                               {"eval-data", resolve_data_spec},
+                               {"metrics-out", resolve_path}});
   if (!vm_opt) {
     std::cout << desc << "\n";
     return 0;
@@ -151,14 +155,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const OptionsError& e) {
-    std::cerr << "federa-sim: " << e.what() << "\nRun with --help for usage.\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "federa-sim: fatal: " << e.what() << "\n";
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return run_program("federa-sim", argc, argv, run); }

@@ -139,3 +139,14 @@ TEST_CASE("options: logs for the journal carry syslog priorities and no timestam
   CHECK(ss.str() == "<6>joined federation\n<4>retrying in 2.0 s\n<3>refused\n<7>detail\n");
   fs::remove_all(dir);
 }
+
+TEST_CASE("options: run_program maps option errors to 2 and other exceptions to 1") {
+  auto ok = [](int, char**) { return 5; };
+  auto bad_flag = [](int, char**) -> int { throw OptionsError("--rounds must be positive"); };
+  auto broken = [](int, char**) -> int { throw std::runtime_error("disk on fire"); };
+  char prog[] = "prog";
+  char* argv[] = {prog, nullptr};
+  CHECK(run_program("prog", 1, argv, ok) == 5);
+  CHECK(run_program("prog", 1, argv, bad_flag) == 2);
+  CHECK(run_program("prog", 1, argv, broken) == 1);
+}
