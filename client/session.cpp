@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <utility>
 
 namespace federa {
@@ -89,21 +90,22 @@ Status ClientSession::on_fit_task(const wire::FitTask& t) {
   secure_.reset();
   incoming_.reset();
 
-  Incoming in;
-  in.task.kind = Task::Kind::fit;
-  in.task.round = t.round();
-  in.task.config = from_wire(t.config());
-  in.model = std::make_shared<Model>(std::move(layout.value()));
-  in.secure = secure;
-  in.chunk_elements = t.chunk_elements() ? t.chunk_elements() : kDefaultChunkElements;
-  if (Status s = in.assembler.begin(t.round(), t.total_elements(), t.num_chunks(),
-                                    t.chunk_elements(), in.model->data);
+  auto in = std::make_unique<Incoming>();
+  in->task.kind = Task::Kind::fit;
+  in->task.round = t.round();
+  in->task.attempt = std::max<std::uint32_t>(1, t.attempt());
+  in->task.config = from_wire(t.config());
+  in->model = std::make_shared<Model>(std::move(layout.value()));
+  in->secure = secure;
+  in->chunk_elements = t.chunk_elements() ? t.chunk_elements() : kDefaultChunkElements;
+  if (Status s = in->assembler.begin(t.round(), t.total_elements(), t.num_chunks(),
+                                     t.chunk_elements(), in->model->data);
       !s)
     return Error{ErrorCode::invalid_argument, where + s.message()};
-  if (secure) secure_.emplace(t.round(), in.chunk_elements);
+  if (secure) secure_ = std::make_unique<SecureRound>(t.round(), in->chunk_elements);
   log(opt_.progress_level, "round {}: task received ({} parameters{})", t.round(),
       t.total_elements(), secure ? ", secure aggregation" : "");
-  incoming_.emplace(std::move(in));
+  incoming_ = std::move(in);
   if (incoming_->assembler.complete()) promote_incoming();
   return {};
 }
@@ -120,8 +122,8 @@ Status ClientSession::on_chunk(const wire::TensorChunk& chunk) {
 
 void ClientSession::promote_incoming() {
   incoming_->task.model = std::move(incoming_->model);
+  if (opt_.share_model) incoming_->task.model = opt_.share_model(std::move(incoming_->task.model));
   ready_ = std::move(incoming_);
-  incoming_.reset();
   start_next_task();
 }
 
@@ -150,7 +152,8 @@ void ClientSession::on_task_done(TaskResult result) {
     return;
   }
   if (!result.output) {
-    log(spdlog::level::err, "round {}: {} failed: {}", round, task_name(done.task.kind),
+    // A warning, not an error: the session goes on, and the coordinator is told why.
+    log(spdlog::level::warn, "round {}: {} failed: {}", round, task_name(done.task.kind),
         result.output.error().message);
     if (done.secure && secure_ && secure_->round() == round) {
       past_secure_ = round;
@@ -188,8 +191,7 @@ void ClientSession::fit_done(const Running& done, FitResult fit, double seconds)
   }
   auto out = secure_->set_update(done.task.model->data, fit.weights, double(fit.num_examples));
   if (!out) return leave_secure_round(out.error().message);
-  send_all(*out);
-  if (!out->empty()) log(opt_.progress_level, "round {}: masked update sent", round);
+  send_secure(*out);
 }
 
 void ClientSession::send_update_header(const Running& done, FitResult fit) {
@@ -202,7 +204,17 @@ void ClientSession::send_update_header(const Running& done, FitResult fit) {
   uh->set_total_elements(fit.weights.size());
   uh->set_num_chunks(chunk_count(fit.weights.size(), done.chunk_elements));
   link_.send(h);
-  upload_ = Upload{done.task.round, std::move(fit.weights), fit.num_examples, done.chunk_elements};
+  upload_ = Upload{done.task.round, make_chunks(done.task.round, fit.weights, done.chunk_elements),
+                   fmt::format("update sent ({} examples)", fit.num_examples)};
+}
+
+void ClientSession::send_secure(const std::vector<wire::Envelope>& envelopes) {
+  if (envelopes.empty() || !envelopes.front().has_secagg_masked_input()) return send_all(envelopes);
+  // The masked vector is as large as the model: it waits for an upload slot, as an update does.
+  const std::uint64_t round = envelopes.front().secagg_masked_input().round();
+  link_.send(envelopes.front());
+  upload_ = Upload{round, std::vector<wire::Envelope>(envelopes.begin() + 1, envelopes.end()),
+                   "masked update sent"};
 }
 
 Status ClientSession::on_upload_ready(const wire::UploadReady& ready) {
@@ -210,8 +222,8 @@ Status ClientSession::on_upload_ready(const wire::UploadReady& ready) {
     return Error{ErrorCode::failed_precondition, "upload_ready for no pending update"};
   Upload u = std::move(*upload_);
   upload_.reset();
-  send_all(make_chunks(u.round, u.weights, u.chunk_elements));
-  log(opt_.progress_level, "round {}: update sent ({} examples)", u.round, u.num_examples);
+  send_all(u.chunks);
+  log(opt_.progress_level, "round {}: {}", u.round, u.what);
   return {};
 }
 
@@ -263,7 +275,7 @@ void ClientSession::on_secure(const wire::Envelope& msg) {
   }
   auto out = secure_->on_message(msg);
   if (!out) return leave_secure_round(out.error().message);
-  send_all(*out);
+  send_secure(*out);
   if (secure_->finished()) {
     log(opt_.progress_level, "round {}: secure aggregation done on this side", round);
     past_secure_ = round;

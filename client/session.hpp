@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,6 +39,10 @@ struct SessionOptions {
   // Level of the per-round progress lines (task received, trained, update sent); a simulator
   // of thousands of clients lowers it to debug.
   spdlog::level::level_enum progress_level = spdlog::level::info;
+  // Called with each task's reassembled model; may return an identical model it already holds,
+  // so that a simulator's many sessions keep one copy of a round's global model. Empty: each
+  // task keeps its own.
+  std::function<std::shared_ptr<const Model>(std::shared_ptr<const Model>)> share_model;
 };
 
 class ClientSession {
@@ -55,7 +60,8 @@ class ClientSession {
   bool ended() const { return ended_; }
   // A task is with the host (run() called, on_task_done not yet).
   bool task_running() const { return running_.has_value(); }
-  // An update header was sent and its UploadReady has not come (nor an error about it).
+  // An update (or masked-input) header was sent and its UploadReady has not come (nor an error
+  // about it).
   bool upload_pending() const { return upload_.has_value(); }
   // Training tasks whose result this session took (sent or masked), over its lifetime.
   std::uint64_t fits_completed() const { return fits_completed_; }
@@ -73,11 +79,10 @@ class ClientSession {
     bool secure = false;
     std::size_t chunk_elements = kDefaultChunkElements;
   };
-  struct Upload {  // an announced plain update waiting for its slot
+  struct Upload {  // an announced update (plain or masked) waiting for its slot
     std::uint64_t round = 0;
-    std::vector<float> weights;
-    std::uint64_t num_examples = 0;
-    std::size_t chunk_elements = kDefaultChunkElements;
+    std::vector<wire::Envelope> chunks;  // sent on UploadReady
+    std::string what;                    // for the log
   };
 
   Status handle(const wire::Envelope& msg);
@@ -94,6 +99,8 @@ class ClientSession {
   void start_next_task();
   void fit_done(const Running& task, FitResult fit, double seconds);
   void send_update_header(const Running& task, FitResult fit);
+  // Secure-round output: a masked-input header waits for its slot like an update header.
+  void send_secure(const std::vector<wire::Envelope>& envelopes);
   // Leaves the secure round (telling the coordinator why, so it need not wait for a deadline).
   void leave_secure_round(const std::string& why);
   void send_all(const std::vector<wire::Envelope>& envelopes);
@@ -104,11 +111,12 @@ class ClientSession {
   SessionOptions opt_;
   ServerLink& link_;
   TaskRunner& runner_;
-  std::optional<Incoming> incoming_;
-  std::optional<Incoming> ready_;  // complete, waiting for the host to be free
+  // On the heap: a simulator holds thousands of idle sessions.
+  std::unique_ptr<Incoming> incoming_;
+  std::unique_ptr<Incoming> ready_;  // complete, waiting for the host to be free
   std::optional<Running> running_;
   std::optional<Upload> upload_;
-  std::optional<SecureRound> secure_;
+  std::unique_ptr<SecureRound> secure_;
   // The last secure round that is over for this client (finished, left or aborted): late
   // messages for it are dropped quietly.
   std::optional<std::uint64_t> past_secure_;

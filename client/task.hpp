@@ -24,6 +24,7 @@ struct Task {
   enum class Kind { fit };
   Kind kind = Kind::fit;
   std::uint64_t round = 0;
+  std::uint32_t attempt = 1;  // 1 for a round's first try, 2 for its first retry, ...
   TrainConfig config;
   // The global model, reassembled and checked by the session. Shared and immutable, so a host
   // may keep one copy for every client that received the same bytes.

@@ -152,6 +152,7 @@ TEST_CASE("session: a task's model is reassembled from its chunks before the hos
   Fixture f;
   const auto global = model_values(0.1f);
   auto envs = task_envelopes(4, global);
+  envs[0].mutable_fit_task()->set_attempt(2);
   REQUIRE(envs.size() == 4);  // the task and three chunks
   for (std::size_t i = 0; i + 1 < envs.size(); ++i) f.session.on_message(envs[i]);
   CHECK(f.runner.tasks.empty());  // the last chunk is missing
@@ -160,6 +161,7 @@ TEST_CASE("session: a task's model is reassembled from its chunks before the hos
   const Task& t = f.runner.tasks[0];
   CHECK(t.kind == Task::Kind::fit);
   CHECK(t.round == 4);
+  CHECK(t.attempt == 2);
   CHECK(t.config.lr == doctest::Approx(0.25));
   CHECK(t.config.seed == 1004);
   REQUIRE(t.model);
@@ -445,18 +447,24 @@ struct SecureCohort {
       clients[s.recipient]->session.on_message(e);
     }
   }
-  // Hands every masked input the clients sent to the server.
+  // Grants each masked input its upload slot and hands what arrives to the server.
   void collect_masked() {
     for (std::uint32_t u = 0; u < clients.size(); ++u) {
-      auto sent = clients[u]->link.take();
-      if (sent.empty()) continue;
-      REQUIRE(sent[0].has_secagg_masked_input());
+      auto& f = *clients[u];
+      auto header = f.link.take();
+      if (header.empty()) continue;
+      REQUIRE(header.size() == 1);  // the header alone: the words wait for the slot
+      REQUIRE(header[0].has_secagg_masked_input());
+      CHECK(f.session.upload_pending());
+      f.session.on_message(upload_ready(round));
+      auto chunks = f.link.take();
+      REQUIRE_FALSE(chunks.empty());
+      std::vector<std::uint32_t> words(config.masked_length());
       secagg::MaskedInputAssembler in;
-      REQUIRE(in.begin(sent[0].secagg_masked_input(), config).ok());
-      for (std::size_t i = 1; i < sent.size(); ++i) REQUIRE(in.add(sent[i].chunk()).ok());
-      auto m = in.take();
-      REQUIRE(m.ok());
-      REQUIRE(server->on_masked_input(u, *m).ok());
+      REQUIRE(in.begin(header[0].secagg_masked_input(), config, words).ok());
+      for (const auto& c : chunks) REQUIRE(in.add(c.chunk()).ok());
+      REQUIRE(in.complete());
+      REQUIRE(server->on_masked_input(u, round, words).ok());
     }
   }
   void unmask() {
