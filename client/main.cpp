@@ -44,12 +44,7 @@ class SignalStopper {
   std::thread thread_;
 };
 
-int run(int argc, char** argv) {
-  po::options_description desc(
-      "federa-client: join a federation and train locally; only model updates leave this machine.\n\n"
-      "usage: federa-client --coordinator HOST:PORT --kit DIR --data SPEC [flags]   (or --config FILE)\n\n"
-      "flags",
-      110);
+void describe_flags(po::options_description& desc) {
   // clang-format off
   desc.add_options()
       ("coordinator", po::value<std::string>(), "coordinator address HOST:PORT (required)")
@@ -64,17 +59,10 @@ int run(int argc, char** argv) {
       ("give-up-after", po::value<double>()->default_value(0), "exit after this many seconds without reaching the coordinator (0 = never)")
       ("once", po::bool_switch(), "exit when the federation completes (default: stay connected and serve the next job)");
   // clang-format on
-  // In a --config file, the kit and the data files are relative to the file.
-  auto vm_opt = parse_options(argc, argv, desc, {{"kit", resolve_path}, {"data", resolve_data_spec}});
-  if (!vm_opt) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  auto& vm = *vm_opt;
-  setup_logging(vm["log-level"].as<std::string>(), "client");
-  for (const char* req : {"coordinator", "kit", "data"})
-    if (!vm.count(req)) throw OptionsError(std::string("--") + req + " is required");
+}
 
+// The connection: coordinator, kit, reconnect policy.
+ClientOptions connection_options(const po::variables_map& vm) {
   ClientOptions opt;
   opt.coordinator = parse_host_port(vm["coordinator"].as<std::string>(), "coordinator");
   const std::string kit = vm["kit"].as<std::string>();
@@ -87,16 +75,19 @@ int run(int argc, char** argv) {
   opt.backoff_max = std::chrono::milliseconds(static_cast<long long>(vm["retry-max"].as<double>() * 1000));
   opt.give_up_after = std::chrono::seconds(static_cast<long long>(vm["give-up-after"].as<double>()));
   opt.stay_connected = !vm["once"].as<bool>();
+  opt.seed = vm["seed"].as<std::uint64_t>() * 1000003 + vm["partition-index"].as<std::size_t>();
+  return opt;
+}
 
+// This client's rows of --data (its share of a split, less the held-out ones), kept in memory
+// alone (a tenth of the file for a 10-way split), and the built-in trainer over them.
+std::unique_ptr<Trainer> load_trainer(const po::variables_map& vm, std::uint64_t client_seed) {
   auto count = vm["partition-count"].as<std::size_t>();
   auto index = vm["partition-index"].as<std::size_t>();
   if (count == 0) throw OptionsError("--partition-count must be at least 1");
   if (index >= count) throw OptionsError("--partition-index must be below --partition-count");
-  auto seed = vm["seed"].as<std::uint64_t>();
-  opt.seed = seed * 1000003 + index;
   double test_fraction = vm["test-fraction"].as<double>();
   if (!(test_fraction >= 0 && test_fraction < 1)) throw OptionsError("--test-fraction must be in [0, 1)");
-
   auto data = load_dataset(vm["data"].as<std::string>(), Split::train);
   if (!data) throw OptionsError("--data: " + data.error().message);
   std::vector<std::size_t> mine;
@@ -104,32 +95,48 @@ int run(int argc, char** argv) {
     mine.resize(data->rows);
     for (std::size_t i = 0; i < mine.size(); ++i) mine[i] = i;
   } else {
-    auto parts = partition_dataset(data->labels, data->num_classes, vm["partition"].as<std::string>(), count, seed);
+    auto parts = partition_dataset(data->labels, data->num_classes, vm["partition"].as<std::string>(), count,
+                                   vm["seed"].as<std::uint64_t>());
     if (!parts) throw OptionsError("--partition: " + parts.error().message);
     mine = std::move((*parts)[index]);
   }
   std::size_t n_test = static_cast<std::size_t>(test_fraction * double(mine.size()));
-  std::vector<std::size_t> test(mine.end() - static_cast<std::ptrdiff_t>(n_test), mine.end());
+  std::vector<std::size_t> keep(mine);
   mine.resize(mine.size() - n_test);
   if (mine.empty()) throw OptionsError("this client's partition holds no training examples");
-  spdlog::info("data: {} examples for training, {} held out (partition {}/{} of {}, {})", mine.size(), test.size(),
+  spdlog::info("data: {} examples for training, {} held out (partition {}/{} of {}, {})", mine.size(), n_test,
                index, count, vm["data"].as<std::string>(), vm["partition"].as<std::string>());
-
-  // Keep only this client's rows in memory (a tenth of the file for a 10-way split).
-  std::vector<std::size_t> keep(mine);
-  keep.insert(keep.end(), test.begin(), test.end());
-  auto own = select_rows(*data, keep);
+  auto own = select_rows(*data, keep);  // training rows first, then the held-out ones
   if (!own) throw OptionsError("--data: " + own.error().message);
-  data = Dataset{};
-  std::vector<std::size_t> train_idx(mine.size()), test_idx(test.size());
+  std::vector<std::size_t> train_idx(mine.size()), test_idx(n_test);
   for (std::size_t i = 0; i < train_idx.size(); ++i) train_idx[i] = i;
   for (std::size_t i = 0; i < test_idx.size(); ++i) test_idx[i] = mine.size() + i;
   auto shared = std::make_shared<const Dataset>(std::move(own.value()));
-  auto trainer = make_builtin_trainer(shared, std::move(train_idx), std::move(test_idx), opt.seed);
+  return make_builtin_trainer(shared, std::move(train_idx), std::move(test_idx), client_seed);
+}
+
+int run(int argc, char** argv) {
+  po::options_description desc(
+      "federa-client: join a federation and train locally; only model updates leave this machine.\n\n"
+      "usage: federa-client --coordinator HOST:PORT --kit DIR --data SPEC [flags]   (or --config FILE)\n\n"
+      "flags",
+      110);
+  describe_flags(desc);
+  // In a --config file, the kit and the data files are relative to the file.
+  auto vm = parse_options(argc, argv, desc, {{"kit", resolve_path}, {"data", resolve_data_spec}});
+  if (!vm) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  setup_logging((*vm)["log-level"].as<std::string>(), "client");
+  for (const char* req : {"coordinator", "kit", "data"})
+    if (!vm->count(req)) throw OptionsError(std::string("--") + req + " is required");
+  ClientOptions opt = connection_options(*vm);
+  auto trainer = load_trainer(*vm, opt.seed);
   FederatedClient client(opt, *trainer);
   SignalStopper stopper(client);
-  spdlog::info("connecting to {}:{} with the kit in {}{}", opt.coordinator.host, opt.coordinator.port, kit,
-               opt.stay_connected ? "" : " (--once)");
+  spdlog::info("connecting to {}:{} with the kit in {}{}", opt.coordinator.host, opt.coordinator.port,
+               (*vm)["kit"].as<std::string>(), opt.stay_connected ? "" : " (--once)");
   return client.run();
 }
 
