@@ -16,13 +16,7 @@ using namespace federa;
 
 namespace {
 
-int run(int argc, char** argv) {
-  po::options_description desc(
-      "federa-sim: simulate a federation of virtual clients on the real orchestrator and "
-      "strategies.\n\n"
-      "usage: federa-sim [flags]          (or --config FILE; every key is a flag name)\n"
-      "       mpirun -np R federa-sim [flags]   spreads the clients' training over R ranks\n\n"
-      "flags");
+void describe_flags(po::options_description& desc) {
   unsigned hw = std::max(1u, std::thread::hardware_concurrency());
   // clang-format off
   desc.add_options()
@@ -56,19 +50,9 @@ int run(int argc, char** argv) {
       ("baseline", po::bool_switch(), "afterwards, time the same local training in a plain loop and print the ratio");
   // clang-format on
   add_strategy_options(desc);  // --strategy, --mu (FedProx), --server-lr, --dp-...
-  // In a --config file, data and output files are relative to the file.
-  auto vm_opt = parse_options(argc, argv, desc,
-                              {{"data", resolve_data_spec},
-                               {"eval-data", resolve_data_spec},
-                               {"metrics-out", resolve_path}});
-  if (!vm_opt) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  auto& vm = *vm_opt;
-  // Ten thousand clients joining would be ten thousand info lines: quieter unless asked.
-  setup_logging(vm["log-level"].defaulted() ? "error" : vm["log-level"].as<std::string>(), "sim");
+}
 
+SimOptions sim_options(const po::variables_map& vm) {
   SimOptions o;
   o.clients = vm["clients"].as<std::size_t>();
   o.per_round = vm["per-round"].as<std::size_t>();
@@ -117,8 +101,48 @@ int run(int argc, char** argv) {
     throw OptionsError("--secure-aggregation: expected off or secagg+, not '" + secagg + "'");
   o.progress = vm["progress"].as<bool>();
   o.baseline = vm["baseline"].as<bool>();
-  const double target = vm["target-accuracy"].as<double>();
+  return o;
+}
 
+// The summary, the plot beside --metrics-out and where things went.
+void report(const SimOptions& o, const SimReport& r, double target) {
+  auto points = parse_metrics(r.metrics_lines);
+  std::cout << format_summary(summarize(r, points, target));
+  if (!o.metrics_out.empty()) {
+    auto svg = plot_path_for(o.metrics_out);
+    std::string title = o.strategy.strategy + ", " + o.train.model + ", " + o.partition + ", " +
+                        std::to_string(o.clients) + " clients (" + std::to_string(o.per_round) +
+                        " per round)";
+    if (Status s = write_text_file(svg, render_svg(points, title)); !s)
+      throw std::runtime_error(s.message());
+    std::cout << "  metrics               " << o.metrics_out.string()
+              << "\n  plot                  " << svg.string() << "\n";
+  }
+  std::cout << "  processes             " << r.group << ", " << o.threads
+            << " training threads each\n";
+}
+
+int run(int argc, char** argv) {
+  po::options_description desc(
+      "federa-sim: simulate a federation of virtual clients on the real orchestrator and "
+      "strategies.\n\n"
+      "usage: federa-sim [flags]          (or --config FILE; every key is a flag name)\n"
+      "       mpirun -np R federa-sim [flags]   spreads the clients' training over R ranks\n\n"
+      "flags");
+  describe_flags(desc);
+  auto vm_opt = parse_options(argc, argv, desc,
+                              {{"data", resolve_data_spec},
+                               {"eval-data", resolve_data_spec},
+                               {"metrics-out", resolve_path}});
+  if (!vm_opt) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  auto& vm = *vm_opt;
+  // Ten thousand clients joining would be ten thousand info lines: quieter unless asked.
+  setup_logging(vm["log-level"].defaulted() ? "error" : vm["log-level"].as<std::string>(), "sim");
+
+  SimOptions o = sim_options(vm);
   auto group = make_rank_group();
   if (!group) throw OptionsError(group.error().message);
   const bool root = (*group)->rank() == 0;
@@ -135,21 +159,7 @@ int run(int argc, char** argv) {
         r.error().message.c_str());
     return 1;
   }
-  if (!r->is_root) return 0;
-  auto points = parse_metrics(r->metrics_lines);
-  std::cout << format_summary(summarize(*r, points, target));
-  if (!o.metrics_out.empty()) {
-    auto svg = plot_path_for(o.metrics_out);
-    std::string title = o.strategy.strategy + ", " + o.train.model + ", " + o.partition + ", " +
-                        std::to_string(o.clients) + " clients (" + std::to_string(o.per_round) +
-                        " per round)";
-    if (Status s = write_text_file(svg, render_svg(points, title)); !s)
-      throw std::runtime_error(s.message());
-    std::cout << "  metrics               " << o.metrics_out.string()
-              << "\n  plot                  " << svg.string() << "\n";
-  }
-  std::cout << "  processes             " << r->group << ", " << o.threads
-            << " training threads each\n";
+  if (r->is_root) report(o, *r, vm["target-accuracy"].as<double>());
   return 0;
 }
 

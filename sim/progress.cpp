@@ -1,33 +1,26 @@
 #include "sim/progress.hpp"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
 #include <thread>
 
 namespace federa {
 
-Progress::Progress(bool want, std::uint64_t rounds, std::filesystem::path metrics)
+Progress::Progress(bool want, std::uint64_t rounds)
     : enabled_(want && ::isatty(STDERR_FILENO)),
       rounds_(rounds),
-      metrics_(std::move(metrics)),
       started_(std::chrono::steady_clock::now()) {}
 
 void Progress::begin_round(std::uint64_t round, std::size_t clients) {
   if (!enabled_) return;
   round_ = round;
-  // The previous round's accuracy, from the last line of the metrics file.
-  std::ifstream in(metrics_);
-  std::string line, last;
-  while (std::getline(in, line))
-    if (!line.empty()) last = line;
-  auto at = last.find("\"accuracy\":");
-  if (at != std::string::npos) {
-    std::string v = last.substr(at + 11, last.find_first_of(",}", at + 11) - at - 11);
-    if (v != "null") last_accuracy_ = v.substr(0, 6);
-  }
   draw(0, clients);
+}
+
+void Progress::set_accuracy(const std::optional<double>& accuracy) {
+  if (accuracy) last_accuracy_ = fmt::format("{:.4f}", *accuracy);
 }
 
 void Progress::track(const std::atomic<std::size_t>& done, std::size_t total) {

@@ -1,6 +1,6 @@
 // federa-sim's engine: the real Orchestrator, strategy and aggregation backend, driven through an
-// in-process transport by virtual clients that run the real built-in trainer. Only the network
-// differs from a deployment.
+// in-process transport (sim/transport.hpp) by virtual clients that each run federa-client's own
+// ClientSession and built-in trainer. Only the network differs from a deployment.
 //
 //   SimOptions o;
 //   o.clients = 1000;  o.per_round = 50;  o.rounds = 20;
@@ -21,28 +21,16 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
-#include <random>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
 #include "common/train_config.hpp"
 #include "coordinator/strategies.hpp"
+#include "sim/latency.hpp"
 #include "sim/rank_group.hpp"
 
 namespace federa {
-
-// Per-client latency on the simulated clock, in seconds, drawn once per round.
-//   none | constant:S | uniform:LO,HI | exponential:MEAN | lognormal:MEAN,SIGMA
-// (lognormal: MEAN is the mean latency, SIGMA the standard deviation of its logarithm).
-struct LatencyModel {
-  enum class Kind { none, constant, uniform, exponential, lognormal };
-  Kind kind = Kind::none;
-  double a = 0, b = 0;
-  double sample(std::mt19937_64& rng) const;
-};
-Result<LatencyModel> parse_latency(std::string_view spec);
 
 struct SimOptions {
   std::size_t clients = 100;
@@ -60,14 +48,14 @@ struct SimOptions {
   std::string partition = "iid";
   std::string eval_data;              // empty = no central evaluation
   std::size_t eval_limit = 0;         // first N evaluation rows only (0 = all)
-  std::filesystem::path metrics_out;  // JSON lines; empty = a temporary file, removed at the end
+  std::filesystem::path metrics_out;  // JSON lines, as the coordinator writes; empty = none
   unsigned threads = 0;               // client-training threads per rank; 0 = cores
   double dropout = 0.0;               // per client and round
   LatencyModel latency;
   double round_timeout_s = 0.0;  // deadline on the simulated clock; 0 = none
   bool secure_aggregation = false;
   bool progress = false;     // progress bar on stderr
-  bool print_rounds = true;  // the orchestrator's line per round on stdout
+  bool print_rounds = true;  // the coordinator's line per round on stdout
   bool baseline = false;     // also time the same training in a plain loop
 };
 
@@ -75,11 +63,11 @@ struct SimReport {
   bool is_root = false;  // rank 0; the other fields are filled there only
   std::string group;     // "local" or the MPI description
   std::uint64_t rounds_completed = 0;
-  std::uint64_t client_updates = 0;  // accepted updates over all rounds
-  double wall_s = 0;                 // the federated rounds, data loading excluded
-  double load_s = 0;                 // loading and partitioning the data
-  std::vector<std::string> metrics_lines;
-  std::optional<double> baseline_wall_s;  // with SimOptions::baseline
+  std::uint64_t client_updates = 0;        // accepted updates over all rounds
+  double wall_s = 0;                       // the federated rounds, data loading excluded
+  double load_s = 0;                       // loading and partitioning the data
+  std::vector<std::string> metrics_lines;  // one per committed round, as in --metrics-out
+  std::optional<double> baseline_wall_s;   // with SimOptions::baseline
   std::size_t parameters = 0;
 };
 

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "sim/latency.hpp"
+#include "sim/mpi_codec.hpp"
 #include "sim/rank_group.hpp"
 #include "sim/report.hpp"
 #include "sim/simulation.hpp"
@@ -220,4 +222,90 @@ TEST_CASE("bad options are refused") {
   o = small();
   o.dropout = 1.5;
   CHECK_FALSE(run_simulation(o, *group).ok());
+}
+
+TEST_CASE("the MPI codec round-trips work orders and outcomes and refuses truncated bytes") {
+  WorkOrder o;
+  o.round = 7;
+  o.config.model = "softmax:784,10";
+  o.config.lr = 0.125f;
+  o.global = {1.5f, -2.0f, 3.25f};
+  o.clients = {2, 5, 11};
+  auto back = decode_order(encode_order(o));
+  REQUIRE(back.ok());
+  CHECK_FALSE(back->stop);
+  CHECK(back->round == 7);
+  CHECK(back->config.model == "softmax:784,10");
+  CHECK(back->config.lr == 0.125f);
+  CHECK(back->global == o.global);
+  CHECK(back->clients == o.clients);
+  WorkOrder stop;
+  stop.stop = true;
+  auto s = decode_order(encode_order(stop));
+  REQUIRE(s.ok());
+  CHECK(s->stop);
+
+  std::vector<TrainOutcome> outs(2);
+  outs[0] = {3, true, "", 120, {{"train_loss", 0.5}}, {0.25f, 0.75f}};
+  outs[1] = {9, false, "out of memory", 0, {}, {}};
+  const std::string bytes = encode_outcomes(outs);
+  auto got = decode_outcomes(bytes);
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == 2);
+  CHECK((*got)[0].client == 3);
+  CHECK((*got)[0].metrics.at("train_loss") == 0.5);
+  CHECK((*got)[0].weights == outs[0].weights);
+  CHECK_FALSE((*got)[1].ok);
+  CHECK((*got)[1].error == "out of memory");
+  for (std::size_t cut : {std::size_t(0), std::size_t(5), bytes.size() / 2, bytes.size() - 1})
+    CHECK_FALSE(decode_outcomes(bytes.substr(0, cut)).ok());
+  const std::string order = encode_order(o);
+  CHECK_FALSE(decode_order(order.substr(0, order.size() - 3)).ok());
+  // A count larger than the bytes that follow is refused before anything is allocated.
+  std::string huge(8, '\xff');
+  CHECK_FALSE(decode_outcomes(huge).ok());
+}
+
+TEST_CASE(
+    "a client's fate depends on (seed, round, attempt, client) only, and adds up per attempt") {
+  ClockOptions clock;
+  clock.seed = 5;
+  clock.dropout = 0.3;
+  auto lat = parse_latency("exponential:4");
+  REQUIRE(lat.ok());
+  clock.latency = *lat;
+  clock.round_timeout_s = 6;
+  AttemptFigures fig;
+  std::size_t trained = 0;
+  double slowest = 0;
+  bool missed = false;
+  for (std::size_t c = 0; c < 200; ++c) {
+    ClientFate f = draw_fate(clock, 3, 1, c);
+    ClientFate again = draw_fate(clock, 3, 1, c);
+    CHECK(f.outcome == again.outcome);
+    CHECK(f.latency_s == again.latency_s);
+    fig.count(f, clock);
+    if (f.outcome == ClientFate::Outcome::train) {
+      ++trained;
+      slowest = std::max(slowest, f.latency_s);
+      CHECK(f.reason(clock).empty());
+    } else {
+      missed = missed || f.outcome == ClientFate::Outcome::missed_deadline;
+      CHECK_FALSE(f.reason(clock).empty());
+    }
+  }
+  CHECK(fig.dropped_out + fig.missed_deadline + trained == 200);
+  CHECK(fig.dropped_out > 30);
+  CHECK(fig.dropped_out < 90);
+  REQUIRE(missed);
+  CHECK(fig.round_s == 6.0);  // someone missed the deadline: the round lasted the deadline
+  CHECK(slowest <= 6.0);
+  // Another attempt of the same round draws afresh.
+  std::size_t same = 0;
+  for (std::size_t c = 0; c < 200; ++c)
+    same += draw_fate(clock, 3, 1, c).latency_s == draw_fate(clock, 3, 2, c).latency_s;
+  CHECK(same < 5);
+  auto m = fig.metrics();
+  CHECK(m.at("dropped_out") == double(fig.dropped_out));
+  CHECK(m.at("sim_round_s") == 6.0);
 }
