@@ -71,7 +71,7 @@ done
 for i in $(seq 0 $((clients - 1))); do
   "$client" --coordinator "127.0.0.1:$port" --kit "$pki/clients/agency-$i" \
     --data fashion-mnist --partition iid --partition-index "$i" --partition-count "$clients" \
-    --give-up-after 120 2> "$run_dir/logs/client-$i.log" &
+    --give-up-after 120 --once 2> "$run_dir/logs/client-$i.log" &
   pids+=("$!")
 done
 
@@ -83,7 +83,8 @@ if [ "$status" -ne 0 ]; then
   tail -n 20 "$run_dir/logs/coordinator.log" >&2
   exit 1
 fi
-# Clients leave on their own when the coordinator says goodbye.
+# Clients leave on their own when the coordinator says goodbye (--once; without it they stay,
+# as agents waiting for the next job).
 failed=0
 for p in "${pids[@]:1}"; do
   wait "$p" || failed=$((failed + 1))
