@@ -30,7 +30,9 @@ class BuiltinTrainer final : public Trainer {
  public:
   BuiltinTrainer(std::shared_ptr<const Dataset> data, std::vector<std::size_t> train,
                  std::vector<std::size_t> test, std::uint64_t client_seed)
-      : data_(std::move(data)), train_(std::move(train)), test_(std::move(test)),
+      : data_(std::move(data)),
+        train_(std::move(train)),
+        test_(std::move(test)),
         client_seed_(client_seed) {}
 
   std::uint64_t num_train_examples() const override { return train_.size(); }
@@ -53,7 +55,8 @@ class BuiltinTrainer final : public Trainer {
     out.num_examples = train_.size();
     grad_.assign(p, 0.0f);
     velocity_.assign(p, 0.0f);  // momentum restarts every round, like a fresh torch optimizer
-    const std::size_t batch = std::min<std::size_t>(config.batch_size, std::max<std::size_t>(train_.size(), 1));
+    const std::size_t batch =
+        std::min<std::size_t>(config.batch_size, std::max<std::size_t>(train_.size(), 1));
     batch_x_.resize(batch * f);
     batch_y_.resize(batch);
     order_ = train_;
@@ -103,7 +106,8 @@ class BuiltinTrainer final : public Trainer {
     }
     for (float v : out.weights) {
       if (!std::isfinite(v)) {
-        return make_error("fit: training diverged (non-finite weights); try a smaller learning rate");
+        return make_error(
+            "fit: training diverged (non-finite weights); try a smaller learning rate");
       }
     }
     if (config.local_epochs > 0 && !order_.empty()) {

@@ -2,10 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-
-#include <deque>
-#include <random>
-#include <thread>
+#include <spdlog/spdlog.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -14,7 +11,9 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
-#include <spdlog/spdlog.h>
+#include <deque>
+#include <random>
+#include <thread>
 
 #include "client/session.hpp"
 #include "common/tls.hpp"
@@ -26,7 +25,7 @@ namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
 namespace ssl = boost::asio::ssl;
-using tcp = net::ip::tcp;
+using Tcp = net::ip::tcp;
 
 namespace {
 
@@ -52,12 +51,17 @@ SessionOptions session_options(const Trainer& trainer) {
 
 }  // namespace
 
-struct FederatedClient::Connection final : std::enable_shared_from_this<FederatedClient::Connection>,
-                                           ServerLink,
-                                           TaskRunner {
+struct FederatedClient::Connection final
+    : std::enable_shared_from_this<FederatedClient::Connection>,
+      ServerLink,
+      TaskRunner {
   Connection(net::io_context& io, ssl::context& tls, const ClientOptions& opt, Trainer& trainer,
              std::atomic<std::uint64_t>& rounds_trained)
-      : io(io), resolver(io), ws(io, tls), opt(opt), trainer(trainer),
+      : io(io),
+        resolver(io),
+        ws(io, tls),
+        opt(opt),
+        trainer(trainer),
         rounds_trained(rounds_trained),
         session(session_options(trainer), *this, *this) {}
 
@@ -94,19 +98,22 @@ struct FederatedClient::Connection final : std::enable_shared_from_this<Federate
     });
   }
 
-  void on_resolve(beast::error_code ec, tcp::resolver::results_type results) {
-    if (ec) return end(Outcome::retry, "cannot resolve " + opt.coordinator.host + ": " + ec.message());
+  void on_resolve(beast::error_code ec, Tcp::resolver::results_type results) {
+    if (ec)
+      return end(Outcome::retry, "cannot resolve " + opt.coordinator.host + ": " + ec.message());
     beast::get_lowest_layer(ws).expires_after(opt.handshake_timeout);
-    beast::get_lowest_layer(ws).async_connect(results,
-                                              beast::bind_front_handler(&Connection::on_connect, shared_from_this()));
+    beast::get_lowest_layer(ws).async_connect(
+        results, beast::bind_front_handler(&Connection::on_connect, shared_from_this()));
   }
 
-  void on_connect(beast::error_code ec, tcp::endpoint) {
+  void on_connect(beast::error_code ec, Tcp::endpoint) {
     if (ec) return end(Outcome::retry, "cannot connect: " + ec.message());
-    if (Status s = set_client_tls_hostname(ws.next_layer().native_handle(), opt.coordinator.host); !s)
+    if (Status s = set_client_tls_hostname(ws.next_layer().native_handle(), opt.coordinator.host);
+        !s)
       return end(Outcome::fatal, s.message());
-    ws.next_layer().async_handshake(ssl::stream_base::client,
-                                    beast::bind_front_handler(&Connection::on_tls, shared_from_this()));
+    ws.next_layer().async_handshake(
+        ssl::stream_base::client,
+        beast::bind_front_handler(&Connection::on_tls, shared_from_this()));
   }
 
   void on_tls(beast::error_code ec) {
@@ -123,17 +130,23 @@ struct FederatedClient::Connection final : std::enable_shared_from_this<Federate
     ws.read_message_max(kMaxMessageBytes);
     ws.binary(true);
     std::string host = opt.coordinator.host + ":" + std::to_string(opt.coordinator.port);
-    ws.async_handshake(host, "/v1/connect", beast::bind_front_handler(&Connection::on_upgrade, shared_from_this()));
+    ws.async_handshake(host, "/v1/connect",
+                       beast::bind_front_handler(&Connection::on_upgrade, shared_from_this()));
   }
 
   void tls_failure(const beast::error_code& ec) {
     if (peer_refused_us(ec))
-      return end(Outcome::refused, "the coordinator refused this client's certificate (" + describe_tls_error(ec, ws.next_layer().native_handle()) +
+      return end(Outcome::refused, "the coordinator refused this client's certificate (" +
+                                       describe_tls_error(ec, ws.next_layer().native_handle()) +
                                        "): check that the kit was issued by this federation's CA");
     if (we_refused_peer(ec))
-      return end(Outcome::refused, "the coordinator's certificate is not signed by the CA in this kit, or does "
-                                   "not name " + opt.coordinator.host + " (" + describe_tls_error(ec, ws.next_layer().native_handle()) + ")");
-    end(Outcome::retry, "TLS handshake failed: " + describe_tls_error(ec, ws.next_layer().native_handle()));
+      return end(Outcome::refused,
+                 "the coordinator's certificate is not signed by the CA in this kit, or does "
+                 "not name " +
+                     opt.coordinator.host + " (" +
+                     describe_tls_error(ec, ws.next_layer().native_handle()) + ")");
+    end(Outcome::retry,
+        "TLS handshake failed: " + describe_tls_error(ec, ws.next_layer().native_handle()));
   }
 
   void on_upgrade(beast::error_code ec) {
@@ -149,15 +162,18 @@ struct FederatedClient::Connection final : std::enable_shared_from_this<Federate
     do_read();
   }
 
-  void do_read() { ws.async_read(buffer, beast::bind_front_handler(&Connection::on_read, shared_from_this())); }
+  void do_read() {
+    ws.async_read(buffer, beast::bind_front_handler(&Connection::on_read, shared_from_this()));
+  }
 
   void on_read(beast::error_code ec, std::size_t bytes) {
     if (ec) {
       if (ended) return;
       if (closing) return end(closing_outcome, closing_reason);
       if (peer_refused_us(ec)) return tls_failure(ec);
-      return end(Outcome::retry, ec == websocket::error::closed ? "the coordinator closed the connection"
-                                                                : "connection lost: " + ec.message());
+      return end(Outcome::retry, ec == websocket::error::closed
+                                     ? "the coordinator closed the connection"
+                                     : "connection lost: " + ec.message());
     }
     wire::Envelope msg;
     auto data = buffer.data();
@@ -187,10 +203,14 @@ struct FederatedClient::Connection final : std::enable_shared_from_this<Federate
 
   void close(const SessionEnd& e) override {
     switch (e.kind) {
-      case SessionEnd::Kind::retry: return close_then_end(Outcome::retry, e.reason);
-      case SessionEnd::Kind::complete: return close_then_end(Outcome::complete, e.reason);
-      case SessionEnd::Kind::refused: return close_then_end(Outcome::refused, e.reason);
-      case SessionEnd::Kind::fatal: return close_then_end(Outcome::fatal, e.reason);
+      case SessionEnd::Kind::retry:
+        return close_then_end(Outcome::retry, e.reason);
+      case SessionEnd::Kind::complete:
+        return close_then_end(Outcome::complete, e.reason);
+      case SessionEnd::Kind::refused:
+        return close_then_end(Outcome::refused, e.reason);
+      case SessionEnd::Kind::fatal:
+        return close_then_end(Outcome::fatal, e.reason);
     }
   }
 
@@ -209,16 +229,18 @@ struct FederatedClient::Connection final : std::enable_shared_from_this<Federate
   }
 
   void do_write() {
-    ws.async_write(net::buffer(*queue.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      if (ec) return self->end(self->closing ? self->closing_outcome : Outcome::retry,
-                               self->closing ? self->closing_reason : "write failed: " + ec.message());
+    ws.async_write(net::buffer(*queue.front()), [self = shared_from_this()](beast::error_code ec,
+                                                                            std::size_t) {
+      if (ec)
+        return self->end(self->closing ? self->closing_outcome : Outcome::retry,
+                         self->closing ? self->closing_reason : "write failed: " + ec.message());
       self->queue.pop_front();
       if (!self->queue.empty()) self->do_write();
     });
   }
 
   net::io_context& io;
-  tcp::resolver resolver;
+  Tcp::resolver resolver;
   websocket::stream<beast::ssl_stream<beast::tcp_stream>> ws;
   const ClientOptions& opt;
   Trainer& trainer;
@@ -261,7 +283,8 @@ int FederatedClient::run() {
     spdlog::error("{}", tls.error().message);
     return exit_error;
   }
-  std::mt19937_64 rng(opt_.seed ^ static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::mt19937_64 rng(opt_.seed ^ static_cast<std::uint64_t>(
+                                      std::chrono::steady_clock::now().time_since_epoch().count()));
   auto backoff = opt_.backoff_initial;
   auto last_success = std::chrono::steady_clock::now();
   while (!stopping_) {
@@ -301,9 +324,10 @@ int FederatedClient::run() {
       backoff = opt_.backoff_initial;
       last_success = std::chrono::steady_clock::now();
     }
-    if (opt_.give_up_after.count() > 0 && std::chrono::steady_clock::now() - last_success > opt_.give_up_after) {
-      spdlog::error("giving up: no connection to the coordinator for {} s ({})", opt_.give_up_after.count(),
-                    conn->reason);
+    if (opt_.give_up_after.count() > 0 &&
+        std::chrono::steady_clock::now() - last_success > opt_.give_up_after) {
+      spdlog::error("giving up: no connection to the coordinator for {} s ({})",
+                    opt_.give_up_after.count(), conn->reason);
       return exit_error;
     }
     // Full jitter: spreads a thousand clients reconnecting after a coordinator restart.

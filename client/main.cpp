@@ -1,15 +1,15 @@
 // federa-client: joins a federation and trains on data that never leaves this machine. A
 // long-lived agent by default: it stays connected between jobs and reconnects forever;
 // SIGINT/SIGTERM close the connection cleanly and exit 0.
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <thread>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <spdlog/spdlog.h>
 
 #include "client/builtin_trainer.hpp"
 #include "client/client.hpp"
@@ -71,9 +71,13 @@ ClientOptions connection_options(const po::variables_map& vm) {
   opt.key_pem = kit + "/key.pem";
   for (const auto& f : {opt.ca_pem, opt.cert_pem, opt.key_pem})
     if (!std::filesystem::exists(f))
-      throw OptionsError("--kit: " + f + " is missing (a kit from `federa-pki issue` holds ca.pem, cert.pem, key.pem)");
-  opt.backoff_max = std::chrono::milliseconds(static_cast<long long>(vm["retry-max"].as<double>() * 1000));
-  opt.give_up_after = std::chrono::seconds(static_cast<long long>(vm["give-up-after"].as<double>()));
+      throw OptionsError(
+          "--kit: " + f +
+          " is missing (a kit from `federa-pki issue` holds ca.pem, cert.pem, key.pem)");
+  opt.backoff_max =
+      std::chrono::milliseconds(static_cast<long long>(vm["retry-max"].as<double>() * 1000));
+  opt.give_up_after =
+      std::chrono::seconds(static_cast<long long>(vm["give-up-after"].as<double>()));
   opt.stay_connected = !vm["once"].as<bool>();
   opt.seed = vm["seed"].as<std::uint64_t>() * 1000003 + vm["partition-index"].as<std::size_t>();
   return opt;
@@ -87,7 +91,8 @@ std::unique_ptr<Trainer> load_trainer(const po::variables_map& vm, std::uint64_t
   if (count == 0) throw OptionsError("--partition-count must be at least 1");
   if (index >= count) throw OptionsError("--partition-index must be below --partition-count");
   double test_fraction = vm["test-fraction"].as<double>();
-  if (!(test_fraction >= 0 && test_fraction < 1)) throw OptionsError("--test-fraction must be in [0, 1)");
+  if (!(test_fraction >= 0 && test_fraction < 1))
+    throw OptionsError("--test-fraction must be in [0, 1)");
   auto data = load_dataset(vm["data"].as<std::string>(), Split::train);
   if (!data) throw OptionsError("--data: " + data.error().message);
   std::vector<std::size_t> mine;
@@ -95,8 +100,9 @@ std::unique_ptr<Trainer> load_trainer(const po::variables_map& vm, std::uint64_t
     mine.resize(data->rows);
     for (std::size_t i = 0; i < mine.size(); ++i) mine[i] = i;
   } else {
-    auto parts = partition_dataset(data->labels, data->num_classes, vm["partition"].as<std::string>(), count,
-                                   vm["seed"].as<std::uint64_t>());
+    auto parts =
+        partition_dataset(data->labels, data->num_classes, vm["partition"].as<std::string>(), count,
+                          vm["seed"].as<std::uint64_t>());
     if (!parts) throw OptionsError("--partition: " + parts.error().message);
     mine = std::move((*parts)[index]);
   }
@@ -104,8 +110,9 @@ std::unique_ptr<Trainer> load_trainer(const po::variables_map& vm, std::uint64_t
   std::vector<std::size_t> keep(mine);
   mine.resize(mine.size() - n_test);
   if (mine.empty()) throw OptionsError("this client's partition holds no training examples");
-  spdlog::info("data: {} examples for training, {} held out (partition {}/{} of {}, {})", mine.size(), n_test,
-               index, count, vm["data"].as<std::string>(), vm["partition"].as<std::string>());
+  spdlog::info("data: {} examples for training, {} held out (partition {}/{} of {}, {})",
+               mine.size(), n_test, index, count, vm["data"].as<std::string>(),
+               vm["partition"].as<std::string>());
   auto own = select_rows(*data, keep);  // training rows first, then the held-out ones
   if (!own) throw OptionsError("--data: " + own.error().message);
   std::vector<std::size_t> train_idx(mine.size()), test_idx(n_test);
@@ -117,8 +124,10 @@ std::unique_ptr<Trainer> load_trainer(const po::variables_map& vm, std::uint64_t
 
 int run(int argc, char** argv) {
   po::options_description desc(
-      "federa-client: join a federation and train locally; only model updates leave this machine.\n\n"
-      "usage: federa-client --coordinator HOST:PORT --kit DIR --data SPEC [flags]   (or --config FILE)\n\n"
+      "federa-client: join a federation and train locally; only model updates leave this "
+      "machine.\n\n"
+      "usage: federa-client --coordinator HOST:PORT --kit DIR --data SPEC [flags]   (or --config "
+      "FILE)\n\n"
       "flags",
       110);
   describe_flags(desc);
@@ -135,8 +144,9 @@ int run(int argc, char** argv) {
   auto trainer = load_trainer(*vm, opt.seed);
   FederatedClient client(opt, *trainer);
   SignalStopper stopper(client);
-  spdlog::info("connecting to {}:{} with the kit in {}{}", opt.coordinator.host, opt.coordinator.port,
-               (*vm)["kit"].as<std::string>(), opt.stay_connected ? "" : " (--once)");
+  spdlog::info("connecting to {}:{} with the kit in {}{}", opt.coordinator.host,
+               opt.coordinator.port, (*vm)["kit"].as<std::string>(),
+               opt.stay_connected ? "" : " (--once)");
   return client.run();
 }
 

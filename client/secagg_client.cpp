@@ -78,7 +78,7 @@ Result<ShareKeys> Client::share_keys(const KeysBroadcast& keys) {
       return fail<ShareKeys>("KeysBroadcast lists " + idx(nk.index) + ", not a neighbour");
     Peer p;
     p.keys = nk;
-    peers_.push_back(std::move(p));
+    peers_.push_back(p);
   }
   std::sort(peers_.begin(), peers_.end(),
             [](const Peer& a, const Peer& b) { return a.keys.index < b.keys.index; });
@@ -104,8 +104,9 @@ Result<ShareKeys> Client::share_keys(const KeysBroadcast& keys) {
   for (std::size_t i = 0; i < peers_.size(); ++i) {
     Peer& p = peers_[i];
     auto key = derive_enc_key(config_, enc_.private_key, p.keys.enc_public, index_, p.keys.index);
-    if (!key) return fail<ShareKeys>("key agreement with " + idx(p.keys.index) + ": " +
-                                     key.error().message);
+    if (!key)
+      return fail<ShareKeys>("key agreement with " + idx(p.keys.index) + ": " +
+                             key.error().message);
     p.enc_key = *key;
     const auto b = shamir::serialize_y((*b_shares)[i]);
     const auto s = shamir::serialize_y((*s_shares)[i]);
@@ -122,8 +123,8 @@ Result<ShareKeys> Client::share_keys(const KeysBroadcast& keys) {
   return out;
 }
 
-Result<MaskedInput> Client::masked_input(const SharesForward& shares,
-                                         std::span<const float> update, double weight) {
+Result<MaskedInput> Client::masked_input(const SharesForward& shares, std::span<const float> update,
+                                         double weight) {
   if (phase_ != Phase::shared) return fail<MaskedInput>("MaskedInput out of order");
   if (update.size() != config_.vector_length)
     return fail<MaskedInput>("update has " + idx(update.size()) + " values, the round expects " +
@@ -144,10 +145,13 @@ Result<MaskedInput> Client::masked_input_quantized(const SharesForward& shares,
   for (const EncryptedShare& es : shares.shares) {
     if (es.recipient != index_) return fail<MaskedInput>("forwarded share for another client");
     Peer* p = find_peer(es.sender);
-    if (!p) return fail<MaskedInput>("share from " + idx(es.sender) + ", not an advertised neighbour");
+    if (!p)
+      return fail<MaskedInput>("share from " + idx(es.sender) + ", not an advertised neighbour");
     if (p->have_shares) return fail<MaskedInput>("second share from " + idx(es.sender));
-    auto plain = crypto::aead_open(p->enc_key, es.ciphertext, share_aad(config_, es.sender, index_));
-    if (!plain) return fail<MaskedInput>("share from " + idx(es.sender) + ": " + plain.error().message);
+    auto plain =
+        crypto::aead_open(p->enc_key, es.ciphertext, share_aad(config_, es.sender, index_));
+    if (!plain)
+      return fail<MaskedInput>("share from " + idx(es.sender) + ": " + plain.error().message);
     if (plain->size() != kSharePlaintextBytes)
       return fail<MaskedInput>("share from " + idx(es.sender) + " has the wrong size");
     const crypto::ByteView view(*plain);
@@ -173,10 +177,11 @@ Result<MaskedInput> Client::masked_input_quantized(const SharesForward& shares,
     return fail<MaskedInput>(s.message());
   for (const Peer& p : peers_) {
     if (!p.have_shares) continue;
-    auto seed = derive_mask_seed(config_, mask_.private_key, p.keys.mask_public, index_,
-                                 p.keys.index);
-    if (!seed) return fail<MaskedInput>("mask agreement with " + idx(p.keys.index) + ": " +
-                                        seed.error().message);
+    auto seed =
+        derive_mask_seed(config_, mask_.private_key, p.keys.mask_public, index_, p.keys.index);
+    if (!seed)
+      return fail<MaskedInput>("mask agreement with " + idx(p.keys.index) + ": " +
+                               seed.error().message);
     if (Status s = crypto::prg_accumulate(*seed, out.masked, pair_mask_op(index_, p.keys.index));
         !s)
       return fail<MaskedInput>(s.message());
@@ -189,16 +194,19 @@ Result<MaskedInput> Client::masked_input_quantized(const SharesForward& shares,
 Result<UnmaskResponse> Client::unmask(const UnmaskRequest& request) {
   if (phase_ == Phase::done) return fail<UnmaskResponse>("Unmasking already answered");
   if (phase_ != Phase::masked) return fail<UnmaskResponse>("Unmasking out of order");
-  if (request.round != config_.round) return fail<UnmaskResponse>("UnmaskRequest for another round");
+  if (request.round != config_.round)
+    return fail<UnmaskResponse>("UnmaskRequest for another round");
   if (request.recipient != index_) return fail<UnmaskResponse>("UnmaskRequest for another client");
   // Every neighbour we hold shares of must appear in exactly one list.
   std::vector<int> seen(peers_.size(), 0);
   auto mark = [&](std::uint32_t v) -> Status {
     Peer* p = find_peer(v);
     if (!p || !p->have_shares)
-      return make_error("UnmaskRequest names " + idx(v) + ", whose shares this client does not hold");
+      return make_error("UnmaskRequest names " + idx(v) +
+                        ", whose shares this client does not hold");
     if (seen[p - peers_.data()]++)
-      return make_error("UnmaskRequest names " + idx(v) + " twice (or as both survivor and dropped)");
+      return make_error("UnmaskRequest names " + idx(v) +
+                        " twice (or as both survivor and dropped)");
     return Status::success();
   };
   for (std::uint32_t v : request.survivors)
@@ -207,7 +215,8 @@ Result<UnmaskResponse> Client::unmask(const UnmaskRequest& request) {
     if (Status s = mark(v); !s) return fail<UnmaskResponse>(s.message());
   for (std::size_t i = 0; i < peers_.size(); ++i)
     if (peers_[i].have_shares && !seen[i])
-      return fail<UnmaskResponse>("UnmaskRequest leaves out neighbour " + idx(peers_[i].keys.index));
+      return fail<UnmaskResponse>("UnmaskRequest leaves out neighbour " +
+                                  idx(peers_[i].keys.index));
   if (request.survivors.size() < config_.threshold)
     return fail<UnmaskResponse>("only " + idx(request.survivors.size()) +
                                 " neighbours claimed alive, threshold " + idx(config_.threshold));

@@ -19,9 +19,9 @@
 namespace federa {
 
 struct FitResult {
-  std::vector<float> weights;            // the locally trained model, same layout as the global
-  std::uint64_t num_examples = 0;        // examples seen per epoch (the FedAvg weight)
-  std::map<std::string, double> metrics; // e.g. train_loss, train_accuracy
+  std::vector<float> weights;             // the locally trained model, same layout as the global
+  std::uint64_t num_examples = 0;         // examples seen per epoch (the FedAvg weight)
+  std::map<std::string, double> metrics;  // e.g. train_loss, train_accuracy
 };
 
 struct EvaluateResult {

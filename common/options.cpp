@@ -186,9 +186,16 @@ int run_program(std::string_view program, int argc, char** argv, int (*run)(int,
 bool stderr_is_journal() {
   const char* env = std::getenv("JOURNAL_STREAM");
   if (!env) return false;
+  // "DEVICE:INODE", both decimal.
+  const std::string_view text(env);
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos) return false;
   unsigned long long dev = 0, ino = 0;
-  char tail = 0;
-  if (std::sscanf(env, "%llu:%llu%c", &dev, &ino, &tail) != 2) return false;
+  const char* end = text.data() + text.size();
+  auto d = std::from_chars(text.data(), text.data() + colon, dev);
+  auto i = std::from_chars(text.data() + colon + 1, end, ino);
+  if (d.ec != std::errc() || d.ptr != text.data() + colon || i.ec != std::errc() || i.ptr != end)
+    return false;
   struct stat st {};
   if (::fstat(STDERR_FILENO, &st) != 0) return false;
   return static_cast<unsigned long long>(st.st_dev) == dev &&

@@ -47,14 +47,14 @@ void Progress::end_round() {
 void Progress::finish() { end_round(); }
 
 void Progress::draw(std::size_t done, std::size_t total) {
-  constexpr int width = 30;
+  constexpr int kWidth = 30;
   const double frac =
       rounds_
           ? (double(round_ - 1) + (total ? double(done) / double(total) : 1.0)) / double(rounds_)
           : 1.0;
-  const int filled = static_cast<int>(frac * width);
+  const int filled = static_cast<int>(frac * kWidth);
   std::string bar(static_cast<std::size_t>(filled), '#');
-  bar.resize(width, '.');
+  bar.resize(kWidth, '.');
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   std::fprintf(stderr, "\r\033[K[%s] round %llu/%llu  training %zu/%zu  %s%s  %.0f s", bar.c_str(),

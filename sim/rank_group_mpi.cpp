@@ -114,7 +114,7 @@ bool launched_by_mpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
     if (std::getenv(v)) return true;
   const char* tasks = std::getenv("SLURM_NTASKS");
-  return tasks && std::atoi(tasks) > 1 && std::getenv("SLURM_PROCID");
+  return tasks && std::strtol(tasks, nullptr, 10) > 1 && std::getenv("SLURM_PROCID");
 }
 
 }  // namespace

@@ -149,95 +149,129 @@ std::string format_summary(const Summary& s) {
   return out;
 }
 
-std::string render_svg(const std::vector<RoundPoint>& points, const std::string& title) {
-  const double W = 720, H = 420, left = 64, right = 64, top = 48, bottom = 56;
-  const double pw = W - left - right, ph = H - top - bottom;
+namespace {
+
+// The plot's geometry: the drawing area inside the margins and the axes' scales.
+struct PlotFrame {
+  double width = 720, height = 420, left = 64, right = 64, top = 48, bottom = 56;
+  double pw = 0, ph = 0;  // the drawing area
   std::uint64_t r_max = 1;
   double loss_max = 0;
   bool have_acc = false, have_loss = false;
-  for (const auto& p : points) {
-    r_max = std::max(r_max, p.round);
-    if (p.loss) {
-      loss_max = std::max(loss_max, *p.loss);
-      have_loss = true;
-    }
-    have_acc = have_acc || p.accuracy.has_value();
-  }
-  if (!(loss_max > 0)) loss_max = 1;
-  loss_max *= 1.05;
-  auto x = [&](double r) { return left + (r_max > 1 ? (r - 1) / double(r_max - 1) : 0.5) * pw; };
-  auto y_acc = [&](double a) { return top + (1 - a) * ph; };
-  auto y_loss = [&](double l) { return top + (1 - l / loss_max) * ph; };
+  double x(double r) const { return left + (r_max > 1 ? (r - 1) / double(r_max - 1) : 0.5) * pw; }
+  double y_acc(double a) const { return top + (1 - a) * ph; }
+  double y_loss(double l) const { return top + (1 - l / loss_max) * ph; }
+};
 
+PlotFrame frame_for(const std::vector<RoundPoint>& points) {
+  PlotFrame f;
+  f.pw = f.width - f.left - f.right;
+  f.ph = f.height - f.top - f.bottom;
+  for (const auto& p : points) {
+    f.r_max = std::max(f.r_max, p.round);
+    if (p.loss) {
+      f.loss_max = std::max(f.loss_max, *p.loss);
+      f.have_loss = true;
+    }
+    f.have_acc = f.have_acc || p.accuracy.has_value();
+  }
+  if (!(f.loss_max > 0)) f.loss_max = 1;
+  f.loss_max *= 1.05;
+  return f;
+}
+
+// Grid, ticks, frame and axis labels.
+std::string svg_axes(const PlotFrame& f) {
+  std::string s;
+  for (double t : ticks(0, 1, 5))
+    s += fmt::format(
+        "<line x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"#e5e5e5\"/>\n"
+        "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\" fill=\"#1f77b4\">{5:.0f}%</text>\n",
+        f.left, f.left + f.pw, f.y_acc(t), f.left - 6, f.y_acc(t) + 4, t * 100);
+  if (f.have_loss)
+    for (double t : ticks(0, f.loss_max, 5))
+      s += fmt::format("<text x=\"{0}\" y=\"{1:.1f}\" fill=\"#d62728\">{2:g}</text>\n",
+                       f.left + f.pw + 6, f.y_loss(t) + 4, t);
+  for (double t : ticks(1, double(f.r_max), 10))
+    if (t >= 1 && std::abs(t - std::round(t)) < 1e-9)
+      s += fmt::format(
+          "<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1}\" y2=\"{2}\" stroke=\"#888\"/>\n"
+          "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4:.0f}</text>\n",
+          f.x(t), f.top + f.ph, f.top + f.ph + 5, f.top + f.ph + 19, t);
+  s += fmt::format(
+      "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#888\"/>\n",
+      f.left, f.top, f.pw, f.ph);
+  s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">round</text>\n",
+                   f.left + f.pw / 2, f.height - 14);
+  s += fmt::format(
+      "<text transform=\"translate(16 {:.1f}) rotate(-90)\" text-anchor=\"middle\" "
+      "fill=\"#1f77b4\">accuracy</text>\n",
+      f.top + f.ph / 2);
+  if (f.have_loss)
+    s += fmt::format(
+        "<text transform=\"translate({:.1f} {:.1f}) rotate(90)\" text-anchor=\"middle\" "
+        "fill=\"#d62728\">loss</text>\n",
+        f.width - 14, f.top + f.ph / 2);
+  return s;
+}
+
+template <typename Value, typename Y>
+std::string svg_polyline(const std::vector<RoundPoint>& points, const PlotFrame& f, Value value,
+                         Y y, const char* colour) {
+  std::string pts, dots;
+  for (const auto& p : points) {
+    std::optional<double> v = value(p);
+    if (!v || !std::isfinite(*v)) continue;
+    pts += fmt::format("{:.1f},{:.1f} ", f.x(double(p.round)), y(*v));
+    if (points.size() <= 60)
+      dots += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.5\" fill=\"{}\"/>\n",
+                          f.x(double(p.round)), y(*v), colour);
+  }
+  if (pts.empty()) return std::string();
+  return fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n",
+                     pts, colour) +
+         dots;
+}
+
+std::string svg_legend(const PlotFrame& f) {
+  const double w = f.width, right = f.right;
+  std::string s = fmt::format(
+      "<line x1=\"{0}\" x2=\"{1}\" y1=\"38\" y2=\"38\" stroke=\"#1f77b4\" stroke-width=\"2\"/>"
+      "<text x=\"{2}\" y=\"42\">accuracy</text>\n",
+      w - right - 190, w - right - 170, w - right - 165);
+  s += fmt::format(
+      "<line x1=\"{0}\" x2=\"{1}\" y1=\"38\" y2=\"38\" stroke=\"#d62728\" stroke-width=\"2\"/>"
+      "<text x=\"{2}\" y=\"42\">loss</text>\n",
+      w - right - 90, w - right - 70, w - right - 65);
+  if (!f.have_acc)
+    s += fmt::format(
+        "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"#888\">no accuracy: run "
+        "with --eval-data</text>\n",
+        f.left + f.pw / 2, f.top + 20);
+  return s;
+}
+
+}  // namespace
+
+std::string render_svg(const std::vector<RoundPoint>& points, const std::string& title) {
+  const PlotFrame f = frame_for(points);
   std::string s = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} "
       "{1}\" "
       "font-family=\"Helvetica, Arial, sans-serif\" font-size=\"12\">\n"
       "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
       "<text x=\"{2}\" y=\"24\" font-size=\"15\" font-weight=\"bold\">{3}</text>\n",
-      W, H, left, escape(title));
-  // Grid and axes.
-  for (double t : ticks(0, 1, 5))
-    s += fmt::format(
-        "<line x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"#e5e5e5\"/>\n"
-        "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\" fill=\"#1f77b4\">{5:.0f}%</text>\n",
-        left, left + pw, y_acc(t), left - 6, y_acc(t) + 4, t * 100);
-  if (have_loss)
-    for (double t : ticks(0, loss_max, 5))
-      s += fmt::format("<text x=\"{0}\" y=\"{1:.1f}\" fill=\"#d62728\">{2:g}</text>\n",
-                       left + pw + 6, y_loss(t) + 4, t);
-  for (double t : ticks(1, double(r_max), 10))
-    if (t >= 1 && std::abs(t - std::round(t)) < 1e-9)
-      s += fmt::format(
-          "<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1}\" y2=\"{2}\" stroke=\"#888\"/>\n"
-          "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4:.0f}</text>\n",
-          x(t), top + ph, top + ph + 5, top + ph + 19, t);
-  s += fmt::format(
-      "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#888\"/>\n", left,
-      top, pw, ph);
-  s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">round</text>\n",
-                   left + pw / 2, H - 14);
-  s += fmt::format(
-      "<text transform=\"translate(16 {:.1f}) rotate(-90)\" text-anchor=\"middle\" "
-      "fill=\"#1f77b4\">accuracy</text>\n",
-      top + ph / 2);
-  if (have_loss)
-    s += fmt::format(
-        "<text transform=\"translate({:.1f} {:.1f}) rotate(90)\" text-anchor=\"middle\" "
-        "fill=\"#d62728\">loss</text>\n",
-        W - 14, top + ph / 2);
-  auto polyline = [&](auto value, auto y, const char* colour) {
-    std::string pts;
-    std::string dots;
-    for (const auto& p : points) {
-      std::optional<double> v = value(p);
-      if (!v || !std::isfinite(*v)) continue;
-      pts += fmt::format("{:.1f},{:.1f} ", x(double(p.round)), y(*v));
-      if (points.size() <= 60)
-        dots += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.5\" fill=\"{}\"/>\n",
-                            x(double(p.round)), y(*v), colour);
-    }
-    if (pts.empty()) return std::string();
-    return fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n",
-                       pts, colour) +
-           dots;
-  };
-  if (have_loss) s += polyline([](const RoundPoint& p) { return p.loss; }, y_loss, "#d62728");
-  if (have_acc) s += polyline([](const RoundPoint& p) { return p.accuracy; }, y_acc, "#1f77b4");
-  // Legend.
-  s += fmt::format(
-      "<line x1=\"{0}\" x2=\"{1}\" y1=\"38\" y2=\"38\" stroke=\"#1f77b4\" stroke-width=\"2\"/>"
-      "<text x=\"{2}\" y=\"42\">accuracy</text>\n",
-      W - right - 190, W - right - 170, W - right - 165);
-  s += fmt::format(
-      "<line x1=\"{0}\" x2=\"{1}\" y1=\"38\" y2=\"38\" stroke=\"#d62728\" stroke-width=\"2\"/>"
-      "<text x=\"{2}\" y=\"42\">loss</text>\n",
-      W - right - 90, W - right - 70, W - right - 65);
-  if (!have_acc)
-    s += fmt::format(
-        "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"#888\">no accuracy: run "
-        "with --eval-data</text>\n",
-        left + pw / 2, top + 20);
+      f.width, f.height, f.left, escape(title));
+  s += svg_axes(f);
+  auto y_loss = [&](double l) { return f.y_loss(l); };
+  auto y_acc = [&](double a) { return f.y_acc(a); };
+  if (f.have_loss)
+    s += svg_polyline(
+        points, f, [](const RoundPoint& p) { return p.loss; }, y_loss, "#d62728");
+  if (f.have_acc)
+    s += svg_polyline(
+        points, f, [](const RoundPoint& p) { return p.accuracy; }, y_acc, "#1f77b4");
+  s += svg_legend(f);
   return s + "</svg>\n";
 }
 

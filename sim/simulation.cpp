@@ -18,7 +18,7 @@ namespace federa {
 
 namespace {
 
-using wall_clock = std::chrono::steady_clock;
+using WallClock = std::chrono::steady_clock;
 
 Error bad(std::string message) { return Error{ErrorCode::invalid_argument, std::move(message)}; }
 
@@ -98,7 +98,7 @@ OrchestratorOptions orchestrator_options(const SimOptions& o, AggregationBackend
 // a weighted average in a loop, the same threads. Timed against the simulation.
 double run_baseline(const SimOptions& o, const ClientData& cd, Network& net, const Evaluator* eval,
                     const std::map<std::uint64_t, RoundRecord>& records) {
-  auto started = wall_clock::now();
+  auto started = WallClock::now();
   Model global(net.layout());
   net.init(global.data, o.seed);
   std::vector<double> acc(global.data.size());
@@ -117,7 +117,7 @@ double run_baseline(const SimOptions& o, const ClientData& cd, Network& net, con
       for (std::size_t i = 0; i < acc.size(); ++i) global.data[i] = float(acc[i] / total);
     if (eval) (void)eval->network->evaluate(global.data, eval->data);
   }
-  return std::chrono::duration<double>(wall_clock::now() - started).count();
+  return std::chrono::duration<double>(WallClock::now() - started).count();
 }
 
 Status run_with_baseline(const SimOptions& o, RankGroup& group, const ClientData& cd, Network& net,
@@ -131,10 +131,10 @@ Status run_with_baseline(const SimOptions& o, RankGroup& group, const ClientData
 
 // Rank 0: the orchestrator, the dispatcher and the virtual clients.
 Status run_root(const SimOptions& o, RankGroup& group, const ClientData& cd, Network& net,
-                wall_clock::time_point load_started, SimReport& report) {
+                WallClock::time_point load_started, SimReport& report) {
   auto evaluator = load_evaluator(o, net);
   if (!evaluator) return evaluator.error();
-  report.load_s = std::chrono::duration<double>(wall_clock::now() - load_started).count();
+  report.load_s = std::chrono::duration<double>(WallClock::now() - load_started).count();
   auto backend = make_backend(o.device, std::max(1u, o.agg_threads));
   if (!backend) return bad("--device: " + backend.error().message);
   auto strategy = make_strategy(o.strategy, **backend);
@@ -176,7 +176,7 @@ Result<SimReport> run_simulation(const SimOptions& options, RankGroup& group) {
   report.is_root = group.rank() == 0;
   report.group = group.description();
 
-  const auto load_started = wall_clock::now();
+  const auto load_started = WallClock::now();
   auto net = make_network(o.train.model);
   if (!net) return bad("--model: " + net.error().message);
   auto cd = load_clients(o, **net);
