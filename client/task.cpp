@@ -8,6 +8,8 @@ std::string_view task_name(Task::Kind kind) {
   switch (kind) {
     case Task::Kind::fit:
       return "training";
+    case Task::Kind::evaluate:
+      return "evaluation";
   }
   return "task";
 }
@@ -31,6 +33,9 @@ TaskResult run_task(Trainer& trainer, const Task& task) {
       }
       break;
     }
+    case Task::Kind::evaluate:
+      r.output = Error{ErrorCode::failed_precondition, "this client cannot run evaluate tasks yet"};
+      break;
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return r;

@@ -16,12 +16,13 @@
 #include "client/trainer.hpp"
 #include "common/model.hpp"
 #include "common/result.hpp"
+#include "common/task_kind.hpp"
 #include "common/train_config.hpp"
 
 namespace federa {
 
 struct Task {
-  enum class Kind { fit };
+  using Kind = TaskKind;  // common/task_kind.hpp, shared with the coordinator
   Kind kind = Kind::fit;
   std::uint64_t round = 0;
   std::uint32_t attempt = 1;  // 1 for a round's first try, 2 for its first retry, ...
@@ -31,6 +32,7 @@ struct Task {
   std::shared_ptr<const Model> model;
 };
 
+// What a log line calls the work of `kind` ("training", "evaluation").
 std::string_view task_name(Task::Kind kind);
 
 // One alternative per Task::Kind.

@@ -53,6 +53,12 @@ po::options_description coordinator_flags() {
   return desc;
 }
 
+std::map<std::string, PathResolver> coordinator_path_keys() {
+  return {{"pki", resolve_path},         {"members", resolve_path},
+          {"state-dir", resolve_path},   {"metrics-out", resolve_path},
+          {"eval-data", resolve_data_spec}};
+}
+
 namespace {
 
 std::chrono::milliseconds millis(double seconds) {

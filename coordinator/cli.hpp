@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 
@@ -32,6 +33,8 @@ struct CoordinatorConfig {
 };
 
 po::options_description coordinator_flags();
+// The keys whose values name files: in a --config file they are relative to that file.
+std::map<std::string, PathResolver> coordinator_path_keys();
 CoordinatorConfig coordinator_config(const po::variables_map& vm);
 // Reads a members file: one name per line, '#' comments. Errors name the file and the line.
 Result<std::set<std::string>> read_members_file(const std::string& path);

@@ -9,14 +9,6 @@
 
 namespace federa {
 
-std::string_view task_kind_name(TaskKind kind) {
-  switch (kind) {
-    case TaskKind::fit: return "fit";
-    case TaskKind::evaluate: return "evaluate";
-  }
-  return "?";
-}
-
 std::string_view outcome_name(UpdateOutcome outcome) {
   switch (outcome) {
     case UpdateOutcome::accepted: return "accepted";

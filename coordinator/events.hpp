@@ -24,12 +24,10 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/task_kind.hpp"
 
 namespace federa {
 
-// What a task asks of the clients selected for a round.
-enum class TaskKind { fit, evaluate };
-std::string_view task_kind_name(TaskKind kind);
 
 // The fate of one selected client's answer in one round attempt.
 enum class UpdateOutcome {

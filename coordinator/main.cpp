@@ -167,7 +167,7 @@ int serve(const CoordinatorConfig& cfg, Parts parts) {
 
 int run(int argc, char** argv) {
   po::options_description desc = coordinator_flags();
-  auto vm = parse_options(argc, argv, desc);
+  auto vm = parse_options(argc, argv, desc, coordinator_path_keys());
   if (!vm) {
     std::cout << desc << "\n";
     return 0;
@@ -179,14 +179,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const OptionsError& e) {
-    std::cerr << "federa-coordinator: " << e.what() << "\nRun with --help for usage.\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "federa-coordinator: fatal: " << e.what() << "\n";
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return run_program("federa-coordinator", argc, argv, run); }
