@@ -118,6 +118,7 @@ class StreamingStrategy final : public Strategy {
     ao.max_norm = o_.max_update_norm;
     if (delta_mode_) ao.reference = x_t_;
     if (dp_) ao.clip_norm = clip_norm_;
+    ao.known = u.known;
     // DP-FedAvg weighs clients equally: with bounded weights the sensitivity stays S.
     const float w = dp_ ? 1.0f : static_cast<float>(u.num_examples);
     Result<AddReport> r = sum_->add(u.weights, w, ao);
@@ -309,6 +310,7 @@ class RobustStrategy final : public Strategy {
     // Median, trimmed mean and Krum commute with a shift, so a bounded change can be kept as the
     // change itself and the starting point added back at the end.
     if (delta_mode_) ao.reference = x_t_;
+    ao.known = u.known;
     Result<AddReport> r = set_->push(u.weights, ao);
     if (!r) {
       ++rejected_;
