@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "common/result.hpp"
@@ -53,6 +54,34 @@ inline Result<double> check_norm(double norm, const AddOptions& o) {
                                                        " exceeds the bound " + std::to_string(o.max_norm));
   if (o.clip_norm > 0.0 && norm > o.clip_norm) return o.clip_norm / norm;
   return 1.0;
+}
+
+// UpdateSet::weighted_mean's arguments against `count` kept rows of n values; the weights' sum.
+inline Result<double> check_weighted_mean(std::span<const std::size_t> rows, std::span<const float> weights,
+                                          std::size_t count, std::size_t out_size, std::size_t n) {
+  if (count == 0) return make_error(ErrorCode::failed_precondition, "no updates kept");
+  if (out_size != 0 && out_size != n) return size_error(out_size, n);
+  if (rows.empty() || rows.size() != weights.size())
+    return make_error(ErrorCode::invalid_argument,
+                      "weighted mean: rows and weights must be non-empty and of equal length");
+  double total = 0.0;
+  for (std::size_t j = 0; j < rows.size(); ++j) {
+    if (rows[j] >= count) return make_error(ErrorCode::invalid_argument, "weighted mean: row out of range");
+    total += weights[j];
+  }
+  if (!(total > 0.0)) return make_error(ErrorCode::invalid_argument, "weighted mean: weights sum to zero");
+  return total;
+}
+
+// median / trimmed_mean over `count` kept rows into an output of out_size (trim 0 for the median).
+inline Status check_robust(std::size_t count, std::size_t out_size, std::size_t n, std::size_t trim) {
+  if (count == 0) return make_error(ErrorCode::failed_precondition, "no updates kept");
+  if (out_size != n) return size_error(out_size, n);
+  if (trim > 0 && 2 * trim >= count)
+    return make_error(ErrorCode::invalid_argument, "trimmed mean: trimming " + std::to_string(trim) +
+                                                       " from each end of " + std::to_string(count) +
+                                                       " updates leaves nothing");
+  return {};
 }
 
 }  // namespace federa::backend

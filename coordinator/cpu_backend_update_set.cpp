@@ -66,43 +66,27 @@ class CpuUpdateSet final : public UpdateSet {
   }
 
   Status median(std::span<float> out) override {
-    if (Status st = check_out(out); !st) return st;
+    if (Status st = backend::check_robust(count_, out.size(), n_, 0); !st) return st;
     const std::size_t k = count_;
-    const std::vector<const float*> ptr = row_pointers();
-    pool_.parallel_for(n_, [&](std::size_t b, std::size_t e) {
-      std::vector<float> v(k);
-      for (std::size_t i = b; i < e; ++i) {
-        for (std::size_t j = 0; j < k; ++j) v[j] = ptr[j][i];
-        auto mid = v.begin() + k / 2;
-        std::nth_element(v.begin(), mid, v.end());
-        float hi = *mid;
-        if (k % 2 == 1) {
-          out[i] = hi;
-        } else {
-          float lo = *std::max_element(v.begin(), mid);
-          out[i] = static_cast<float>((static_cast<double>(lo) + hi) * 0.5);
-        }
-      }
+    for_each_coordinate(out, [k](std::vector<float>& v) {
+      auto mid = v.begin() + k / 2;
+      std::nth_element(v.begin(), mid, v.end());
+      const float hi = *mid;
+      if (k % 2 == 1) return hi;
+      const float lo = *std::max_element(v.begin(), mid);
+      return static_cast<float>((static_cast<double>(lo) + hi) * 0.5);
     });
     return {};
   }
 
   Status trimmed_mean(std::size_t trim, std::span<float> out) override {
-    if (Status st = check_out(out); !st) return st;
+    if (Status st = backend::check_robust(count_, out.size(), n_, trim); !st) return st;
     const std::size_t k = count_;
-    if (2 * trim >= k)
-      return make_error(ErrorCode::invalid_argument, "trimmed mean: trimming " + std::to_string(trim) + " from each end of " +
-                        std::to_string(k) + " updates leaves nothing");
-    const std::vector<const float*> ptr = row_pointers();
-    pool_.parallel_for(n_, [&](std::size_t b, std::size_t e) {
-      std::vector<float> v(k);
-      for (std::size_t i = b; i < e; ++i) {
-        for (std::size_t j = 0; j < k; ++j) v[j] = ptr[j][i];
-        std::sort(v.begin(), v.end());
-        double s = 0.0;
-        for (std::size_t j = trim; j < k - trim; ++j) s += v[j];
-        out[i] = static_cast<float>(s / static_cast<double>(k - 2 * trim));
-      }
+    for_each_coordinate(out, [k, trim](std::vector<float>& v) {
+      std::sort(v.begin(), v.end());
+      double s = 0.0;
+      for (std::size_t j = trim; j < k - trim; ++j) s += v[j];
+      return static_cast<float>(s / static_cast<double>(k - 2 * trim));
     });
     return {};
   }
@@ -140,18 +124,9 @@ class CpuUpdateSet final : public UpdateSet {
 
   Status weighted_mean(std::span<const std::size_t> rows, std::span<const float> weights,
                        std::span<float> out) override {
-    if (count_ == 0) return make_error(ErrorCode::failed_precondition, "no updates kept");
-    if (!out.empty() && out.size() != n_) return backend::size_error(out.size(), n_);
-    if (rows.empty() || rows.size() != weights.size())
-      return make_error(ErrorCode::invalid_argument,
-                        "weighted mean: rows and weights must be non-empty and of equal length");
-    double total = 0.0;
-    for (std::size_t j = 0; j < rows.size(); ++j) {
-      if (rows[j] >= count_) return make_error(ErrorCode::invalid_argument, "weighted mean: row out of range");
-      total += weights[j];
-    }
-    if (!(total > 0.0)) return make_error(ErrorCode::invalid_argument, "weighted mean: weights sum to zero");
-    const float inv = static_cast<float>(1.0 / total);
+    Result<double> total = backend::check_weighted_mean(rows, weights, count_, out.size(), n_);
+    if (!total) return total.error();
+    const float inv = static_cast<float>(1.0 / total.value());
     float* dst = out.data();
     if (out.empty()) {  // result kept on the backend (benchmarks), as the CUDA backend does
       if (!scratch_) scratch_.reset(new float[n_]);
@@ -187,18 +162,25 @@ class CpuUpdateSet final : public UpdateSet {
   double last_reduction_ms() const override { return last_ms_; }
 
  private:
+  // out[i] = reduce(the kept values of coordinate i), in parallel; reduce may reorder them.
+  template <typename Reduce>
+  void for_each_coordinate(std::span<float> out, const Reduce& reduce) {
+    const std::vector<const float*> ptr = row_pointers();
+    pool_.parallel_for(n_, [&](std::size_t b, std::size_t e) {
+      std::vector<float> v(ptr.size());
+      for (std::size_t i = b; i < e; ++i) {
+        for (std::size_t j = 0; j < ptr.size(); ++j) v[j] = ptr[j][i];
+        out[i] = reduce(v);
+      }
+    });
+  }
+
   // Plain pointers, so the per-coordinate gathers need no reload of each vector's data pointer
   // (stores to `out` could alias it as far as the compiler knows).
   std::vector<const float*> row_pointers() const {
     std::vector<const float*> p;
     for (std::size_t j = 0; j < count_; ++j) p.push_back(rows_[j].get());
     return p;
-  }
-
-  Status check_out(std::span<float> out) const {
-    if (count_ == 0) return make_error(ErrorCode::failed_precondition, "no updates kept");
-    if (out.size() != n_) return backend::size_error(out.size(), n_);
-    return {};
   }
 
   ThreadPool& pool_;

@@ -60,11 +60,6 @@ class CudaUpdateSet final : public UpdateSet {
 
   Status median(std::span<float> out) override { return robust(out, 0, true); }
   Status trimmed_mean(std::size_t trim, std::span<float> out) override {
-    std::lock_guard<std::recursive_mutex> lock(ctx_->mutex());
-    if (count_ > 0 && 2 * trim >= count_)
-      return make_error(ErrorCode::invalid_argument,
-                        "trimmed mean: trimming " + std::to_string(trim) + " from each end of " +
-                            std::to_string(count_) + " updates leaves nothing");
     return robust(out, trim, false);
   }
 
@@ -112,19 +107,10 @@ class CudaUpdateSet final : public UpdateSet {
   Status weighted_mean(std::span<const std::size_t> rows, std::span<const float> weights,
                        std::span<float> out) override {
     return ctx_->guarded<Status>([&]() -> Status {
-      if (count_ == 0) return make_error(ErrorCode::failed_precondition, "no updates kept");
-      if (!out.empty() && out.size() != n_) return backend::size_error(out.size(), n_);
-      if (rows.empty() || rows.size() != weights.size())
-        return make_error(ErrorCode::invalid_argument,
-                          "weighted mean: rows and weights must be non-empty and of equal length");
-      double total = 0.0;
+      Result<double> total = backend::check_weighted_mean(rows, weights, count_, out.size(), n_);
+      if (!total) return total.error();
       std::vector<const float*> chosen(rows.size());
-      for (std::size_t j = 0; j < rows.size(); ++j) {
-        if (rows[j] >= count_) return make_error(ErrorCode::invalid_argument, "weighted mean: row out of range");
-        chosen[j] = rows_[rows[j]]->get();
-        total += weights[j];
-      }
-      if (!(total > 0.0)) return make_error(ErrorCode::invalid_argument, "weighted mean: weights sum to zero");
+      for (std::size_t j = 0; j < rows.size(); ++j) chosen[j] = rows_[rows[j]]->get();
       if (Status st = out_.reserve(n_); !st) return st;
       if (Status st = table_.reserve(chosen.size()); !st) return st;
       if (Status st = w_.reserve(weights.size()); !st) return st;
@@ -135,7 +121,7 @@ class CudaUpdateSet final : public UpdateSet {
       // Events around the kernel alone: the benchmark's device-resident figure.
       CUDA_CHECK(cudaEventRecord(ctx_->timer(0), s));
       CUDA_CHECK(weighted_rows(out_.get(), table_.get(), n_, w_.get(), rows.size(),
-                               static_cast<float>(1.0 / total), s));
+                               static_cast<float>(1.0 / total.value()), s));
       CUDA_CHECK(cudaEventRecord(ctx_->timer(1), s));
       if (!out.empty())
         if (Status st = ctx_->download(out.data(), out_.get(), n_ * sizeof(float)); !st) return st;
@@ -175,8 +161,7 @@ class CudaUpdateSet final : public UpdateSet {
 
   Status robust(std::span<float> out, std::size_t trim, bool median) {
     return ctx_->guarded<Status>([&]() -> Status {
-      if (count_ == 0) return make_error(ErrorCode::failed_precondition, "no updates kept");
-      if (out.size() != n_) return backend::size_error(out.size(), n_);
+      if (Status st = backend::check_robust(count_, out.size(), n_, median ? 0 : trim); !st) return st;
       if (count_ > kMaxRobustRows)
         return make_error(ErrorCode::invalid_argument,
                           "median/trimmed mean on the GPU support at most " + std::to_string(kMaxRobustRows) +

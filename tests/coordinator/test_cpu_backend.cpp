@@ -18,11 +18,7 @@ using namespace federa;
 
 namespace {
 
-std::unique_ptr<AggregationBackend> cpu(unsigned threads = 2) {
-  auto b = make_backend("cpu", threads);
-  REQUIRE(b.ok());
-  return std::move(b.value());
-}
+std::unique_ptr<AggregationBackend> cpu(unsigned threads = 2) { return std::make_unique<CpuBackend>(threads); }
 
 std::vector<float> random_update(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
   std::normal_distribution<float> d(0.0f, scale);
