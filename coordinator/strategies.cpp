@@ -76,6 +76,7 @@ class StreamingStrategy final : public Strategy {
   bool needs_all_updates() const override { return false; }
   // Clipping and norm bounds act on each client's update, which secure aggregation hides.
   bool supports_secure_aggregation() const override { return !dp_ && o_.max_update_norm <= 0.0; }
+  bool measures_change() const override { return dp_ || o_.max_update_norm > 0.0; }
 
   void begin_round(std::span<const float> global, std::uint64_t round) override {
     round_ = round;
@@ -104,7 +105,7 @@ class StreamingStrategy final : public Strategy {
     }
     // The round's starting point is needed for server optimisers, for DP (which clips changes)
     // and for --max-update-norm (which bounds changes); plain FedAvg keeps no copy.
-    delta_mode_ = dp_ || o_.max_update_norm > 0.0;
+    delta_mode_ = measures_change();
     if (delta_mode_ || step_.kind != step::kReplace)
       x_t_.assign(global.begin(), global.end());
     else
@@ -277,6 +278,7 @@ class RobustStrategy final : public Strategy {
 
   std::string name() const override { return name_; }
   bool needs_all_updates() const override { return true; }
+  bool measures_change() const override { return o_.max_update_norm > 0.0; }
 
   void begin_round(std::span<const float> global, std::uint64_t round) override {
     rejected_ = 0;
@@ -295,7 +297,7 @@ class RobustStrategy final : public Strategy {
       setup_ = st;
       return;
     }
-    delta_mode_ = o_.max_update_norm > 0.0;
+    delta_mode_ = measures_change();
     if (delta_mode_)
       x_t_.assign(global.begin(), global.end());
     else

@@ -69,6 +69,10 @@ class Strategy {
   // need each update (median, trimmed mean, Krum) or clip each one (central DP) cannot run
   // under secure aggregation and say so here, so the coordinator refuses the configuration.
   virtual bool supports_secure_aggregation() const { return !needs_all_updates(); }
+  // True when the strategy bounds or clips each update's change from the round's global model
+  // (--max-update-norm, central DP): the receive path should then measure |x - global| too,
+  // passing the global model to ChunkAssembler::begin as its reference.
+  virtual bool measures_change() const { return false; }
   virtual Status add_cohort_mean(const ClientUpdate& mean, std::size_t clients) { return add_update(mean); }
   virtual StrategyState save_state() const { return {}; }
   virtual Status load_state(const StrategyState& state) { return {}; }
