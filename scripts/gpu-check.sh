@@ -77,7 +77,12 @@ prepare() {
   {
     echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "cuda architectures: $(sed -n 's/^CMAKE_CUDA_ARCHITECTURES:[A-Z]*=//p' "$build/CMakeCache.txt")"
+    local cuda_major
+    cuda_major=$(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
     echo "nvcc: $(nvcc --version 2>/dev/null | tail -1)"
+    # The CUDA runtime is linked statically; it still needs a driver at least as new as its major
+    # release (minor-version compatibility): 13.x -> 580, 12.x -> 525, 11.x -> 450.
+    case "$cuda_major" in 13) echo "needs driver >= 580" ;; 12) echo "needs driver >= 525" ;; 11) echo "needs driver >= 450" ;; esac
     echo "needs glibc >= $(objdump -T "$kit"/federa* "$kit"/*.so* 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -Vu | tail -1 | cut -d_ -f2)"
     echo "prepared: $(date -u +%FT%TZ) on $(uname -n)"
   } >"$kit/build-info.txt"
@@ -159,6 +164,11 @@ gpu_facts() {
     "$(echo $name)" "$(echo $driver)" "$(echo $mem)" "$(echo $cc)" "$(echo $gen)" "$(echo $width)" "$(echo $clock)" "$(echo $mode)" \
     >>"$out/results.jsonl"
   verdict INFO "GPU: $(echo $name), compute capability $(echo $cc), driver $(echo $driver), PCIe gen $(echo $gen) x$(echo $width)"
+  local need_driver
+  need_driver=$(sed -n 's/^needs driver >= //p' "$kit/build-info.txt" 2>/dev/null)
+  if [ -n "$need_driver" ] && ! at_least "$(echo "$driver" | cut -d. -f1)" "$need_driver"; then
+    verdict FAIL "driver $(echo $driver) is older than this build's CUDA runtime needs ($need_driver): rebuild the kit with an older CUDA toolkit, or update the driver"
+  fi
 }
 
 parity() {
