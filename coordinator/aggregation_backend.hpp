@@ -5,9 +5,9 @@
 //   if (!backend) return backend.error();
 //   auto sum = (*backend)->make_weighted_sum(p);        // zeroed accumulator, lives on the device
 //   auto buf = (*backend)->make_host_buffer(p);         // receive updates here (pinned on CUDA)
-//   for (each update received into *buf by a ChunkAssembler `in`) {
+//   for (each update received into {buf->get(), p} by a ChunkAssembler `in`) {
 //     AddOptions o;  o.known = in.facts();              // finite, |x|^2 measured while copying
-//     Result<AddReport> r = (*sum)->add(buf->span(), float(n_i), o);  // one pass over the update
+//     Result<AddReport> r = (*sum)->add({buf->get(), p}, float(n_i), o);  // one pass over it
 //     if (!r) log(r.error().message);                   // rejected: accumulator bit-identical
 //   }
 //   (*sum)->finalize({}, false, 1.0f / total, ServerStep{}, global);  // global = acc / N
@@ -138,45 +138,6 @@ struct BandwidthReport {
   std::string method;                // how it was measured, in words
 };
 
-// Host memory from AggregationBackend::make_host_buffer: page-locked for CUDA, 64-byte aligned
-// for the CPU. Move-only; frees itself. Spans inside it, whole or in part, that are given to
-// add()/push() take the backend's fastest path: the CUDA backend recognises its own buffers (no
-// driver query) and copies straight from them, without a staging copy.
-class HostBuffer {
- public:
-  HostBuffer() = default;
-  HostBuffer(float* data, std::size_t size, std::function<void(float*)> release)
-      : data_(data), size_(size), release_(std::move(release)) {}
-  HostBuffer(HostBuffer&& o) noexcept { swap(o); }
-  HostBuffer& operator=(HostBuffer&& o) noexcept {
-    HostBuffer tmp(std::move(o));
-    swap(tmp);
-    return *this;
-  }
-  HostBuffer(const HostBuffer&) = delete;
-  HostBuffer& operator=(const HostBuffer&) = delete;
-  ~HostBuffer() {
-    if (data_ && release_) release_(data_);
-  }
-
-  float* data() const { return data_; }
-  float* get() const { return data_; }
-  std::size_t size() const { return size_; }
-  std::span<float> span() const { return {data_, size_}; }
-  float& operator[](std::size_t i) const { return data_[i]; }
-  explicit operator bool() const { return data_ != nullptr; }
-
- private:
-  void swap(HostBuffer& o) noexcept {
-    std::swap(data_, o.data_);
-    std::swap(size_, o.size_);
-    std::swap(release_, o.release_);
-  }
-  float* data_ = nullptr;
-  std::size_t size_ = 0;
-  std::function<void(float*)> release_;
-};
-
 class AggregationBackend {
  public:
   virtual ~AggregationBackend() = default;
@@ -186,10 +147,11 @@ class AggregationBackend {
   virtual Result<std::unique_ptr<UpdateSet>> make_update_set(std::size_t size) = 0;
   virtual Result<std::unique_ptr<U32Sum>> make_u32_sum(std::size_t size) = 0;
   // Host memory this backend reads fastest, for buffers that updates are received into (the
-  // coordinator's upload pool): page-locked for CUDA (copies to the GPU go straight from it,
-  // without staging), 64-byte aligned ordinary memory for the CPU. Page-locked memory is a scarce
+  // coordinator's upload pool): page-locked for CUDA, 64-byte aligned ordinary memory for the CPU.
+  // The CUDA backend recognises spans inside its own buffers, whole or in part, without asking
+  // the driver, and copies straight from them (no staging copy). Page-locked memory is a scarce
   // system resource: make a pool's worth once and reuse it. A buffer may outlive its backend.
-  using HostBuffer = federa::HostBuffer;
+  using HostBuffer = std::unique_ptr<float[], void (*)(float*)>;
   virtual Result<HostBuffer> make_host_buffer(std::size_t size) = 0;
   // Takes a second or so and allocates ~400 MB (CPU) or ~2 GB (GPU) while it runs.
   virtual Result<BandwidthReport> measure_bandwidth() = 0;

@@ -188,7 +188,7 @@ Result<AggregationBackend::HostBuffer> CpuBackend::make_host_buffer(std::size_t 
   auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
   if (!p)
     return make_error(ErrorCode::resource_exhausted, "out of memory allocating " + std::to_string(bytes) + " bytes");
-  return HostBuffer(p, size, [](float* q) { std::free(q); });
+  return HostBuffer(p, [](float* q) { std::free(q); });
 }
 
 Result<BandwidthReport> CpuBackend::measure_bandwidth() {

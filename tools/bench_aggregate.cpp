@@ -271,7 +271,7 @@ int aggregate_main(int argc, char** argv) {
   auto host = be.make_host_buffer(c.params);
   if (!host) return fail(host.error().message);
   std::vector<float> pageable(c.pageable ? c.params : 0);
-  float* update = c.pageable ? pageable.data() : host->data();
+  float* update = c.pageable ? pageable.data() : host->get();
   Result<Measured> m = c.resident ? run_resident(be, c, update) : run_rounds(*strategy.value(), c, update);
   if (!m) return fail(m.error().message);
   // Peak RSS before the bandwidth probe, whose arrays would otherwise dominate it.

@@ -23,6 +23,11 @@ Error cuda_error(cudaError_t e, const char* expr, const char* file, int line) {
 
 // ---------------------------------------------------------------------------------------------
 
+PinnedRegistry& pinned_registry() {
+  static PinnedRegistry* registry = new PinnedRegistry;  // never destroyed, see context.hpp
+  return *registry;
+}
+
 void PinnedRegistry::add(const void* p, std::size_t bytes) {
   std::lock_guard<std::mutex> lock(mutex_);
   ranges_[reinterpret_cast<std::uintptr_t>(p)] = bytes;
@@ -76,7 +81,7 @@ Status Context::init() {
 }
 
 bool Context::is_pinned(const void* p, std::size_t bytes) const {
-  if (registry_->contains(p, bytes)) return true;
+  if (pinned_registry().contains(p, bytes)) return true;
   cudaPointerAttributes attr{};
   const bool pinned = cudaPointerGetAttributes(&attr, p) == cudaSuccess && attr.type == cudaMemoryTypeHost;
   cudaGetLastError();  // pageable memory may leave an error behind on old drivers

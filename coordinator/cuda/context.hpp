@@ -1,6 +1,6 @@
 // What every object of one CUDA backend shares: the streams, the pinned staging buffers, the
-// pinned result slot, the registry of the backend's own pinned host buffers, and the pipelined
-// host<->device copies built on them. Internal to coordinator/cuda/.
+// pinned result slot, and the pipelined host<->device copies built on them; plus the process's
+// registry of pinned host buffers. Internal to coordinator/cuda/.
 //
 //   std::lock_guard lock(ctx.mutex());
 //   ctx.upload(dev_x, host_x, n * 4, 4, [&](std::size_t first, std::size_t count, cudaStream_t s) {
@@ -69,8 +69,9 @@ class DeviceArray {
   std::size_t n_ = 0;
 };
 
-// Address ranges of the pinned host buffers this backend handed out (make_host_buffer). Shared
-// with the buffers' deleters, which may run after the backend is gone.
+// Address ranges of the pinned host buffers the CUDA backends of this process handed out
+// (make_host_buffer). One per process, never destroyed: the buffers' deleters may run after any
+// backend, or static, is gone.
 class PinnedRegistry {
  public:
   void add(const void* p, std::size_t bytes);
@@ -81,6 +82,7 @@ class PinnedRegistry {
   mutable std::mutex mutex_;
   std::map<std::uintptr_t, std::size_t> ranges_;  // start -> bytes
 };
+PinnedRegistry& pinned_registry();
 
 class Context {
  public:
@@ -100,7 +102,6 @@ class Context {
   // duration (recursive: operations may call one another).
   std::recursive_mutex& mutex() { return mutex_; }
   cudaStream_t main() const { return stream_[0]; }
-  const std::shared_ptr<PinnedRegistry>& registry() const { return registry_; }
   // True when [p, p + bytes) is page-locked: one of this backend's buffers, or other memory the
   // driver knows as pinned.
   bool is_pinned(const void* p, std::size_t bytes) const;
@@ -144,7 +145,6 @@ class Context {
 
   HostCopy copy_;
   std::recursive_mutex mutex_;
-  std::shared_ptr<PinnedRegistry> registry_ = std::make_shared<PinnedRegistry>();
   cudaStream_t stream_[kLanes] = {};
   cudaEvent_t staged_[kLanes] = {};  // the last device copy touching staging_[lane]
   cudaEvent_t joined_[kLanes] = {};

@@ -50,10 +50,9 @@ class CudaBackend final : public AggregationBackend {
     void* p = nullptr;
     const std::size_t bytes = std::max<std::size_t>(size, 1) * sizeof(float);
     CUDA_CHECK(cudaMallocHost(&p, bytes));
-    std::shared_ptr<cuda::PinnedRegistry> registry = ctx_->registry();
-    registry->add(p, bytes);
-    return HostBuffer(static_cast<float*>(p), size, [registry](float* q) {
-      registry->remove(q);
+    cuda::pinned_registry().add(p, bytes);
+    return HostBuffer(static_cast<float*>(p), [](float* q) {
+      cuda::pinned_registry().remove(q);
       cudaFreeHost(q);
     });
   }

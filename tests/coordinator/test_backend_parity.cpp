@@ -71,11 +71,16 @@ std::vector<float> read_all(WeightedSum& s) {
 }
 
 // The update in a backend's own host buffer (pinned on CUDA), as the coordinator receives it.
-HostBuffer in_host_buffer(AggregationBackend& be, const std::vector<float>& x) {
+struct Received {
+  AggregationBackend::HostBuffer buf;
+  std::size_t n;
+  std::span<const float> span() const { return {buf.get(), n}; }
+};
+Received in_host_buffer(AggregationBackend& be, const std::vector<float>& x) {
   auto h = be.make_host_buffer(x.size());
   REQUIRE(h.ok());
-  std::memcpy(h->data(), x.data(), x.size() * sizeof(float));
-  return std::move(h.value());
+  std::memcpy(h->get(), x.data(), x.size() * sizeof(float));
+  return {std::move(h.value()), x.size()};
 }
 
 }  // namespace
@@ -102,9 +107,9 @@ TEST_CASE("parity: weighted sum from pageable and pinned memory, with reference,
     for (auto* be : p.both()) {
       auto s = be->make_weighted_sum(n);
       REQUIRE(s.ok());
-      HostBuffer ha = in_host_buffer(*be, a), hb = in_host_buffer(*be, b);
-      std::span<const float> xa = pinned ? std::span<const float>(ha.span()) : std::span<const float>(a);
-      std::span<const float> xb = pinned ? std::span<const float>(hb.span()) : std::span<const float>(b);
+      Received ha = in_host_buffer(*be, a), hb = in_host_buffer(*be, b);
+      std::span<const float> xa = pinned ? ha.span() : std::span<const float>(a);
+      std::span<const float> xb = pinned ? hb.span() : std::span<const float>(b);
       REQUIRE(s.value()->add(xa, 3.0f).ok());
       CHECK_FALSE(s.value()->add(bad, 5.0f).ok());
       AddOptions o;
@@ -148,7 +153,7 @@ TEST_CASE("rejected adds leave the accumulator bit-identical on both backends, w
     for (const auto* bad : {&huge_then_nan, &nan_late, &inf_first}) {
       CHECK_FALSE(s->add(*bad, 7.0f).ok());
       CHECK(same_bits(read_all(*s), before));
-      HostBuffer h = in_host_buffer(*be, *bad);
+      Received h = in_host_buffer(*be, *bad);
       CHECK_FALSE(s->add(h.span(), 7.0f).ok());
       CHECK(same_bits(read_all(*s), before));
     }
@@ -183,7 +188,7 @@ TEST_CASE("parity: facts measured on receipt and the backend's own check give th
     o.clip_norm = 500.0;
     auto r1 = s1->add(a, 2.0f, o);
     o.known = {true, sums.sum_sq(), sums.sum_sq_delta()};
-    HostBuffer h = in_host_buffer(*be, a);
+    Received h = in_host_buffer(*be, a);
     auto r2 = s2->add(h.span(), 2.0f, o);
     REQUIRE(r1.ok());
     REQUIRE(r2.ok());
