@@ -180,7 +180,7 @@ parity() {
   echo "{\"step\":\"parity\",\"rc\":$rc,\"summary\":\"$summary\"}" >>"$out/results.jsonl"
   case "$rc" in
     0) verdict PASS "parity: CPU and GPU within 1e-6 for every strategy, rejected adds bit-identical, pinned = pageable, two GPU runs bit-identical ($summary)" ;;
-    77) verdict FAIL "parity: skipped ($(head -1 "$out/parity.log")): the GPU was not usable" ;;
+    77) verdict FAIL "parity: $(head -1 "$out/parity.log") -- the GPU was not usable" ;;
     *) verdict FAIL "parity: exit $rc ($summary; see parity.log)" ;;
   esac
 }
