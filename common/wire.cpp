@@ -100,9 +100,9 @@ Status ChunkAssembler::begin(std::uint64_t round, std::uint64_t total_elements,
                              std::span<const float> reference) {
   active_ = false;
   if (!reference.empty() && reference.size() != dest.size())
-    return make_error(ErrorCode::invalid_argument, "reference has " + std::to_string(reference.size()) +
-                                                       " elements, the destination " +
-                                                       std::to_string(dest.size()));
+    return make_error(ErrorCode::invalid_argument,
+                      "reference has " + std::to_string(reference.size()) +
+                          " elements, the destination " + std::to_string(dest.size()));
   if (total_elements != dest.size())
     return make_error("announced " + std::to_string(total_elements) + " elements, expected " +
                       std::to_string(dest.size()));
@@ -151,7 +151,8 @@ Status ChunkAssembler::add(const wire::TensorChunk& c) {
     if (std::isfinite(before) && i < len)
       return make_error(ErrorCode::invalid_argument,
                         "non-finite value at element " + std::to_string(off + i));
-    return make_error(ErrorCode::invalid_argument, "non-finite value in chunk " + std::to_string(next_));
+    return make_error(ErrorCode::invalid_argument,
+                      "non-finite value in chunk " + std::to_string(next_));
   }
   ++next_;
   return {};

@@ -64,7 +64,8 @@ Result<std::unique_ptr<AggregationBackend>> make_backend(std::string_view device
   Result<std::unique_ptr<AggregationBackend>> g = gpu(threads);
   if (g) return g;
   if (device == "cuda")
-    return make_error(g.error().code, "--device cuda: no usable CUDA device (" + g.error().message + ")");
+    return make_error(g.error().code,
+                      "--device cuda: no usable CUDA device (" + g.error().message + ")");
   if (fallback) *fallback = g.error();
   return cpu_backend(threads);
 }
@@ -84,7 +85,8 @@ Result<std::unique_ptr<AggregationBackend>> make_backend(std::string_view device
     if (why.code == ErrorCode::not_found)
       spdlog::info("--device auto: using the CPU ({})", why.message);
     else
-      spdlog::warn("--device auto: a CUDA device is present but unusable, using the CPU: {}", why.message);
+      spdlog::warn("--device auto: a CUDA device is present but unusable, using the CPU: {}",
+                   why.message);
   }
   return b;
 }

@@ -1,11 +1,11 @@
 // Where the coordinator's aggregation arithmetic runs: the CPU (threaded loops) or a CUDA GPU.
 // Strategies hold backend objects and never know which device they are on.
 //
-//   auto backend = make_backend("auto", 4);            // CUDA if built with it and usable, else CPU
-//   if (!backend) return backend.error();
-//   auto sum = (*backend)->make_weighted_sum(p);        // zeroed accumulator, lives on the device
-//   auto buf = (*backend)->make_host_buffer(p);         // receive updates here (pinned on CUDA)
-//   for (each update received into {buf->get(), p} by a ChunkAssembler `in`) {
+//   auto backend = make_backend("auto", 4);            // CUDA if built with it and usable, else
+//   CPU if (!backend) return backend.error(); auto sum = (*backend)->make_weighted_sum(p); //
+//   zeroed accumulator, lives on the device auto buf = (*backend)->make_host_buffer(p);         //
+//   receive updates here (pinned on CUDA) for (each update received into {buf->get(), p} by a
+//   ChunkAssembler `in`) {
 //     AddOptions o;  o.known = in.facts();              // finite, |x|^2 measured while copying
 //     Result<AddReport> r = (*sum)->add({buf->get(), p}, float(n_i), o);  // one pass over it
 //     if (!r) log(r.error().message);                   // rejected: accumulator bit-identical
@@ -162,8 +162,7 @@ class AggregationBackend {
 // threads: CPU worker threads including the caller; 0 = hardware concurrency.
 // "auto" with a GPU that is present but unusable (busy in exclusive mode, out of memory, no
 // kernel image for its architecture) logs a warning with the reason and uses the CPU.
-Result<std::unique_ptr<AggregationBackend>> make_backend(std::string_view device,
-                                                         unsigned threads);
+Result<std::unique_ptr<AggregationBackend>> make_backend(std::string_view device, unsigned threads);
 
 // The registry with its GPU factory passed in, so tests can stand in an unusable device. `gpu`
 // returns the GPU backend or an Error: not_found when there is no device at all (auto then uses
@@ -177,6 +176,5 @@ Result<std::unique_ptr<AggregationBackend>> make_backend(std::string_view device
 // True when this binary was built with the CUDA backend and the CUDA runtime sees a device (which
 // may still turn out unusable: make_backend("cuda", ...) says).
 bool cuda_backend_available();
-
 
 }  // namespace federa

@@ -38,7 +38,8 @@ class CpuWeightedSum final : public WeightedSum {
   // leaves it bit-identical. The adding pass reads the update once.
   Result<AddReport> add(std::span<const float> x, float weight,
                         const AddOptions& options) override {
-    if (Status st = backend::check_add(x.size(), acc_.size(), weight, options); !st) return st.error();
+    if (Status st = backend::check_add(x.size(), acc_.size(), weight, options); !st)
+      return st.error();
     std::optional<double> norm = backend::known_norm(options);
     if (!norm) norm = cpu::parallel_norm(pool_, x, options.reference);
     Result<double> scale = backend::check_norm(*norm, options);
@@ -80,7 +81,8 @@ class CpuWeightedSum final : public WeightedSum {
     if (global.size() != n) return backend::size_error(global.size(), n);
     const bool need_xt = changes || step.kind != step::kReplace;
     if (need_xt && x_t.size() != n)
-      return make_error(ErrorCode::invalid_argument, "finalize: the round's starting model is missing");
+      return make_error(ErrorCode::invalid_argument,
+                        "finalize: the round's starting model is missing");
     if (step.kind != step::kReplace) {
       if (m_.size() != n) m_.assign(n, 0.0f);
       if (v_.size() != n) v_.assign(n, 0.0f);
@@ -116,8 +118,10 @@ class CpuWeightedSum final : public WeightedSum {
   Status set_optimizer_state(std::span<const float> m, std::span<const float> v) override {
     const std::size_t n = acc_.size();
     if ((!m.empty() && m.size() != n) || (!v.empty() && v.size() != n))
-      return make_error(ErrorCode::invalid_argument, "saved optimiser state has " + std::to_string(std::max(m.size(), v.size())) +
-                        " values, the model has " + std::to_string(n));
+      return make_error(ErrorCode::invalid_argument,
+                        "saved optimiser state has " +
+                            std::to_string(std::max(m.size(), v.size())) +
+                            " values, the model has " + std::to_string(n));
     m_.assign(m.begin(), m.end());
     v_.assign(v.begin(), v.end());
     return {};
@@ -129,7 +133,6 @@ class CpuWeightedSum final : public WeightedSum {
   std::vector<float> m_, v_;  // server optimiser state (v_ alone for FedAvgM)
   bool empty_ = true;
 };
-
 
 class CpuU32Sum final : public U32Sum {
  public:
@@ -187,7 +190,8 @@ Result<AggregationBackend::HostBuffer> CpuBackend::make_host_buffer(std::size_t 
   std::size_t bytes = (std::max<std::size_t>(size, 1) * sizeof(float) + 63) / 64 * 64;
   auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
   if (!p)
-    return make_error(ErrorCode::resource_exhausted, "out of memory allocating " + std::to_string(bytes) + " bytes");
+    return make_error(ErrorCode::resource_exhausted,
+                      "out of memory allocating " + std::to_string(bytes) + " bytes");
   return HostBuffer(p, [](float* q) { std::free(q); });
 }
 

@@ -34,14 +34,14 @@ inline void scal(float* __restrict acc, const float* __restrict x, float w, std:
   for (std::size_t i = 0; i < n; ++i) acc[i] = w * x[i];
 }
 
-inline void scal_delta(float* __restrict acc, const float* __restrict x, const float* __restrict ref,
-                       float w, std::size_t n) {
+inline void scal_delta(float* __restrict acc, const float* __restrict x,
+                       const float* __restrict ref, float w, std::size_t n) {
 #pragma omp simd
   for (std::size_t i = 0; i < n; ++i) acc[i] = w * (x[i] - ref[i]);
 }
 
-inline void axpy_delta(float* __restrict acc, const float* __restrict x, const float* __restrict ref,
-                       float w, std::size_t n) {
+inline void axpy_delta(float* __restrict acc, const float* __restrict x,
+                       const float* __restrict ref, float w, std::size_t n) {
 #pragma omp simd
   for (std::size_t i = 0; i < n; ++i) acc[i] += w * (x[i] - ref[i]);
 }
@@ -69,18 +69,21 @@ inline double sum_sq_diff(const float* a, const float* b, std::size_t n) {
 // The L2 norm of x (or x - ref; ref may be empty), in parallel, in SquareSums' fixed order
 // (common/update_facts.hpp): block sums kept per block and added in block order, so the norm is
 // the same whatever the thread count, and the same as ChunkAssembler measures on receipt.
-inline double parallel_norm(ThreadPool& pool, std::span<const float> x, std::span<const float> ref) {
+inline double parallel_norm(ThreadPool& pool, std::span<const float> x,
+                            std::span<const float> ref) {
   constexpr std::size_t kBlock = SquareSums::kBlock;
   const std::size_t n = x.size();
   const std::size_t blocks = (n + kBlock - 1) / kBlock;
   std::vector<double> partial(blocks, 0.0);
-  const std::size_t chunk = n < ThreadPool::kSerialBelow ? std::max(n, kBlock)
-                                                         : (pool.chunk_for(n) + kBlock - 1) / kBlock * kBlock;
+  const std::size_t chunk = n < ThreadPool::kSerialBelow
+                                ? std::max(n, kBlock)
+                                : (pool.chunk_for(n) + kBlock - 1) / kBlock * kBlock;
   pool.dynamic_for(n, chunk, [&](unsigned, std::size_t, std::size_t b, std::size_t e) {
     for (std::size_t q = b; q < e; q += kBlock) {
       const std::size_t len = std::min(kBlock, e - q);
-      partial[q / kBlock] = ref.empty() ? SquareSums::block(x.data() + q, len)
-                                        : SquareSums::block_delta(x.data() + q, ref.data() + q, len);
+      partial[q / kBlock] = ref.empty()
+                                ? SquareSums::block(x.data() + q, len)
+                                : SquareSums::block_delta(x.data() + q, ref.data() + q, len);
     }
   });
   double s = 0.0;

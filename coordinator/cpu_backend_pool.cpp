@@ -41,7 +41,8 @@ void ThreadPool::worker(unsigned index) {
   for (;;) {
     bool ready = false;
     for (int i = 0; i < kSpin && !ready; ++i) {
-      ready = generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_relaxed);
+      ready = generation_.load(std::memory_order_acquire) != seen ||
+              stop_.load(std::memory_order_relaxed);
       if (!ready) cpu_relax();
     }
     if (!ready) {
@@ -113,7 +114,8 @@ void ThreadPool::parallel_for(std::size_t n,
     fn(0, n);
     return;
   }
-  dynamic_for(n, chunk_for(n), [&](unsigned, std::size_t, std::size_t b, std::size_t e) { fn(b, e); });
+  dynamic_for(n, chunk_for(n),
+              [&](unsigned, std::size_t, std::size_t b, std::size_t e) { fn(b, e); });
 }
 
 }  // namespace federa

@@ -46,9 +46,9 @@ class CpuUpdateSet final : public UpdateSet {
     if (count_ == rows_.size()) {
       std::unique_ptr<float[]> row(new (std::nothrow) float[n_]);
       if (!row)
-        return make_error(ErrorCode::resource_exhausted,
-                          "out of memory keeping update " + std::to_string(count_ + 1) + " of " +
-                              std::to_string(n_) + " values");
+        return make_error(ErrorCode::resource_exhausted, "out of memory keeping update " +
+                                                             std::to_string(count_ + 1) + " of " +
+                                                             std::to_string(n_) + " values");
       rows_.push_back(std::move(row));
     }
     float* row = rows_[count_].get();
@@ -135,7 +135,7 @@ class CpuUpdateSet final : public UpdateSet {
     std::vector<const float*> src(rows.size());
     for (std::size_t j = 0; j < rows.size(); ++j) src[j] = rows_[rows[j]].get();
     const auto t0 = std::chrono::steady_clock::now();
-  // Blocked so that the output block stays in L2 while every row streams past it once; four
+    // Blocked so that the output block stays in L2 while every row streams past it once; four
     // rows per sweep over the block, so the block is read and written a quarter as often.
     constexpr std::size_t kOutBlock = 8192;
     pool_.parallel_for(n_, [&](std::size_t b, std::size_t e) {
@@ -145,17 +145,21 @@ class CpuUpdateSet final : public UpdateSet {
         std::memset(o, 0, len * sizeof(float));
         std::size_t j = 0;
         for (; j + 4 <= src.size(); j += 4) {
-          const float *r0 = src[j] + s, *r1 = src[j + 1] + s, *r2 = src[j + 2] + s, *r3 = src[j + 3] + s;
-          const float w0 = weights[j], w1 = weights[j + 1], w2 = weights[j + 2], w3 = weights[j + 3];
+          const float *r0 = src[j] + s, *r1 = src[j + 1] + s, *r2 = src[j + 2] + s,
+                      *r3 = src[j + 3] + s;
+          const float w0 = weights[j], w1 = weights[j + 1], w2 = weights[j + 2],
+                      w3 = weights[j + 3];
 #pragma omp simd
-          for (std::size_t q = 0; q < len; ++q) o[q] += w0 * r0[q] + w1 * r1[q] + w2 * r2[q] + w3 * r3[q];
+          for (std::size_t q = 0; q < len; ++q)
+            o[q] += w0 * r0[q] + w1 * r1[q] + w2 * r2[q] + w3 * r3[q];
         }
         for (; j < src.size(); ++j) axpy(o, src[j] + s, weights[j], len);
 #pragma omp simd
         for (std::size_t q = 0; q < len; ++q) o[q] *= inv;
       }
     });
-    last_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    last_ms_ =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return {};
   }
 

@@ -52,7 +52,7 @@ namespace federa::bench {
 namespace {
 
 namespace po = boost::program_options;
-using clock_type = std::chrono::steady_clock;
+using Clock = std::chrono::steady_clock;
 
 struct Config {
   std::string strategy, device;
@@ -67,8 +67,8 @@ struct Measured {
   std::string mode, timing;
 };
 
-double elapsed_ms(clock_type::time_point t0) {
-  return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+double elapsed_ms(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
 // A client's update: the global model plus a small client-dependent change. Cheap integer hash,
@@ -123,6 +123,7 @@ std::string json_escape(const std::string& s) {
 std::optional<int> parse(int argc, char** argv, Config& c) {
   po::options_description desc(
       "federa-bench aggregate: aggregation throughput vs the machine's memory bandwidth");
+  // clang-format off
   desc.add_options()
     ("help,h", "this help")
     ("strategy", po::value<std::string>()->default_value("fedavg"), kStrategyNames)
@@ -137,6 +138,7 @@ std::optional<int> parse(int argc, char** argv, Config& c) {
      "receipt: updates come with what the receive path measured (one pass); none: the backend validates first")
     ("no-bandwidth", po::bool_switch(), "skip the memory-bandwidth measurement")
     ("json", po::bool_switch(), "print one JSON object as the last line");
+  // clang-format on
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -187,7 +189,9 @@ Result<Measured> run_resident(AggregationBackend& be, const Config& c, float* up
     rows[j] = j;
     weights[j] = static_cast<float>(100 + j);
   }
-  Measured m{{}, "resident", be.name() == "cuda" ? "cuda events around the kernel" : "wall clock of the pass"};
+  Measured m{{},
+             "resident",
+             be.name() == "cuda" ? "cuda events around the kernel" : "wall clock of the pass"};
   for (int rep = 0; rep < c.reps + 1; ++rep) {
     if (Status st = set.value()->weighted_mean(rows, weights, {}); !st) return st.error();
     if (rep > 0) m.ms.push_back(set.value()->last_reduction_ms());  // the first pays for faults
@@ -201,18 +205,18 @@ Result<Measured> run_rounds(Strategy& s, const Config& c, float* update) {
   std::vector<float> global(c.params, 0.01f);
   for (int rep = 0; rep < c.reps + 1; ++rep) {
     double ms = 0.0;
-    auto t0 = clock_type::now();
-    s.begin_round(global, static_cast<std::uint64_t>(rep + 1));
+    auto t0 = Clock::now();
+    s.begin_round(global, static_cast<std::uint64_t>(rep) + 1);
     ms += elapsed_ms(t0);
     for (std::size_t j = 0; j < c.clients; ++j) {
       UpdateFacts facts = regenerate(update, c.params, static_cast<std::uint32_t>(j + 1000 * rep));
       if (!c.facts) facts = UpdateFacts{};
-      auto t1 = clock_type::now();
+      auto t1 = Clock::now();
       Status st = s.add_update({"bench", 100 + j, std::span<const float>(update, c.params), facts});
       ms += elapsed_ms(t1);
       if (!st) return st.error();
     }
-    auto t2 = clock_type::now();
+    auto t2 = Clock::now();
     auto stats = s.finish_round(global);
     ms += elapsed_ms(t2);
     if (!stats) return stats.error();
@@ -226,23 +230,27 @@ Result<Measured> run_rounds(Strategy& s, const Config& c, float* update) {
 std::string report(const Config& c, AggregationBackend& be, const Measured& m, double rss,
                    const BandwidthReport& bw) {
   const double ms = median(m.ms), ms_min = *std::min_element(m.ms.begin(), m.ms.end());
-  const double bytes = static_cast<double>(c.clients) * static_cast<double>(c.params) * sizeof(float);
+  const double bytes =
+      static_cast<double>(c.clients) * static_cast<double>(c.params) * sizeof(float);
   const double gbps = bytes / (ms / 1e3) / 1e9;
   const double mem = bw.memory_gbps, h2d = bw.host_to_device_gbps;
   std::ostringstream out;
   out.setf(std::ios::fixed);
   out.precision(3);
   out << "{\"strategy\":\"" << json_escape(c.strategy) << "\",\"device\":\"" << be.name()
-      << "\",\"mode\":\"" << m.mode << "\",\"input\":\"" << (c.pageable ? "pageable" : "host_buffer")
-      << "\",\"facts\":\"" << (c.facts ? "receipt" : "none") << "\",\"clients\":" << c.clients
+      << "\",\"mode\":\"" << m.mode << "\",\"input\":\""
+      << (c.pageable ? "pageable" : "host_buffer") << "\",\"facts\":\""
+      << (c.facts ? "receipt" : "none") << "\",\"clients\":" << c.clients
       << ",\"params\":" << c.params << ",\"threads\":" << c.threads << ",\"reps\":" << c.reps
       << ",\"ms\":" << ms << ",\"ms_min\":" << ms_min << ",\"gbps\":" << gbps
-      << ",\"memory_bw_gbps\":" << mem << ",\"fraction_of_memory_bw\":" << (mem > 0 ? gbps / mem : 0.0)
+      << ",\"memory_bw_gbps\":" << mem << ",\"fraction_of_memory_bw\":"
+      << (mem > 0 ? gbps / mem : 0.0)
       // best round against the best triad pass: like for like on a shared, noisy machine
       << ",\"fraction_of_memory_bw_best\":" << (mem > 0 ? bytes / (ms_min / 1e3) / 1e9 / mem : 0.0)
       << ",\"h2d_gbps\":" << h2d << ",\"fraction_of_h2d_bw\":" << (h2d > 0 ? gbps / h2d : 0.0)
       << ",\"peak_rss_mb\":" << rss << ",\"timing\":\"" << m.timing << "\",\"backend\":\""
-      << json_escape(be.description()) << "\",\"bandwidth_method\":\"" << json_escape(bw.method) << "\"}";
+      << json_escape(be.description()) << "\",\"bandwidth_method\":\"" << json_escape(bw.method)
+      << "\"}";
   return out.str();
 }
 
@@ -272,7 +280,8 @@ int aggregate_main(int argc, char** argv) {
   if (!host) return fail(host.error().message);
   std::vector<float> pageable(c.pageable ? c.params : 0);
   float* update = c.pageable ? pageable.data() : host->get();
-  Result<Measured> m = c.resident ? run_resident(be, c, update) : run_rounds(*strategy.value(), c, update);
+  Result<Measured> m =
+      c.resident ? run_resident(be, c, update) : run_rounds(*strategy.value(), c, update);
   if (!m) return fail(m.error().message);
   // Peak RSS before the bandwidth probe, whose arrays would otherwise dominate it.
   const double rss = peak_rss_mb();
@@ -283,8 +292,9 @@ int aggregate_main(int argc, char** argv) {
     if (!r) std::cerr << "federa-bench aggregate: bandwidth: " << r.error().message << "\n";
     if (r) bw = r.value();
   }
-  std::cerr << "strategy " << c.strategy << " (" << m->mode << "), K=" << c.clients << ", P=" << c.params
-            << ": " << median(m->ms) << " ms; memory " << bw.memory_gbps << " GB/s (" << bw.method << ")\n";
+  std::cerr << "strategy " << c.strategy << " (" << m->mode << "), K=" << c.clients
+            << ", P=" << c.params << ": " << median(m->ms) << " ms; memory " << bw.memory_gbps
+            << " GB/s (" << bw.method << ")\n";
   std::cout << report(c, be, m.value(), rss, bw) << std::endl;
   return 0;
 }

@@ -14,7 +14,8 @@ static_assert(Context::kPinnedChunkBytes % (kNormBlock * sizeof(float)) == 0);
 Error cuda_error(cudaError_t e, const char* expr, const char* file, int line) {
   ErrorCode code = ErrorCode::internal;
   if (e == cudaErrorMemoryAllocation) code = ErrorCode::resource_exhausted;
-  if (e == cudaErrorDevicesUnavailable || e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver)
+  if (e == cudaErrorDevicesUnavailable || e == cudaErrorNoDevice ||
+      e == cudaErrorInsufficientDriver)
     code = ErrorCode::unavailable;
   return make_error(code, std::string("CUDA error ") + cudaGetErrorName(e) + " (" +
                               cudaGetErrorString(e) + ") in " + expr + " at " + file + ":" +
@@ -83,7 +84,8 @@ Status Context::init() {
 bool Context::is_pinned(const void* p, std::size_t bytes) const {
   if (pinned_registry().contains(p, bytes)) return true;
   cudaPointerAttributes attr{};
-  const bool pinned = cudaPointerGetAttributes(&attr, p) == cudaSuccess && attr.type == cudaMemoryTypeHost;
+  const bool pinned =
+      cudaPointerGetAttributes(&attr, p) == cudaSuccess && attr.type == cudaMemoryTypeHost;
   cudaGetLastError();  // pageable memory may leave an error behind on old drivers
   return pinned;
 }
@@ -161,8 +163,8 @@ Status Context::download(void* dst, const void* src, std::size_t bytes) {
       std::memcpy(out, staging_[l], piece(c));
     const std::size_t next = c + kLanes;
     if (next < chunks)
-      if (Status st = copy_chunk_out(static_cast<const char*>(src) + next * kStagingBytes,
-                                     piece(next), l);
+      if (Status st =
+              copy_chunk_out(static_cast<const char*>(src) + next * kStagingBytes, piece(next), l);
           !st)
         return st;
   }
@@ -170,7 +172,8 @@ Status Context::download(void* dst, const void* src, std::size_t bytes) {
 }
 
 Status Context::read_small(void* dst, const void* dev, std::size_t bytes) {
-  if (bytes > kSlotBytes) return make_error(ErrorCode::internal, "read_small: more than the slot holds");
+  if (bytes > kSlotBytes)
+    return make_error(ErrorCode::internal, "read_small: more than the slot holds");
   CUDA_CHECK(cudaMemcpyAsync(slot_, dev, bytes, cudaMemcpyDeviceToHost, stream_[0]));
   CUDA_CHECK(cudaEventRecord(slot_event_, stream_[0]));
   CUDA_CHECK(cudaEventSynchronize(slot_event_));

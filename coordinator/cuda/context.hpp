@@ -4,10 +4,11 @@
 //
 //   std::lock_guard lock(ctx.mutex());
 //   ctx.upload(dev_x, host_x, n * 4, 4, [&](std::size_t first, std::size_t count, cudaStream_t s) {
-//     return check(cuda::sum_sq_partials(dev_x + first, nullptr, count, parts + first / kNormBlock, s));
-//   });                                                 // chunk c's kernel overlaps chunk c+1's copy
-//   cuda::sum_partials(parts, count, dev_sum, ctx.main());
-//   Result<double> s = ctx.read_double(dev_sum);        // one event wait, no blocking memcpy
+//     return check(cuda::sum_sq_partials(dev_x + first, nullptr, count, parts + first / kNormBlock,
+//     s));
+//   });                                                 // chunk c's kernel overlaps chunk c+1's
+//   copy cuda::sum_partials(parts, count, dev_sum, ctx.main()); Result<double> s =
+//   ctx.read_double(dev_sum);        // one event wait, no blocking memcpy
 //
 // Ordering: every operation runs on main(); upload()/download() fan chunks out over kLanes
 // streams that first wait for what main() has queued, and main() waits for them again at the
@@ -29,10 +30,10 @@
 
 // Turns a failed CUDA runtime call into an Error naming the call, file and line; usable in any
 // function returning Status or Result<T>.
-#define CUDA_CHECK(expr)                                                        \
-  do {                                                                          \
-    cudaError_t cuda_check_err_ = (expr);                                       \
-    if (cuda_check_err_ != cudaSuccess)                                         \
+#define CUDA_CHECK(expr)                                                             \
+  do {                                                                               \
+    cudaError_t cuda_check_err_ = (expr);                                            \
+    if (cuda_check_err_ != cudaSuccess)                                              \
       return ::federa::cuda::cuda_error(cuda_check_err_, #expr, __FILE__, __LINE__); \
   } while (0)
 
@@ -111,7 +112,8 @@ class Context {
   // When it returns, a pageable source has been read completely; a pinned one may still be read
   // by DMA until main() is synchronised (sync(), read_double()).
   using ChunkFn = std::function<Status(std::size_t first, std::size_t count, cudaStream_t stream)>;
-  Status upload(void* dst, const void* src, std::size_t bytes, std::size_t elem, const ChunkFn& on_chunk);
+  Status upload(void* dst, const void* src, std::size_t bytes, std::size_t elem,
+                const ChunkFn& on_chunk);
   // Device src -> host dst after main()'s queued work; returns when dst holds the data. Pinned
   // destinations are copied directly, pageable ones through the staging buffers, chunks
   // pipelined so the host copy of one overlaps the device copy of the next.
@@ -139,8 +141,8 @@ class Context {
   cudaEvent_t timer(int i) const { return timer_[i]; }
 
  private:
-  Status fan_out();                     // lanes wait for main()
-  Status join(int lanes_used);          // main() waits for the lanes
+  Status fan_out();                                                   // lanes wait for main()
+  Status join(int lanes_used);                                        // main() waits for the lanes
   Status copy_chunk_out(const void* src, std::size_t len, int lane);  // device -> staging_[lane]
 
   HostCopy copy_;

@@ -90,9 +90,11 @@ class CudaBackend final : public AggregationBackend {
       }
       return best;
     };
-    auto t_d2d = best_ms([&] { return cudaMemcpyAsync(b.get(), a.get(), d2d, cudaMemcpyDeviceToDevice, s); });
+    auto t_d2d = best_ms(
+        [&] { return cudaMemcpyAsync(b.get(), a.get(), d2d, cudaMemcpyDeviceToDevice, s); });
     if (!t_d2d) return t_d2d.error();
-    auto t_h2d = best_ms([&] { return cudaMemcpyAsync(a.get(), host->get(), h2d, cudaMemcpyHostToDevice, s); });
+    auto t_h2d = best_ms(
+        [&] { return cudaMemcpyAsync(a.get(), host->get(), h2d, cudaMemcpyHostToDevice, s); });
     if (!t_h2d) return t_h2d.error();
     BandwidthReport r;
     r.memory_gbps = 2.0 * static_cast<double>(d2d) / (t_d2d.value() / 1e3) / 1e9;
@@ -116,9 +118,10 @@ Status probe(Context& ctx, const cudaDeviceProp& prop, unsigned blocks) {
   if (e == cudaSuccess) e = cuda::probe(out.get(), blocks, ctx.main());
   Status read = e == cudaSuccess ? ctx.read_small(&value, out.get(), sizeof value) : Status{};
   if (e == cudaSuccess && read && value == cuda::kProbeValue) return {};
-  const std::string why = e != cudaSuccess ? std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")"
-                          : !read         ? read.message()
-                                          : "the probe kernel wrote " + std::to_string(value);
+  const std::string why =
+      e != cudaSuccess ? std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")"
+      : !read          ? read.message()
+                       : "the probe kernel wrote " + std::to_string(value);
   ctx.drain();
   const std::string sm = std::to_string(prop.major) + std::to_string(prop.minor);
   return make_error(ErrorCode::failed_precondition,
@@ -126,7 +129,8 @@ Status probe(Context& ctx, const cudaDeviceProp& prop, unsigned blocks) {
                         std::to_string(prop.major) + "." + std::to_string(prop.minor) +
                         ") cannot run this build's kernels: " + why +
                         ". This build has code for CUDA architectures " FEDERA_CUDA_ARCHITECTURES
-                        "; for this GPU configure with -DCMAKE_CUDA_ARCHITECTURES=" + sm);
+                        "; for this GPU configure with -DCMAKE_CUDA_ARCHITECTURES=" +
+                        sm);
 }
 
 }  // namespace
@@ -146,16 +150,20 @@ bool cuda_device_available(std::string* why) {
   return true;
 }
 
-Result<std::unique_ptr<AggregationBackend>> make_cuda_backend(HostCopy copy, const CudaBackendOptions& options) {
+Result<std::unique_ptr<AggregationBackend>> make_cuda_backend(HostCopy copy,
+                                                              const CudaBackendOptions& options) {
   std::string why;
-  if (!cuda_device_available(&why)) return make_error(ErrorCode::not_found, "no CUDA device (" + why + ")");
+  if (!cuda_device_available(&why))
+    return make_error(ErrorCode::not_found, "no CUDA device (" + why + ")");
   cudaDeviceProp prop{};
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   auto ctx = std::make_shared<Context>(std::move(copy));
   // Creating the context is where a device in exclusive mode held by another process fails.
   if (Status st = ctx->init(); !st)
-    return make_error(st.code(), std::string("CUDA device 0 (") + prop.name + ") is unusable: " + st.message());
-  if (Status st = probe(*ctx, prop, options.simulate_probe_failure ? 0u : 1u); !st) return st.error();
+    return make_error(
+        st.code(), std::string("CUDA device 0 (") + prop.name + ") is unusable: " + st.message());
+  if (Status st = probe(*ctx, prop, options.simulate_probe_failure ? 0u : 1u); !st)
+    return st.error();
   return std::unique_ptr<AggregationBackend>(std::make_unique<CudaBackend>(ctx, prop.name));
 }
 

@@ -33,7 +33,7 @@ struct CudaBackendOptions {
 // Uses device 0. An empty `copy` means std::memcpy. Errors: not_found (no device), unavailable
 // (device busy or missing driver), resource_exhausted (out of memory), failed_precondition (the
 // probe launch failed: the message names the device's architecture and the build's).
-Result<std::unique_ptr<AggregationBackend>> make_cuda_backend(HostCopy copy,
-                                                              const CudaBackendOptions& options = {});
+Result<std::unique_ptr<AggregationBackend>> make_cuda_backend(
+    HostCopy copy, const CudaBackendOptions& options = {});
 
 }  // namespace federa

@@ -152,12 +152,13 @@ cudaError_t probe(int* out, unsigned blocks, cudaStream_t stream) {
 cudaError_t sum_sq_partials(const float* x, const float* ref, std::size_t n, double* partials,
                             cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  sum_sq_partials_kernel<<<static_cast<unsigned>(norm_partials(n)), kThreads, 0, stream>>>(x, ref, n,
-                                                                                          partials);
+  sum_sq_partials_kernel<<<static_cast<unsigned>(norm_partials(n)), kThreads, 0, stream>>>(
+      x, ref, n, partials);
   return cudaGetLastError();
 }
 
-cudaError_t sum_partials(const double* partials, std::size_t count, double* out, cudaStream_t stream) {
+cudaError_t sum_partials(const double* partials, std::size_t count, double* out,
+                         cudaStream_t stream) {
   sum_partials_kernel<<<1, kThreads, 0, stream>>>(partials, count, out);
   return cudaGetLastError();
 }
@@ -183,13 +184,15 @@ cudaError_t scale_delta(float* row, const float* ref, float s, std::size_t n, cu
   return cudaGetLastError();
 }
 
-cudaError_t scale_copy(float* out, const float* in, float scale, std::size_t n, cudaStream_t stream) {
+cudaError_t scale_copy(float* out, const float* in, float scale, std::size_t n,
+                       cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   scale_copy_kernel<<<blocks_for(n), kThreads, 0, stream>>>(out, in, scale, n);
   return cudaGetLastError();
 }
 
-cudaError_t add_u32(std::uint32_t* acc, const std::uint32_t* x, std::size_t n, cudaStream_t stream) {
+cudaError_t add_u32(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
+                    cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   add_u32_kernel<<<blocks_for(n), kThreads, 0, stream>>>(acc, x, n);
   return cudaGetLastError();

@@ -10,10 +10,10 @@
 // run on a given GPU.
 #pragma once
 
+#include <cuda_runtime.h>
+
 #include <cstddef>
 #include <cstdint>
-
-#include <cuda_runtime.h>
 
 #include "coordinator/aggregation_backend.inl"
 
@@ -33,7 +33,8 @@ constexpr std::size_t norm_partials(std::size_t n) { return (n + kNormBlock - 1)
 cudaError_t sum_sq_partials(const float* x, const float* ref, std::size_t n, double* partials,
                             cudaStream_t stream);
 // *out = sum of partials[0, count), in a fixed order (one block).
-cudaError_t sum_partials(const double* partials, std::size_t count, double* out, cudaStream_t stream);
+cudaError_t sum_partials(const double* partials, std::size_t count, double* out,
+                         cudaStream_t stream);
 
 // acc += w * (x - ref); ref may be null (then x itself).
 cudaError_t axpy(float* acc, const float* x, const float* ref, float w, std::size_t n,
@@ -43,7 +44,8 @@ cudaError_t axpy(float* acc, const float* x, const float* ref, float w, std::siz
 cudaError_t scale_delta(float* row, const float* ref, float s, std::size_t n, cudaStream_t stream);
 
 // out = scale * in.
-cudaError_t scale_copy(float* out, const float* in, float scale, std::size_t n, cudaStream_t stream);
+cudaError_t scale_copy(float* out, const float* in, float scale, std::size_t n,
+                       cudaStream_t stream);
 
 // out[i] = step(xt[i], scale * acc[i] + (changes ? xt[i] : 0)), updating m[i], v[i] (the server
 // optimiser state; unused, may be null, for kReplace). xt may be null when !changes and kReplace.

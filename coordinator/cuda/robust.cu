@@ -33,7 +33,8 @@ __global__ void robust_kernel(float* __restrict__ out, const float* const* __res
     }
     if (median) {
       out[i] = k % 2 ? v[(k / 2) * nt]
-                     : static_cast<float>((static_cast<double>(v[(k / 2 - 1) * nt]) + v[(k / 2) * nt]) * 0.5);
+                     : static_cast<float>(
+                           (static_cast<double>(v[(k / 2 - 1) * nt]) + v[(k / 2) * nt]) * 0.5);
     } else {
       double s = 0.0;
       for (unsigned j = trim; j < k - trim; ++j) s += v[j * nt];
@@ -77,8 +78,8 @@ constexpr std::size_t kMaxTile = 256;
 // block's per-pair totals go to its own slots of `partials`: no atomics.
 __global__ void pair_kernel(double* __restrict__ partials, const float* const* __restrict__ rows,
                             std::size_t k, std::size_t n, std::size_t tile, std::size_t stride,
-                            const std::uint32_t* __restrict__ pi, const std::uint32_t* __restrict__ pj,
-                            std::size_t pairs) {
+                            const std::uint32_t* __restrict__ pi,
+                            const std::uint32_t* __restrict__ pj, std::size_t pairs) {
   extern __shared__ float sh[];  // k x stride
   double part[kPairsPerThread] = {};
   for (std::size_t base = blockIdx.x * tile; base < n; base += gridDim.x * tile) {
@@ -144,8 +145,8 @@ cudaError_t pair_sq_distances_reduce(double* out, const double* partials, unsign
                                      std::size_t pairs, cudaStream_t stream) {
   if (pairs == 0 || blocks == 0) return cudaSuccess;
   const unsigned threads = 256;
-  pair_reduce_kernel<<<static_cast<unsigned>((pairs + threads - 1) / threads), threads, 0, stream>>>(
-      out, partials, blocks, pairs);
+  pair_reduce_kernel<<<static_cast<unsigned>((pairs + threads - 1) / threads), threads, 0,
+                       stream>>>(out, partials, blocks, pairs);
   return cudaGetLastError();
 }
 

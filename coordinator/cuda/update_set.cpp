@@ -70,8 +70,9 @@ class CudaUpdateSet final : public UpdateSet {
       if (k < 2) return d;
       if (k > kMaxDistanceRows)
         return make_error(ErrorCode::invalid_argument,
-                          "pairwise distances on the GPU support at most " + std::to_string(kMaxDistanceRows) +
-                              " updates, got " + std::to_string(k) + " (use --device cpu)");
+                          "pairwise distances on the GPU support at most " +
+                              std::to_string(kMaxDistanceRows) + " updates, got " +
+                              std::to_string(k) + " (use --device cpu)");
       std::vector<std::uint32_t> pi, pj;
       for (std::uint32_t i = 0; i < k; ++i)
         for (std::uint32_t j = i + 1; j < k; ++j) {
@@ -86,7 +87,8 @@ class CudaUpdateSet final : public UpdateSet {
       if (Status st = partials_.reserve(kMaxDistanceBlocks * batch); !st) return st.error();
       cudaStream_t s = ctx_->main();
       CUDA_CHECK(cudaMemcpyAsync(idx_.get(), pi.data(), pairs * 4, cudaMemcpyHostToDevice, s));
-      CUDA_CHECK(cudaMemcpyAsync(idx_.get() + pairs, pj.data(), pairs * 4, cudaMemcpyHostToDevice, s));
+      CUDA_CHECK(
+          cudaMemcpyAsync(idx_.get() + pairs, pj.data(), pairs * 4, cudaMemcpyHostToDevice, s));
       for (std::size_t p0 = 0; p0 < pairs; p0 += kMaxPairsPerLaunch) {
         const std::size_t len = std::min(kMaxPairsPerLaunch, pairs - p0);
         unsigned blocks = 0;
@@ -98,7 +100,8 @@ class CudaUpdateSet final : public UpdateSet {
           CUDA_CHECK(pair_sq_distances_reduce(dist_.get() + p0, partials_.get(), blocks, len, s));
       }
       std::vector<double> flat(pairs);
-      if (Status st = ctx_->download(flat.data(), dist_.get(), pairs * sizeof(double)); !st) return st.error();
+      if (Status st = ctx_->download(flat.data(), dist_.get(), pairs * sizeof(double)); !st)
+        return st.error();
       for (std::size_t p = 0; p < pairs; ++p) d[pi[p] * k + pj[p]] = d[pj[p] * k + pi[p]] = flat[p];
       return d;
     });
@@ -117,7 +120,8 @@ class CudaUpdateSet final : public UpdateSet {
       cudaStream_t s = ctx_->main();
       CUDA_CHECK(cudaMemcpyAsync(table_.get(), chosen.data(), chosen.size() * sizeof(const float*),
                                  cudaMemcpyHostToDevice, s));
-      CUDA_CHECK(cudaMemcpyAsync(w_.get(), weights.data(), weights.size() * 4, cudaMemcpyHostToDevice, s));
+      CUDA_CHECK(
+          cudaMemcpyAsync(w_.get(), weights.data(), weights.size() * 4, cudaMemcpyHostToDevice, s));
       // Events around the kernel alone: the benchmark's device-resident figure.
       CUDA_CHECK(cudaEventRecord(ctx_->timer(0), s));
       CUDA_CHECK(weighted_rows(out_.get(), table_.get(), n_, w_.get(), rows.size(),
@@ -142,8 +146,8 @@ class CudaUpdateSet final : public UpdateSet {
     if (count_ == rows_.size()) {
       auto row = std::make_unique<DeviceArray<float>>();
       if (Status st = row->reserve(n_); !st)
-        return make_error(st.code(), "keeping update " + std::to_string(count_ + 1) + " on the GPU: " +
-                                         st.message());
+        return make_error(st.code(), "keeping update " + std::to_string(count_ + 1) +
+                                         " on the GPU: " + st.message());
       rows_.push_back(std::move(row));
     }
     return rows_[count_]->get();
@@ -154,18 +158,20 @@ class CudaUpdateSet final : public UpdateSet {
     std::vector<const float*> p(k);
     for (std::size_t j = 0; j < k; ++j) p[j] = rows_[j]->get();
     if (Status st = table_.reserve(k); !st) return st;
-    CUDA_CHECK(cudaMemcpyAsync(table_.get(), p.data(), k * sizeof(const float*), cudaMemcpyHostToDevice,
-                               ctx_->main()));
+    CUDA_CHECK(cudaMemcpyAsync(table_.get(), p.data(), k * sizeof(const float*),
+                               cudaMemcpyHostToDevice, ctx_->main()));
     return {};
   }
 
   Status robust(std::span<float> out, std::size_t trim, bool median) {
     return ctx_->guarded<Status>([&]() -> Status {
-      if (Status st = backend::check_robust(count_, out.size(), n_, median ? 0 : trim); !st) return st;
+      if (Status st = backend::check_robust(count_, out.size(), n_, median ? 0 : trim); !st)
+        return st;
       if (count_ > kMaxRobustRows)
         return make_error(ErrorCode::invalid_argument,
-                          "median/trimmed mean on the GPU support at most " + std::to_string(kMaxRobustRows) +
-                              " updates per round, got " + std::to_string(count_) + " (use --device cpu)");
+                          "median/trimmed mean on the GPU support at most " +
+                              std::to_string(kMaxRobustRows) + " updates per round, got " +
+                              std::to_string(count_) + " (use --device cpu)");
       if (Status st = out_.reserve(n_); !st) return st;
       if (Status st = upload_row_table(count_); !st) return st;
       CUDA_CHECK(robust_reduce(out_.get(), table_.get(), count_, n_, trim, median, ctx_->main()));

@@ -8,7 +8,8 @@ namespace federa::cuda {
 
 Result<const float*> ReferenceCache::get(Context& ctx, std::span<const float> reference) {
   if (reference.empty()) return static_cast<const float*>(nullptr);
-  if (of_ == reference.data() && size_ == reference.size()) return static_cast<const float*>(dev_.get());
+  if (of_ == reference.data() && size_ == reference.size())
+    return static_cast<const float*>(dev_.get());
   of_ = nullptr;
   if (Status st = dev_.reserve(reference.size()); !st) return st.error();
   if (Status st = ctx.upload(dev_.get(), reference.data(), reference.size() * sizeof(float),
@@ -29,8 +30,8 @@ Result<double> upload_measured(Context& ctx, float* dev, std::span<const float> 
   Status up = ctx.upload(dev, x.data(), x.size() * sizeof(float), sizeof(float),
                          [&](std::size_t first, std::size_t count, cudaStream_t s) -> Status {
                            // Chunks start at multiples of kNormBlock (context.cpp asserts it).
-                           CUDA_CHECK(sum_sq_partials(dev + first, ref ? ref + first : nullptr, count,
-                                                      partials + first / kNormBlock, s));
+                           CUDA_CHECK(sum_sq_partials(dev + first, ref ? ref + first : nullptr,
+                                                      count, partials + first / kNormBlock, s));
                            return {};
                          });
   if (!up) return up.error();

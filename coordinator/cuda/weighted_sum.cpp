@@ -40,12 +40,14 @@ class CudaWeightedSum final : public WeightedSum {
       if (Status st = backend::check_add(x.size(), n_, w, o); !st) return st.error();
       Result<const float*> ref = ref_.get(*ctx_, o.reference);
       if (!ref) return ref.error();
-      if (std::optional<double> known = backend::known_norm(o)) return add_known(x, w, o, *ref, *known);
+      if (std::optional<double> known = backend::known_norm(o))
+        return add_known(x, w, o, *ref, *known);
       Result<double> norm = upload_measured(*ctx_, x_.get(), x, *ref, scratch_);
       if (!norm) return norm.error();
       Result<double> scale = backend::check_norm(norm.value(), o);
       if (!scale) return scale.error();  // x_ is scratch: the accumulator was not touched
-      CUDA_CHECK(axpy(acc_.get(), x_.get(), *ref, static_cast<float>(w * scale.value()), n_, ctx_->main()));
+      CUDA_CHECK(axpy(acc_.get(), x_.get(), *ref, static_cast<float>(w * scale.value()), n_,
+                      ctx_->main()));
       return AddReport{norm.value(), scale.value()};
     });
   }
@@ -65,13 +67,14 @@ class CudaWeightedSum final : public WeightedSum {
       if (global.size() != n_) return backend::size_error(global.size(), n_);
       const bool need_xt = changes || step.kind != step::kReplace;
       if (need_xt && x_t.size() != n_)
-        return make_error(ErrorCode::invalid_argument, "finalize: the round's starting model is missing");
+        return make_error(ErrorCode::invalid_argument,
+                          "finalize: the round's starting model is missing");
       Result<const float*> xt = ref_.get(*ctx_, need_xt ? x_t : std::span<const float>{});
       if (!xt) return xt.error();
       if (step.kind != step::kReplace)
         if (Status st = ensure_state(); !st) return st;
-      CUDA_CHECK(finalize_step(x_.get(), acc_.get(), *xt, changes, scale, step, m_.get(), v_.get(), n_,
-                               ctx_->main()));
+      CUDA_CHECK(finalize_step(x_.get(), acc_.get(), *xt, changes, scale, step, m_.get(), v_.get(),
+                               n_, ctx_->main()));
       return ctx_->download(global.data(), x_.get(), n_ * sizeof(float));
     });
   }
@@ -92,20 +95,22 @@ class CudaWeightedSum final : public WeightedSum {
     return ctx_->guarded<Status>([&]() -> Status {
       if ((!m.empty() && m.size() != n_) || (!v.empty() && v.size() != n_))
         return make_error(ErrorCode::invalid_argument,
-                          "saved optimiser state has " + std::to_string(std::max(m.size(), v.size())) +
+                          "saved optimiser state has " +
+                              std::to_string(std::max(m.size(), v.size())) +
                               " values, the model has " + std::to_string(n_));
       has_state_ = false;
       if (Status st = ensure_state(); !st) return st;
       for (auto [src, dst] : {std::pair{m, m_.get()}, std::pair{v, v_.get()}})
         if (!src.empty())
-          if (Status st = ctx_->upload(dst, src.data(), n_ * sizeof(float), sizeof(float), {}); !st) return st;
+          if (Status st = ctx_->upload(dst, src.data(), n_ * sizeof(float), sizeof(float), {}); !st)
+            return st;
       return ctx_->sync();
     });
   }
 
  private:
-  Result<AddReport> add_known(std::span<const float> x, float w, const AddOptions& o, const float* ref,
-                              double norm) {
+  Result<AddReport> add_known(std::span<const float> x, float w, const AddOptions& o,
+                              const float* ref, double norm) {
     Result<double> scale = backend::check_norm(norm, o);
     if (!scale) return scale.error();  // rejected before a byte moved
     const float ws = static_cast<float>(w * scale.value());
@@ -157,11 +162,12 @@ class CudaU32Sum final : public U32Sum {
   Status add(std::span<const std::uint32_t> x) override {
     return ctx_->guarded<Status>([&]() -> Status {
       if (x.size() != n_) return backend::size_error(x.size(), n_);
-      Status up = ctx_->upload(x_.get(), x.data(), n_ * 4, 4, [&](std::size_t first, std::size_t count,
-                                                                  cudaStream_t s) -> Status {
-        CUDA_CHECK(add_u32(acc_.get() + first, x_.get() + first, count, s));
-        return {};
-      });
+      Status up =
+          ctx_->upload(x_.get(), x.data(), n_ * 4, 4,
+                       [&](std::size_t first, std::size_t count, cudaStream_t s) -> Status {
+                         CUDA_CHECK(add_u32(acc_.get() + first, x_.get() + first, count, s));
+                         return {};
+                       });
       if (!up) return up;
       return ctx_->sync();
     });
@@ -181,7 +187,8 @@ class CudaU32Sum final : public U32Sum {
 
 }  // namespace
 
-Result<std::unique_ptr<WeightedSum>> make_weighted_sum(std::shared_ptr<Context> ctx, std::size_t n) {
+Result<std::unique_ptr<WeightedSum>> make_weighted_sum(std::shared_ptr<Context> ctx,
+                                                       std::size_t n) {
   auto s = std::make_unique<CudaWeightedSum>(std::move(ctx), n);
   if (Status st = s->init(); !st) return st.error();
   return std::unique_ptr<WeightedSum>(std::move(s));

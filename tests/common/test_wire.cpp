@@ -126,7 +126,8 @@ TEST_CASE("reassembly measures the update while it copies: the same sums however
   CHECK(blocks == whole.sum_sq());
   CHECK(blocks_delta == *whole.sum_sq_delta());
 
-  for (std::size_t chunk : {std::size_t{7}, std::size_t{1000}, std::size_t{16384}, std::size_t{65'537}, n}) {
+  for (std::size_t chunk :
+       {std::size_t{7}, std::size_t{1000}, std::size_t{16384}, std::size_t{65'537}, n}) {
     CAPTURE(chunk);
     auto chunks = make_chunks(3, x, chunk);
     std::vector<float> out(n);
@@ -147,7 +148,8 @@ TEST_CASE("reassembly measures the update while it copies: the same sums however
   }
 }
 
-TEST_CASE("reassembly facts: a non-finite value is named, and finite is only vouched for when checked") {
+TEST_CASE(
+    "reassembly facts: a non-finite value is named, and finite is only vouched for when checked") {
   std::vector<float> x(5000, 0.5f), out(5000), ref(4999);
   x[3210] = -std::numeric_limits<float>::infinity();
   auto chunks = make_chunks(1, x, 1000);

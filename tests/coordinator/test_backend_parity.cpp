@@ -94,7 +94,8 @@ TEST_CASE("the NaN-sensitive comparison itself") {
   CHECK(std::isinf(max_rel(a, {1, 2})));
 }
 
-TEST_CASE("parity: weighted sum from pageable and pinned memory, with reference, clipping, rejections") {
+TEST_CASE(
+    "parity: weighted sum from pageable and pinned memory, with reference, clipping, rejections") {
   Pair p = backends();
   std::mt19937 rng(1);
   const std::size_t n = 5'000'003;  // several staging chunks, an odd tail
@@ -131,7 +132,8 @@ TEST_CASE("parity: weighted sum from pageable and pinned memory, with reference,
   CHECK(same_bits(outs[1], outs[3]));  // GPU: the staged and the direct path agree bit for bit
 }
 
-TEST_CASE("rejected adds leave the accumulator bit-identical on both backends, with and without facts") {
+TEST_CASE(
+    "rejected adds leave the accumulator bit-identical on both backends, with and without facts") {
   Pair p = backends();
   std::mt19937 rng(2);
   const std::size_t n = 3'000'017;
@@ -228,7 +230,8 @@ TEST_CASE("parity: median, trimmed mean, pairwise distances, weighted mean (odd 
     CHECK(same_bits(med[0], med[1]));  // the same sorted values on both
     CHECK(max_rel(tm[0], tm[1]) < 1e-6);
     CHECK(max_rel(wm[0], wm[1]) < 1e-6);
-    for (std::size_t q = 0; q < k * k; ++q) CHECK(dist[1][q] == doctest::Approx(dist[0][q]).epsilon(1e-5));
+    for (std::size_t q = 0; q < k * k; ++q)
+      CHECK(dist[1][q] == doctest::Approx(dist[0][q]).epsilon(1e-5));
   }
 }
 
@@ -258,8 +261,8 @@ TEST_CASE("parity: every strategy end to end, within 1e-6") {
   const std::size_t n = 100'000, k = 7;
   std::vector<std::vector<float>> ups;
   for (std::size_t j = 0; j < k; ++j) ups.push_back(rnd(n, rng, 0.1f, 1.0f));
-  for (std::string name : {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", "dp-fedavg",
-                           "median", "trimmed-mean", "krum", "multi-krum"}) {
+  for (std::string name : {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad",
+                           "dp-fedavg", "median", "trimmed-mean", "krum", "multi-krum"}) {
     CAPTURE(name);
     StrategyOptions o;
     o.strategy = name == "dp-fedavg" ? "fedavg" : name;
@@ -276,7 +279,8 @@ TEST_CASE("parity: every strategy end to end, within 1e-6") {
       std::vector<float> g(n, 1.0f);
       for (std::uint64_t round = 1; round <= 2; ++round) {
         s.value()->begin_round(g, round);
-        for (std::size_t j = 0; j < k; ++j) REQUIRE(s.value()->add_update({"c", j + 1, ups[j]}).ok());
+        for (std::size_t j = 0; j < k; ++j)
+          REQUIRE(s.value()->add_update({"c", j + 1, ups[j]}).ok());
         REQUIRE(s.value()->finish_round(g).ok());
       }
       res.push_back(g);
@@ -337,7 +341,8 @@ TEST_CASE("parity: finalize with every server step, and kept updates stored as c
   CHECK(max_rel(med[0], med[1]) < 1e-6);
 }
 
-TEST_CASE("the GPU gives the same bits on two runs (norms, clip factors, sums, distances, robust)") {
+TEST_CASE(
+    "the GPU gives the same bits on two runs (norms, clip factors, sums, distances, robust)") {
   const std::size_t n = 2'000'003, k = 9;
   auto run = [&]() {
     auto g = make_backend("cuda", 2);

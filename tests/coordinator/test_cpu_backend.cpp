@@ -19,7 +19,9 @@ using namespace federa;
 
 namespace {
 
-std::unique_ptr<AggregationBackend> cpu(unsigned threads = 2) { return std::make_unique<CpuBackend>(threads); }
+std::unique_ptr<AggregationBackend> cpu(unsigned threads = 2) {
+  return std::make_unique<CpuBackend>(threads);
+}
 
 std::vector<float> random_update(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
   std::normal_distribution<float> d(0.0f, scale);
@@ -45,8 +47,8 @@ UpdateFacts received_facts(const std::vector<float>& x, std::size_t chunk_elemen
   std::vector<float> dest(x.size());
   ChunkAssembler in;
   auto chunks = make_chunks(1, x, chunk_elements);
-  REQUIRE(in.begin(1, x.size(), static_cast<std::uint32_t>(chunks.size()), chunk_elements, dest, true,
-                   reference)
+  REQUIRE(in.begin(1, x.size(), static_cast<std::uint32_t>(chunks.size()), chunk_elements, dest,
+                   true, reference)
               .ok());
   for (const auto& c : chunks) REQUIRE(in.add(c.chunk()).ok());
   REQUIRE(in.complete());
@@ -57,7 +59,8 @@ UpdateFacts received_facts(const std::vector<float>& x, std::size_t chunk_elemen
 // A GPU factory that finds a device it cannot use, as a GPU busy in exclusive mode or without a
 // kernel image for its architecture looks to the registry.
 Result<std::unique_ptr<AggregationBackend>> unusable_gpu(unsigned) {
-  return make_error(ErrorCode::unavailable, "all CUDA-capable devices are busy or unavailable (simulated)");
+  return make_error(ErrorCode::unavailable,
+                    "all CUDA-capable devices are busy or unavailable (simulated)");
 }
 
 }  // namespace
@@ -176,7 +179,8 @@ TEST_CASE("thread pool: parallel_for covers every index exactly once, for many s
   for (unsigned threads : {1u, 2u, 4u}) {
     ThreadPool pool(threads);
     CHECK(pool.size() == threads);
-    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{17}, std::size_t{40000}, std::size_t{100001}}) {
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{17}, std::size_t{40000},
+                          std::size_t{100001}}) {
       std::vector<int> hits(n, 0);
       for (int rep = 0; rep < 20; ++rep)
         pool.parallel_for(n, [&](std::size_t b, std::size_t e) {
@@ -237,10 +241,12 @@ TEST_CASE("registry: auto falls back to the CPU when a GPU is present but unusab
   CHECK(make_backend("cuda", 1, works, nullptr).ok());
 }
 
-TEST_CASE("cpu weighted sum: facts measured on receipt give the same bits as the backend's own check") {
+TEST_CASE(
+    "cpu weighted sum: facts measured on receipt give the same bits as the backend's own check") {
   const std::size_t n = 300'007;
   std::mt19937 rng(21);
-  const std::vector<float> ref = random_update(n, rng), a = random_update(n, rng), b = random_update(n, rng);
+  const std::vector<float> ref = random_update(n, rng), a = random_update(n, rng),
+                           b = random_update(n, rng);
   for (std::size_t chunk : {std::size_t{1} << 16, std::size_t{77'777}, n}) {
     CAPTURE(chunk);
     for (bool delta : {false, true}) {
@@ -256,7 +262,8 @@ TEST_CASE("cpu weighted sum: facts measured on receipt give the same bits as the
         auto s1 = be.make_weighted_sum(n).value();
         auto s2 = be.make_weighted_sum(n).value();
         for (const auto* x : {&a, &b}) {
-          known.known = received_facts(*x, chunk, delta ? std::span<const float>(ref) : std::span<const float>());
+          known.known = received_facts(
+              *x, chunk, delta ? std::span<const float>(ref) : std::span<const float>());
           CHECK(known.known.finite);
           auto r1 = s1->add(*x, 2.0f, plain);
           auto r2 = s2->add(*x, 2.0f, known);
@@ -384,7 +391,8 @@ TEST_CASE("host buffers: aligned, writable, read straight by the backend") {
   CHECK(read_all(*sum)[4095] == 2.0f);
 }
 
-TEST_CASE("strategies: updates carrying the receive path's facts give the same rounds, bit for bit") {
+TEST_CASE(
+    "strategies: updates carrying the receive path's facts give the same rounds, bit for bit") {
   const std::size_t n = 120'001, k = 6;
   std::mt19937 rng(17);
   std::vector<float> global = random_update(n, rng, 0.1f);
@@ -419,7 +427,8 @@ TEST_CASE("strategies: updates carrying the receive path's facts give the same r
           if (with_facts) {
             if (j == 3) continue;  // the receive path refuses a non-finite upload itself
             const bool change = s.value()->measures_change();
-            u.known = received_facts(ups[j], 50'000, change ? std::span<const float>(global) : std::span<const float>());
+            u.known = received_facts(
+                ups[j], 50'000, change ? std::span<const float>(global) : std::span<const float>());
           }
           Status st = s.value()->add_update(u);
           CHECK(st.ok() == (j != 3));
