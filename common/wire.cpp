@@ -96,8 +96,13 @@ std::vector<wire::Envelope> make_chunks(std::uint64_t round, std::span<const flo
 
 Status ChunkAssembler::begin(std::uint64_t round, std::uint64_t total_elements,
                              std::uint32_t num_chunks, std::size_t chunk_elements,
-                             std::span<float> dest, bool require_finite) {
+                             std::span<float> dest, bool require_finite,
+                             std::span<const float> reference) {
   active_ = false;
+  if (!reference.empty() && reference.size() != dest.size())
+    return make_error(ErrorCode::invalid_argument,
+                      "reference has " + std::to_string(reference.size()) +
+                          " elements, the destination " + std::to_string(dest.size()));
   if (total_elements != dest.size())
     return make_error("announced " + std::to_string(total_elements) + " elements, expected " +
                       std::to_string(dest.size()));
@@ -112,6 +117,8 @@ Status ChunkAssembler::begin(std::uint64_t round, std::uint64_t total_elements,
   num_chunks_ = num_chunks;
   chunk_elements_ = chunk_elements;
   require_finite_ = require_finite;
+  reference_ = reference;
+  sums_ = SquareSums(!reference.empty());
   next_ = 0;
   active_ = true;
   return {};
@@ -134,14 +141,29 @@ Status ChunkAssembler::add(const wire::TensorChunk& c) {
                       " bytes, expected " + std::to_string(len * sizeof(float)));
   float* out = dest_.data() + off;
   std::memcpy(out, c.data().data(), len * sizeof(float));
-  if (require_finite_) {
-    for (std::uint64_t i = 0; i < len; ++i) {
-      if (!std::isfinite(out[i]))
-        return make_error("non-finite value at element " + std::to_string(off + i));
-    }
+  // The sums are taken from the copy, still in cache. A finite float's square cannot overflow a
+  // double, so a non-finite running sum means a non-finite value: only then look for it.
+  const double before = sums_.sum_sq();
+  sums_.add(out, reference_.empty() ? nullptr : reference_.data() + off, len);
+  if (require_finite_ && !std::isfinite(sums_.sum_sq())) {
+    std::uint64_t i = 0;
+    while (i < len && std::isfinite(out[i])) ++i;
+    if (std::isfinite(before) && i < len)
+      return make_error(ErrorCode::invalid_argument,
+                        "non-finite value at element " + std::to_string(off + i));
+    return make_error(ErrorCode::invalid_argument,
+                      "non-finite value in chunk " + std::to_string(next_));
   }
   ++next_;
   return {};
+}
+
+UpdateFacts ChunkAssembler::facts() const {
+  UpdateFacts f;
+  f.finite = require_finite_ && active_ && std::isfinite(sums_.sum_sq());
+  f.sum_sq = sums_.sum_sq();
+  f.sum_sq_delta = sums_.sum_sq_delta();
+  return f;
 }
 
 wire::Envelope make_error_envelope(wire::Error::Code code, const std::string& message) {

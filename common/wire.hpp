@@ -16,6 +16,7 @@
 #include "common/model.hpp"
 #include "common/result.hpp"
 #include "common/train_config.hpp"
+#include "common/update_facts.hpp"
 #include "federa.pb.h"
 
 namespace federa {
@@ -41,18 +42,35 @@ std::vector<wire::Envelope> make_chunks(std::uint64_t round, std::span<const flo
                                         std::size_t chunk_elements = kDefaultChunkElements);
 
 // Reassembles a chunked float vector straight into caller-owned memory, checking every chunk
-// before it is copied: round, order, offset, size and finite values. Memory: none of its own.
+// before it is copied: round, order, offset, size and finite values. While it copies it also
+// sums squares (common/update_facts.hpp: a fixed order, the same bits however the vector was
+// chunked), so the coordinator can hand the aggregation backend an update it need not read
+// twice:
+//
+//   in.begin(round, total, num_chunks, chunk_elems, pinned_buffer, true, global_model);
+//   ... in.add(chunk) until in.complete() ...
+//   ClientUpdate u{id, n, pinned_buffer};  u.known = in.facts();  // finite, |x|^2, |x - global|^2
+//
+// Memory: none of its own.
 class ChunkAssembler {
  public:
-  // Fails when the announced sizes are inconsistent or exceed the destination.
+  // Fails when the announced sizes are inconsistent or exceed the destination. A non-empty
+  // `reference` (the size of dest) adds the sum of (x - reference)^2 to facts(); it must stay
+  // alive and unchanged until the upload is complete.
   Status begin(std::uint64_t round, std::uint64_t total_elements, std::uint32_t num_chunks,
-               std::size_t chunk_elements, std::span<float> dest, bool require_finite = true);
+               std::size_t chunk_elements, std::span<float> dest, bool require_finite = true,
+               std::span<const float> reference = {});
   Status add(const wire::TensorChunk& chunk);
   bool complete() const { return active_ && next_ == num_chunks_; }
   void reset() { active_ = false; }
+  // What was learnt while copying: finite (when begun with require_finite), the sum of squares
+  // and, with a reference, of the change. Sums cover the chunks added so far; complete() first.
+  UpdateFacts facts() const;
 
  private:
   std::span<float> dest_;
+  std::span<const float> reference_;
+  SquareSums sums_;
   std::uint64_t round_ = 0;
   std::uint64_t total_ = 0;
   std::uint32_t num_chunks_ = 0;

@@ -1,8 +1,9 @@
-// The CPU aggregation backend: a small persistent thread pool and fused, vectorisable loops.
+// The CPU aggregation backend: a small persistent thread pool and vectorisable loops.
 //
 //   CpuBackend cpu(2);                                  // 2 threads, the caller included
 //   auto sum = cpu.make_weighted_sum(p).value();
-//   sum->add(x, 3.0f).value();                          // acc += 3 x, one pass over x
+//   sum->add(x, 3.0f).value();                          // validates x (one pass), acc += 3 x
+//   sum->add(x, 3.0f, {.known = facts}).value();        // facts measured on receipt: one pass
 //   cpu.pool().run([&](unsigned t, unsigned nt) { ... });  // the same threads, for benchmarks
 //
 // Accumulation is in float, on purpose: the pass is memory-bound, and a float accumulator is half
@@ -32,6 +33,9 @@ class ThreadPool {
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
+
+  // Below this many elements, waking the workers costs more than the loop itself.
+  static constexpr std::size_t kSerialBelow = std::size_t{1} << 15;
 
   unsigned size() const { return static_cast<unsigned>(workers_.size()) + 1; }
   // Calls fn(t, size()) for t in [0, size()) concurrently (t = 0 on the caller) and returns when

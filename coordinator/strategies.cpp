@@ -76,6 +76,7 @@ class StreamingStrategy final : public Strategy {
   bool needs_all_updates() const override { return false; }
   // Clipping and norm bounds act on each client's update, which secure aggregation hides.
   bool supports_secure_aggregation() const override { return !dp_ && o_.max_update_norm <= 0.0; }
+  bool measures_change() const override { return dp_ || o_.max_update_norm > 0.0; }
 
   void begin_round(std::span<const float> global, std::uint64_t round) override {
     round_ = round;
@@ -104,7 +105,7 @@ class StreamingStrategy final : public Strategy {
     }
     // The round's starting point is needed for server optimisers, for DP (which clips changes)
     // and for --max-update-norm (which bounds changes); plain FedAvg keeps no copy.
-    delta_mode_ = dp_ || o_.max_update_norm > 0.0;
+    delta_mode_ = measures_change();
     if (delta_mode_ || step_.kind != step::kReplace)
       x_t_.assign(global.begin(), global.end());
     else
@@ -118,6 +119,7 @@ class StreamingStrategy final : public Strategy {
     ao.max_norm = o_.max_update_norm;
     if (delta_mode_) ao.reference = x_t_;
     if (dp_) ao.clip_norm = clip_norm_;
+    ao.known = u.known;
     // DP-FedAvg weighs clients equally: with bounded weights the sensitivity stays S.
     const float w = dp_ ? 1.0f : static_cast<float>(u.num_examples);
     Result<AddReport> r = sum_->add(u.weights, w, ao);
@@ -276,6 +278,7 @@ class RobustStrategy final : public Strategy {
 
   std::string name() const override { return name_; }
   bool needs_all_updates() const override { return true; }
+  bool measures_change() const override { return o_.max_update_norm > 0.0; }
 
   void begin_round(std::span<const float> global, std::uint64_t round) override {
     rejected_ = 0;
@@ -294,7 +297,7 @@ class RobustStrategy final : public Strategy {
       setup_ = st;
       return;
     }
-    delta_mode_ = o_.max_update_norm > 0.0;
+    delta_mode_ = measures_change();
     if (delta_mode_)
       x_t_.assign(global.begin(), global.end());
     else
@@ -309,6 +312,7 @@ class RobustStrategy final : public Strategy {
     // Median, trimmed mean and Krum commute with a shift, so a bounded change can be kept as the
     // change itself and the starting point added back at the end.
     if (delta_mode_) ao.reference = x_t_;
+    ao.known = u.known;
     Result<AddReport> r = set_->push(u.weights, ao);
     if (!r) {
       ++rejected_;

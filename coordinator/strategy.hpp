@@ -16,17 +16,27 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/result.hpp"
 #include "common/train_config.hpp"
+#include "common/update_facts.hpp"
 
 namespace federa {
 
 struct ClientUpdate {
+  ClientUpdate() = default;
+  ClientUpdate(std::string id, std::uint64_t n, std::span<const float> w, UpdateFacts facts = {})
+      : client_id(std::move(id)), num_examples(n), weights(w), known(facts) {}
+
   std::string client_id;
   std::uint64_t num_examples = 0;
   std::span<const float> weights;  // the client's new local model (not a delta)
+  // What the receive path measured while the update arrived (ChunkAssembler::facts(), with the
+  // round's global model as reference): lets the backend fold it in with one pass. Empty = the
+  // backend validates first.
+  UpdateFacts known;
 };
 
 // Extra per-round figures a strategy reports (e.g. "dp_epsilon", "clip_norm", "rejected").
@@ -59,6 +69,10 @@ class Strategy {
   // need each update (median, trimmed mean, Krum) or clip each one (central DP) cannot run
   // under secure aggregation and say so here, so the coordinator refuses the configuration.
   virtual bool supports_secure_aggregation() const { return !needs_all_updates(); }
+  // True when the strategy bounds or clips each update's change from the round's global model
+  // (--max-update-norm, central DP): the receive path should then measure |x - global| too,
+  // passing the global model to ChunkAssembler::begin as its reference.
+  virtual bool measures_change() const { return false; }
   virtual Status add_cohort_mean(const ClientUpdate& mean, std::size_t clients) { return add_update(mean); }
   virtual StrategyState save_state() const { return {}; }
   virtual Status load_state(const StrategyState& state) { return {}; }

@@ -1,7 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "common/wire.hpp"
 
@@ -96,4 +98,74 @@ TEST_CASE("reassembly rejects bad chunks before trusting them") {
   REQUIRE(a.begin(1, 6, 2, 4, out).ok());
   REQUIRE(a.add(inf_chunks[0].chunk()).ok());
   CHECK_FALSE(a.add(inf_chunks[1].chunk()).ok());
+}
+
+TEST_CASE("reassembly measures the update while it copies: the same sums however it was chunked") {
+  const std::size_t n = 100'003;  // not a multiple of the lanes, the sum block or the chunks
+  std::vector<float> x(n), ref(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    x[i] = std::sin(0.001f * float(i)) * 3.0f;
+    ref[i] = std::cos(0.002f * float(i));
+  }
+  SquareSums whole(true);
+  whole.add(x.data(), ref.data(), n);
+  double plain = 0.0, delta = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    plain += double(x[i]) * x[i];
+    delta += (double(x[i]) - ref[i]) * (double(x[i]) - ref[i]);
+  }
+  CHECK(whole.sum_sq() == doctest::Approx(plain).epsilon(1e-12));
+  CHECK(*whole.sum_sq_delta() == doctest::Approx(delta).epsilon(1e-12));
+  // Block by block, as a backend sums on several threads.
+  double blocks = 0.0, blocks_delta = 0.0;
+  for (std::size_t b = 0; b < n; b += SquareSums::kBlock) {
+    const std::size_t len = std::min(SquareSums::kBlock, n - b);
+    blocks += SquareSums::block(x.data() + b, len);
+    blocks_delta += SquareSums::block_delta(x.data() + b, ref.data() + b, len);
+  }
+  CHECK(blocks == whole.sum_sq());
+  CHECK(blocks_delta == *whole.sum_sq_delta());
+
+  for (std::size_t chunk :
+       {std::size_t{7}, std::size_t{1000}, std::size_t{16384}, std::size_t{65'537}, n}) {
+    CAPTURE(chunk);
+    auto chunks = make_chunks(3, x, chunk);
+    std::vector<float> out(n);
+    ChunkAssembler a;
+    REQUIRE(a.begin(3, n, static_cast<std::uint32_t>(chunks.size()), chunk, out, true, ref).ok());
+    for (const auto& c : chunks) REQUIRE(a.add(c.chunk()).ok());
+    REQUIRE(a.complete());
+    UpdateFacts f = a.facts();
+    CHECK(f.finite);
+    CHECK(*f.sum_sq == whole.sum_sq());  // bit for bit
+    CHECK(*f.sum_sq_delta == *whole.sum_sq_delta());
+    ChunkAssembler b;  // without a reference: no delta sum
+    REQUIRE(b.begin(3, n, static_cast<std::uint32_t>(chunks.size()), chunk, out).ok());
+    for (const auto& c : chunks) REQUIRE(b.add(c.chunk()).ok());
+    CHECK(b.facts().finite);
+    CHECK(*b.facts().sum_sq == whole.sum_sq());
+    CHECK_FALSE(b.facts().sum_sq_delta.has_value());
+  }
+}
+
+TEST_CASE(
+    "reassembly facts: a non-finite value is named, and finite is only vouched for when checked") {
+  std::vector<float> x(5000, 0.5f), out(5000), ref(4999);
+  x[3210] = -std::numeric_limits<float>::infinity();
+  auto chunks = make_chunks(1, x, 1000);
+  ChunkAssembler a;
+  CHECK_FALSE(a.begin(1, 5000, 5, 1000, out, true, ref).ok());  // reference of the wrong size
+  REQUIRE(a.begin(1, 5000, 5, 1000, out).ok());
+  for (int c = 0; c < 3; ++c) REQUIRE(a.add(chunks[c].chunk()).ok());
+  Status s = a.add(chunks[3].chunk());
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.code() == ErrorCode::invalid_argument);
+  CHECK(s.message() == "non-finite value at element 3210");
+  CHECK_FALSE(a.facts().finite);
+
+  ChunkAssembler unchecked;  // require_finite off: the values are taken, nothing is vouched for
+  REQUIRE(unchecked.begin(1, 5000, 5, 1000, out, false).ok());
+  for (const auto& c : chunks) REQUIRE(unchecked.add(c.chunk()).ok());
+  CHECK(unchecked.complete());
+  CHECK_FALSE(unchecked.facts().finite);
 }

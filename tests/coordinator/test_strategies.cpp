@@ -8,12 +8,10 @@
 #include <limits>
 #include <numeric>
 #include <random>
-#include <thread>
 #include <vector>
 
 #include "common/options.hpp"
 #include "coordinator/aggregation_backend.hpp"
-#include "coordinator/cpu_backend.hpp"
 #include "coordinator/dp.hpp"
 #include "coordinator/strategies.hpp"
 
@@ -63,51 +61,6 @@ std::vector<float> run_round(Strategy& s, std::vector<float> global,
 }
 
 }  // namespace
-
-TEST_CASE("registry: cpu, auto and unknown devices") {
-  auto b = make_backend("cpu", 2);
-  REQUIRE(b.ok());
-  CHECK(b.value()->name() == "cpu");
-  auto a = make_backend("auto", 1);
-  REQUIRE(a.ok());
-  CHECK((a.value()->name() == "cpu" || a.value()->name() == "cuda"));
-  if (!cuda_backend_available()) {
-    CHECK(a.value()->name() == "cpu");
-    auto c = make_backend("cuda", 1);
-    CHECK_FALSE(c.ok());
-    if (!c.ok()) CHECK(c.error().message.find("cuda") != std::string::npos);
-  }
-  CHECK_FALSE(make_backend("tpu", 1).ok());
-}
-
-TEST_CASE("cpu weighted sum: fused accumulate matches a double reference, threads 1..3") {
-  std::mt19937 rng(1);
-  const std::size_t n = 100003;  // odd size, above the serial threshold
-  std::vector<std::vector<float>> xs;
-  std::vector<float> w = {3, 1, 7, 2.5f};
-  for (std::size_t k = 0; k < w.size(); ++k) xs.push_back(random_vec(n, rng));
-  for (unsigned threads : {1u, 2u, 3u}) {
-    auto b = cpu(threads);
-    auto sum = b->make_weighted_sum(n);
-    REQUIRE(sum.ok());
-    for (std::size_t k = 0; k < w.size(); ++k) {
-      auto r = sum.value()->add(xs[k], w[k]);
-      REQUIRE(r.ok());
-      double ref = 0;
-      for (float v : xs[k]) ref += double(v) * v;
-      CHECK(r->norm == doctest::Approx(std::sqrt(ref)).epsilon(1e-5));
-    }
-    std::vector<float> out(n);
-    REQUIRE(sum.value()->read(out, 0.5f).ok());
-    double max_err = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      double ref = 0;
-      for (std::size_t k = 0; k < w.size(); ++k) ref += double(w[k]) * xs[k][i];
-      max_err = std::max(max_err, std::abs(ref * 0.5 - out[i]));
-    }
-    CHECK(max_err < 1e-5);
-  }
-}
 
 TEST_CASE("fedavg: weighted average by num_examples") {
   auto b = cpu();
@@ -518,19 +471,6 @@ TEST_CASE("RDP accountant matches TensorFlow Privacy's published MNIST figure") 
   CHECK_FALSE(again.deserialize("3 0x1p-3").ok());
 }
 
-TEST_CASE("u32 sum wraps mod 2^32") {
-  auto b = cpu();
-  auto u = b->make_u32_sum(3);
-  REQUIRE(u.ok());
-  std::vector<std::uint32_t> a = {0xffffffffu, 5u, 1u << 31}, c = {2u, 7u, 1u << 31}, out(3);
-  REQUIRE(u.value()->add(a).ok());
-  REQUIRE(u.value()->add(c).ok());
-  REQUIRE(u.value()->read(out).ok());
-  CHECK(out[0] == 1u);
-  CHECK(out[1] == 12u);
-  CHECK(out[2] == 0u);
-}
-
 TEST_CASE("options: flags parse into StrategyOptions; bad values are named") {
   namespace po = boost::program_options;
   auto parse = [](std::vector<std::string> args) {
@@ -566,30 +506,6 @@ TEST_CASE("options: flags parse into StrategyOptions; bad values are named") {
   for (const char* name : {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", "median",
                            "trimmed-mean", "krum", "multi-krum"})
     CHECK(make_strategy(opts(name), *b).ok());
-}
-
-TEST_CASE("thread pool: parallel_for covers every index exactly once, for many sizes and runs") {
-  for (unsigned threads : {1u, 2u, 4u}) {
-    ThreadPool pool(threads);
-    CHECK(pool.size() == threads);
-    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{17}, std::size_t{40000}, std::size_t{100001}}) {
-      std::vector<int> hits(n, 0);
-      for (int rep = 0; rep < 20; ++rep)
-        pool.parallel_for(n, [&](std::size_t b, std::size_t e) {
-          for (std::size_t i = b; i < e; ++i) ++hits[i];
-        });
-      CHECK(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 20; }));
-    }
-  }
-}
-
-TEST_CASE("host buffers from the backend are usable and 64-byte aligned on the CPU") {
-  auto b = cpu();
-  auto h = b->make_host_buffer(1000);
-  REQUIRE(h.ok());
-  CHECK(reinterpret_cast<std::uintptr_t>(h.value().get()) % 64 == 0);
-  h.value()[999] = 1.0f;
-  CHECK(h.value()[999] == 1.0f);
 }
 
 TEST_CASE("options: the strategy flags work as keys of a JSON --config file") {
@@ -651,24 +567,6 @@ TEST_CASE("DP noise generator: AES-CTR Gaussian has the right moments, repeats p
   auto s1 = os->sample(1.0), s2 = os->sample(1.0);
   REQUIRE(s1.ok());
   CHECK(s1.value() != s2.value());
-}
-
-TEST_CASE("thread pool: callers on two threads take turns") {
-  ThreadPool pool(2);
-  std::vector<int> a(200000, 0), b(200000, 0);
-  std::thread other([&] {
-    for (int r = 0; r < 50; ++r)
-      pool.parallel_for(b.size(), [&](std::size_t lo, std::size_t hi) {
-        for (std::size_t i = lo; i < hi; ++i) ++b[i];
-      });
-  });
-  for (int r = 0; r < 50; ++r)
-    pool.parallel_for(a.size(), [&](std::size_t lo, std::size_t hi) {
-      for (std::size_t i = lo; i < hi; ++i) ++a[i];
-    });
-  other.join();
-  CHECK(std::all_of(a.begin(), a.end(), [](int h) { return h == 50; }));
-  CHECK(std::all_of(b.begin(), b.end(), [](int h) { return h == 50; }));
 }
 
 TEST_CASE("secure aggregation: which strategies can work from the cohort mean alone") {
