@@ -97,7 +97,7 @@ verify_kit() {
   for f in "$kit"/federa*; do
     [ -x "$f" ] && [ ! -d "$f" ] || continue
     case "$f" in *.sh) continue ;; esac
-    if ! readelf -d "$f" | grep -q 'RPATH.*\$ORIGIN'; then
+    if ! grep -q 'RPATH.*\$ORIGIN' <<< "$(readelf -d "$f")"; then
       echo "kit: $f has no \$ORIGIN RPATH" >&2
       bad=1
     fi

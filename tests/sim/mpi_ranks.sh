@@ -7,7 +7,8 @@ sim=${1:?usage: mpi_ranks.sh PATH/TO/federa-sim}
 if ! command -v mpirun >/dev/null; then
   echo "skipped: mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"; exit 77
 fi
-if ! ldd "$sim" | grep -q libmpi; then
+# (ldd's output captured first: `ldd | grep -q` fails under pipefail when grep exits early.)
+if ! grep -q libmpi <<< "$(ldd "$sim")"; then
   echo "skipped: $sim was built without MPI (reconfigure with -DFEDERA_MPI=ON)"; exit 77
 fi
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
