@@ -9,7 +9,8 @@ namespace federa {
 po::options_description coordinator_flags() {
   po::options_description desc(
       "federa-coordinator: serve federated training rounds over mutual TLS.\n\n"
-      "usage: federa-coordinator --pki DIR [flags]    (or --config FILE; every key is a flag name)\n\n"
+      "usage: federa-coordinator --pki DIR [flags]    (or --config FILE; every key is a flag name)\n"
+      "       federa-coordinator doctor [flags]       check this setup, one line per check\n\n"
       "flags",
       110);
   unsigned hw = std::max(1u, std::thread::hardware_concurrency());
@@ -17,6 +18,7 @@ po::options_description coordinator_flags() {
   desc.add_options()
       ("listen", po::value<std::string>()->default_value("127.0.0.1:8443"), "HOST:PORT to accept clients on (port 0 = any free port)")
       ("pki", po::value<std::string>(), "PKI folder from `federa-pki init`: DIR/ca.pem, DIR/coordinator/{cert,key}.pem (required)")
+      ("key-file", po::value<std::string>(), "the coordinator's private key (default: PKI/coordinator/key.pem); the packaged unit passes the one systemd loads, %d/coordinator-key.pem")
       ("members", po::value<std::string>(), "file of allowed client names (certificate CNs), one per line; default: any client the CA signed. SIGHUP re-reads it")
       ("federation", po::value<std::string>()->default_value("federa"), "federation name shown to clients")
       ("rounds", po::value<std::uint64_t>()->default_value(10), "rounds to run")
@@ -123,6 +125,7 @@ CoordinatorConfig coordinator_config(const po::variables_map& vm) {
   c.log_level = vm["log-level"].as<std::string>();
   if (!vm.count("pki")) throw OptionsError("--pki DIR is required (create one with `federa-pki init --dir DIR`)");
   c.pki = vm["pki"].as<std::string>();
+  c.key_file = vm.count("key-file") ? vm["key-file"].as<std::string>() : c.pki + "/coordinator/key.pem";
   c.listen = parse_host_port(vm["listen"].as<std::string>(), "listen");
   if (vm.count("members")) c.members_file = vm["members"].as<std::string>();
   c.eval_data = vm["eval-data"].as<std::string>();

@@ -1,5 +1,6 @@
 // federa-coordinator's command line: the flags (every one also a --config key), parsed into one
-// plain struct that the program builds its parts from. Shared by the program and its `doctor`.
+// plain struct that the program builds its parts from. Shared by the program and its `doctor`
+// (coordinator/doctor.hpp).
 //
 //   po::options_description desc = coordinator_flags();
 //   auto vm = parse_options(argc, argv, desc);          // common/options.hpp
@@ -22,6 +23,7 @@ struct CoordinatorConfig {
   StrategyOptions strategy;
   HostPort listen;
   std::string pki;
+  std::string key_file;      // the coordinator's private key; default PKI/coordinator/key.pem
   std::string members_file;  // empty: any client the CA signed
   std::string eval_data;
   std::string state_dir;

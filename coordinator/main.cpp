@@ -3,6 +3,7 @@
 // Exit status: 0 when every round is committed or a SIGINT/SIGTERM stopped the job cleanly (the
 // open round abandoned, the last committed round kept); 1 when the job failed (a round beyond its
 // retries, a commit, the listener); 2 for bad flags or configuration.
+// `federa-coordinator doctor [flags]` checks a setup instead (coordinator/doctor.hpp).
 #include <csignal>
 #include <iostream>
 #include <thread>
@@ -14,7 +15,9 @@
 #include "common/nn.hpp"
 #include "common/tls.hpp"
 #include "coordinator/aggregation_backend.hpp"
+#include "coordinator/cert_expiry.hpp"
 #include "coordinator/cli.hpp"
+#include "coordinator/doctor.hpp"
 #include "coordinator/round_log.hpp"
 #include "coordinator/server.hpp"
 
@@ -85,7 +88,8 @@ Parts build(const CoordinatorConfig& cfg) {
 }
 
 // SIGINT/SIGTERM stop the job; SIGHUP re-reads --members (revocation applies at once).
-void watch_signals(net::signal_set& signals, Orchestrator& orch, const CoordinatorConfig& cfg, bool& stopped) {
+void watch_signals(net::signal_set& signals, Orchestrator& orch, CertificateExpiryWatch& expiry,
+                   const CoordinatorConfig& cfg, bool& stopped) {
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
@@ -95,9 +99,10 @@ void watch_signals(net::signal_set& signals, Orchestrator& orch, const Coordinat
         spdlog::error("SIGHUP: --members: {}; keeping the current members", m.error().message);
       } else {
         spdlog::info("SIGHUP: {} members reloaded from {}", m->size(), cfg.members_file);
+        expiry.set_members(*m);
         orch.set_members(std::move(*m));
       }
-      return watch_signals(signals, orch, cfg, stopped);
+      return watch_signals(signals, orch, expiry, cfg, stopped);
     }
     stopped = true;
     spdlog::warn("signal {}: stopping; the open round is abandoned, committed rounds stay in {}", sig, cfg.state_dir);
@@ -109,9 +114,14 @@ int serve(const CoordinatorConfig& cfg, Parts parts) {
   // Declared in this order so that each part is destroyed before what it uses: the transport's
   // sessions before the orchestrator they report to, both before the TLS context and io_context.
   net::io_context io(static_cast<int>(cfg.threads));
+  CertificateExpiryWatch expiry(
+      {.own_cert = cfg.pki + "/coordinator/cert.pem", .pki_dir = cfg.pki, .members = cfg.orchestrator.members});
   auto tls = make_server_tls_context(cfg.pki + "/ca.pem", cfg.pki + "/coordinator/cert.pem",
-                                     cfg.pki + "/coordinator/key.pem");
+                                     cfg.key_file);
   if (!tls) throw OptionsError("--pki: " + tls.error().message);
+  expiry.attach(**tls);  // warns about members' certificates as they connect
+  expiry.check();        // and about our own, now and once a day
+  expiry.start_daily(io);
   OrchestratorOptions oo = cfg.orchestrator;
   oo.backend = parts.backend.get();
   MetricsWriter metrics;  // observers outlive the orchestrator that calls them
@@ -139,7 +149,7 @@ int serve(const CoordinatorConfig& cfg, Parts parts) {
                server.bound_port(), oo.rounds, oo.min_clients);
   net::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   bool stopped = false;
-  watch_signals(signals, orch, cfg, stopped);
+  watch_signals(signals, orch, expiry, cfg, stopped);
   auto guard = net::make_work_guard(io);
   std::vector<std::thread> pool;
   for (unsigned i = 0; i < cfg.threads; ++i) pool.emplace_back([&io] { io.run(); });
@@ -149,6 +159,7 @@ int serve(const CoordinatorConfig& cfg, Parts parts) {
   orch.release_links();                               // close every session gracefully
   server.wait_for_sessions(std::chrono::seconds(2));  // goodbyes flush, closes complete
   signals.cancel();
+  expiry.stop();
   guard.reset();
   io.stop();
   for (auto& t : pool) t.join();
@@ -166,6 +177,7 @@ int serve(const CoordinatorConfig& cfg, Parts parts) {
 }
 
 int run(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "doctor") return run_coordinator_doctor(argc - 1, argv + 1, std::cout);
   po::options_description desc = coordinator_flags();
   auto vm = parse_options(argc, argv, desc, coordinator_path_keys());
   if (!vm) {

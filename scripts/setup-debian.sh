@@ -15,6 +15,9 @@ packages=(
   dataset-fashion-mnist
   libopenmpi-dev openmpi-bin
   python3 python3-numpy
+  # Debian packages (scripts/package.sh): CPack's dpkg-shlibdeps, man pages from --help, and
+  # systemd-analyze for the packaging test's unit checks
+  dpkg-dev fakeroot help2man systemd
 )
 
 missing=()
