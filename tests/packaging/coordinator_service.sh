@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# federa-coordinator as its systemd unit runs it, and its doctor:
+#   1. doctor on a good setup (config file as /etc/federa/coordinator.json, key from a
+#      credentials folder through --key-file) passes, one "ok" line per check;
+#   2. doctor on each broken setup prints the expected FAIL line and exits 1: bad config key,
+#      expired certificate, certificate from another CA, key of another kit, key others may
+#      read, listen address in use, unwritable state folder (probed as another user when root),
+#      a committed federation without --resume; a certificate 10 days from expiry only warns;
+#   3. the service itself: its certificate close to expiry and a member's (seen at the member's
+#      TLS handshake) are warned about in the log; SIGHUP re-reads the members; SIGTERM exits 0.
+# Usage: coordinator_service.sh BUILD_DIR
+set -euo pipefail
+build="$(cd "$1" && pwd)"
+pki_tool="$build/tools/federa-pki"
+coordinator="$build/coordinator/federa-coordinator"
+work="$(mktemp -d /tmp/federa-service.XXXXXX)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$work"/*.log "$work"/*.out; do [ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }; done >&2
+  exit 1
+}
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() {  # wait_for SECONDS COMMAND...
+  local t=$1; shift
+  for _ in $(seq 1 $((t * 10))); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+cd "$work"
+
+# A certificate signed by pki's CA with openssl, valid for DAYS (-1: already expired).
+# sign CN DAYS EKU OUT_DIR [SAN]
+sign() {
+  mkdir -p "$4"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$4/key.pem" \
+    -subj "/CN=$1" -out "$4/req.csr" 2>/dev/null
+  { echo "basicConstraints=CA:FALSE"; echo "extendedKeyUsage=$3"; [ -n "${5:-}" ] && echo "subjectAltName=$5"; } >"$4/ext"
+  openssl x509 -req -in "$4/req.csr" -CA pki/ca.pem -CAkey pki/ca.key -days "$2" -extfile "$4/ext" \
+    -out "$4/cert.pem" 2>/dev/null
+  chmod 600 "$4/key.pem"
+}
+
+echo "== setup as in /etc/federa"
+"$pki_tool" init --dir pki >/dev/null
+"$pki_tool" issue --dir pki --client site-a >/dev/null
+"$pki_tool" init --dir other >/dev/null
+mkdir -p creds && install -m 0400 pki/coordinator/key.pem creds/coordinator-key.pem
+rm pki/coordinator/key.pem   # the service reads the key only from its credential
+printf 'site-a\nsite-x\n' >members
+P=$(port)
+cat >coordinator.json <<EOF
+{
+  "pki": "$work/pki",
+  "members": "$work/members",
+  "listen": "127.0.0.1:$P",
+  "state-dir": "$work/state/coordinator",
+  "resume": true,
+  "metrics-out": "$work/state/metrics.jsonl",
+  "rounds": 3, "min-clients": 1, "model": "mlp:784,16,10", "device": "cpu", "threads": 2
+}
+EOF
+mkdir -p state
+conf=(--config coordinator.json)
+base=("${conf[@]}" --key-file creds/coordinator-key.pem)
+
+# doctor_expect EXIT_STATUS PATTERN [FLAGS...]: doctor's output has a line matching PATTERN.
+doctor_expect() {
+  local want=$1 pattern=$2; shift 2
+  set +e
+  "$coordinator" doctor "$@" >doctor.out 2>doctor.log
+  local rc=$?
+  set -e
+  [ "$rc" = "$want" ] || fail "doctor $* exited $rc, expected $want"
+  grep -Eq -- "$pattern" doctor.out || fail "doctor $* printed no line matching '$pattern'"
+}
+
+echo "== doctor: good setup"
+doctor_expect 0 '^all checks passed' "${base[@]}"
+for check in config certificate expiry ca-expiry key tls members listen state-dir state metrics-out model device; do
+  grep -Eq "^ok    $check " doctor.out || fail "no ok line for $check"
+done
+grep -q "^FAIL\|^WARN" doctor.out && fail "a good setup has a FAIL or WARN line"
+
+echo "== doctor: broken setups"
+echo '{ "pki": "pki", "bogus": 1 }' >bad.json
+doctor_expect 1 "^FAIL  config .*unknown key 'bogus'" --config bad.json
+
+sign coordinator -1 serverAuth expired IP:127.0.0.1
+mkdir -p expired-pki/coordinator && cp pki/ca.pem expired-pki/ && cp expired/cert.pem expired-pki/coordinator/
+doctor_expect 1 '^FAIL  expiry .*expired on .* -> fix: federa-pki renew' "${conf[@]}" --pki expired-pki --key-file expired/key.pem
+grep -q '^ok    key ' doctor.out || fail "the expired kit's key still matches"
+
+mkdir -p wrong-ca/coordinator && cp other/ca.pem wrong-ca/ && cp pki/coordinator/cert.pem wrong-ca/coordinator/
+doctor_expect 1 '^FAIL  certificate .*not signed by the CA.*-> fix: .*different federations' "${base[@]}" --pki wrong-ca
+
+doctor_expect 1 '^FAIL  key .*does not match' "${conf[@]}" --key-file pki/clients/site-a/key.pem
+
+install -m 0644 creds/coordinator-key.pem loose-key.pem
+doctor_expect 1 '^FAIL  key .*has mode 0644.*-> fix: chmod 600' "${conf[@]}" --key-file loose-key.pem
+
+python3 -c 'import socket,time,sys; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); time.sleep(60)' "$P" &
+squatter=$!
+pids+=("$squatter")
+wait_for 10 bash -c "! python3 -c 'import socket; socket.socket().bind((\"127.0.0.1\",$P))' 2>/dev/null" ||
+  fail "the port squatter did not start"
+doctor_expect 1 "^FAIL  listen .*cannot listen on 127.0.0.1:$P" "${base[@]}"
+kill "$squatter"; wait "$squatter" 2>/dev/null || true
+
+mkdir -p locked && chmod 0555 locked
+if [ "$(id -u)" = 0 ]; then
+  # Root writes anywhere; doctor probes as the unit's user (here nobody) the way the service runs.
+  doctor_expect 1 "^FAIL  state-dir .*not writable for user nobody" "${base[@]}" --state-dir locked/state --service-user nobody
+else
+  doctor_expect 1 "^FAIL  state-dir .*not writable for this user" "${base[@]}" --state-dir locked/state
+fi
+
+sign coordinator 10 serverAuth soon IP:127.0.0.1
+mkdir -p soon-pki/coordinator && cp pki/ca.pem soon-pki/ && cp soon/cert.pem soon-pki/coordinator/
+doctor_expect 0 '^WARN  expiry .*in 9 days' "${conf[@]}" --pki soon-pki --key-file soon/key.pem
+
+echo "== the service: expiry warnings, SIGHUP, SIGTERM"
+"$coordinator" "${conf[@]}" --pki soon-pki --key-file soon/key.pem >service.out 2>service.log &
+coord=$!
+pids+=("$coord")
+wait_for 20 grep -qs "listening on" service.log || fail "coordinator did not start"
+grep -q "the coordinator's certificate .* expires on .*in 9 days.*federa-pki renew --dir soon-pki --coordinator" service.log ||
+  fail "no warning about the coordinator's own certificate"
+sign site-x 10 clientAuth member-x
+echo | timeout 10 openssl s_client -connect "127.0.0.1:$P" -CAfile pki/ca.pem -tls1_3 \
+  -cert member-x/cert.pem -key member-x/key.pem >member-x.log 2>&1 || true
+wait_for 10 grep -q "member 'site-x': its certificate expires on .*in 9 days" service.log ||
+  fail "no warning about member site-x's certificate at its handshake"
+printf 'site-a\n' >members
+kill -HUP "$coord"
+wait_for 10 grep -q "SIGHUP: 1 members reloaded" service.log || fail "SIGHUP did not reload the members"
+kill -0 "$coord" || fail "SIGHUP stopped the coordinator"
+kill -TERM "$coord"
+set +e
+wait "$coord"
+rc=$?
+set -e
+[ "$rc" = 0 ] || fail "SIGTERM: exit status $rc, expected 0 (systemd would count the stop as a failure)"
+grep -q "signal 15: stopping" service.log || fail "SIGTERM was not logged"
+
+echo "== doctor: a committed federation"
+"$coordinator" "${base[@]}" --rounds 1 >run.out 2>run.log &
+coord=$!
+pids+=("$coord")
+wait_for 20 grep -qs "listening on" run.log || fail "coordinator did not start"
+"$build/client/federa-client" --coordinator "127.0.0.1:$P" --kit pki/clients/site-a --data fashion-mnist \
+  --partition-count 20 --retry-max 1 >client.out 2>client.log &
+client=$!
+pids+=("$client")
+set +e
+wait "$coord"
+rc=$?
+set -e
+kill "$client" 2>/dev/null || true
+[ "$rc" = 0 ] || fail "the one-round job exited $rc"
+doctor_expect 0 '^WARN  state .*holds round 1 of 1: the job is complete' "${base[@]}" --rounds 1
+doctor_expect 0 '^ok    state .*holds round 1; --resume continues at round 2' "${base[@]}"
+grep -v '"resume"' coordinator.json >no-resume.json
+doctor_expect 1 '^FAIL  state .*holds round 1 and --resume is off: the coordinator refuses to start' \
+  --config no-resume.json --key-file creds/coordinator-key.pem
+doctor_expect 1 '^FAIL  state .*of --model mlp:784,16,10, not mlp:784,32,10' "${base[@]}" --model mlp:784,32,10
+echo "coordinator_service: all checks passed"
