@@ -3,6 +3,7 @@
 #include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/verify_context.hpp>
 
 #include "common/doctor_checks.hpp"
@@ -20,7 +21,14 @@ constexpr auto kDay = std::chrono::hours(24);
 CertificateExpiryWatch::CertificateExpiryWatch(CertificateExpiryOptions options)
     : opt_(std::move(options)) {}
 
-CertificateExpiryWatch::~CertificateExpiryWatch() { stop(); }
+CertificateExpiryWatch::~CertificateExpiryWatch() {
+  // The io_context's threads have stopped by now (see the header), so no handler runs concurrently.
+  try {
+    if (timer_) timer_->cancel();
+  } catch (
+      const boost::system::system_error&) {  // cancel() reports a failing OS call; nothing to do
+  }
+}
 
 void CertificateExpiryWatch::attach(boost::asio::ssl::context& tls) {
   tls.set_verify_callback([this](bool preverified, boost::asio::ssl::verify_context& vc) {
@@ -101,7 +109,8 @@ void CertificateExpiryWatch::schedule() {
 }
 
 void CertificateExpiryWatch::stop() {
-  if (timer_) timer_->cancel();
+  // On the timer's executor: a daily check may be rescheduling the timer on an I/O thread.
+  if (timer_) boost::asio::post(timer_->get_executor(), [this] { timer_->cancel(); });
 }
 
 void CertificateExpiryWatch::set_members(std::set<std::string> members) {

@@ -60,9 +60,10 @@ class CertificateExpiryWatch {
   // a member at most once a day.
   std::vector<std::string> check(Clock::time_point now = Clock::now());
 
-  // Calls check() every 24 hours on `io` until stop() or destruction.
+  // Calls check() every 24 hours on `io` until stop(). Destroy the watch only after the
+  // io_context's threads have stopped (or before start_daily).
   void start_daily(boost::asio::io_context& io);
-  void stop();
+  void stop();  // thread-safe
 
   void set_members(std::set<std::string> members);
 
