@@ -123,6 +123,19 @@ int probe_create_as(const fs::path& dir, const std::string& user) {
 
 }  // namespace
 
+CheckResult check_files_present(const std::string& name, const std::vector<fs::path>& files,
+                                const std::string& fix) {
+  std::string missing, present;
+  std::error_code ec;
+  for (const auto& f : files) {
+    std::string& list = fs::exists(f, ec) ? present : missing;
+    list += (list.empty() ? "" : ", ") + quoted(f);
+  }
+  if (!missing.empty())
+    return check_fail(name, missing + (files.size() > 1 ? " missing" : " is missing"), fix);
+  return check_ok(name, present + (files.size() > 1 ? " are there" : " is there"));
+}
+
 CheckResult check_certificate_chain(const std::string& name, const fs::path& ca_pem,
                                     const fs::path& cert_pem, CertificateKind kind,
                                     const std::string& issue_hint) {

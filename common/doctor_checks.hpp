@@ -19,6 +19,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "common/pki.hpp"
 
@@ -58,6 +59,12 @@ class DoctorReport {
 inline constexpr long kExpiryWarningDays = 30;
 // "2027-11-30" (UTC), as the expiry lines print a date.
 std::string format_date(std::chrono::system_clock::time_point t);
+
+// Every file in `files` exists (the checks of their contents would only repeat "missing");
+// the fail line names the missing ones and says `fix`.
+CheckResult check_files_present(const std::string& name,
+                                const std::vector<std::filesystem::path>& files,
+                                const std::string& fix);
 
 // `cert_pem` chains to `ca_pem` (signature, validity dates) and is of `kind`; `issue_hint` is
 // the command that makes a right one.

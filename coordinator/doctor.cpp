@@ -25,6 +25,15 @@ void check_pki(DoctorReport& report, const CoordinatorConfig& cfg) {
   const std::string renew =
       "federa-pki renew --dir PKI --coordinator on the central team's PKI, then install "
       "coordinator/cert.pem and key.pem here";
+  CheckResult files =
+      check_files_present("pki", {ca, cert, cfg.key_file},
+                          "install ca.pem, coordinator/cert.pem (0644) and coordinator/key.pem "
+                          "(0600) from the folder `federa-pki init` "
+                          "made, under " +
+                              cfg.pki + " (" + kDeployGuide + ", first start)");
+  const bool have_files = files.level == CheckLevel::ok;
+  report.add(files);
+  if (!have_files) return;  // each check below would only say "missing" again
   report.add(check_certificate_chain("certificate", ca, cert, CertificateKind::coordinator,
                                      "federa-pki init --dir PKI --coordinator-host NAME"));
   report.add(check_certificate_expiry("expiry", cert, renew));
@@ -38,19 +47,26 @@ void check_pki(DoctorReport& report, const CoordinatorConfig& cfg) {
     report.add(check_ok("tls", "TLS 1.3 server context with mutual authentication loads"));
 }
 
-void check_members(DoctorReport& report, const CoordinatorConfig& cfg) {
-  if (cfg.members_file.empty()) {
+void check_members(DoctorReport& report, const std::string& members_file) {
+  if (members_file.empty()) {
     report.add(check_warn(
         "members",
         "no --members file: any client the CA signed is admitted and none can be revoked",
         "list the member names in a file and set \"members\" (certs/README.md)"));
     return;
   }
-  // coordinator_config has read it (a missing or empty file fails the config line).
-  const std::size_t n = cfg.orchestrator.members.size();
-  report.add(check_ok(
-      "members", std::to_string(n) + (n == 1 ? " name" : " names") + " in '" + cfg.members_file +
-                     "'; `systemctl reload federa-coordinator` (SIGHUP) re-reads it"));
+  auto members = read_members_file(members_file);
+  if (!members) {
+    report.add(check_fail(
+        "members", members.error().message,
+        "write one member name (its certificate's CN) per line; the coordinator refuses to start "
+        "without one"));
+    return;
+  }
+  const std::size_t n = members->size();
+  report.add(check_ok("members",
+                      std::to_string(n) + (n == 1 ? " name" : " names") + " in '" + members_file +
+                          "'; `systemctl reload federa-coordinator` (SIGHUP) re-reads it"));
 }
 
 void check_listen(DoctorReport& report, const CoordinatorConfig& cfg) {
@@ -186,27 +202,32 @@ int run_coordinator_doctor(int argc, char** argv, std::ostream& out) {
       "doctor only: when run as root, probe folders as this user (the units' User=)");
   DoctorReport report(out);
   CoordinatorConfig cfg;
-  std::string service_user;
+  std::string service_user, members_file, edit = "the flags";
   try {
     auto vm = parse_options(argc, argv, desc);
     if (!vm) {
       out << desc << "\n";
       return 0;
     }
+    if (vm->count("config")) edit = (*vm)["config"].as<std::string>();
     setup_logging((*vm)["log-level"].defaulted() ? "warn" : (*vm)["log-level"].as<std::string>(),
                   "doctor");
+    // The member list gets its own line below, so a fresh install's empty list is not the only
+    // thing doctor reports.
+    if (vm->count("members")) members_file = (*vm)["members"].as<std::string>();
+    vm->erase("members");
     cfg = coordinator_config(*vm);
+    cfg.members_file = members_file;
     service_user = (*vm)["service-user"].as<std::string>();
-    report.add(check_ok("config", vm->count("config")
-                                      ? (*vm)["config"].as<std::string>() + " and the flags parse"
-                                      : "the flags parse"));
+    report.add(check_ok("config",
+                        vm->count("config") ? edit + " and the flags parse" : "the flags parse"));
   } catch (const OptionsError& e) {
-    report.add(
-        check_fail("config", e.what(), "correct it; `federa-coordinator --help` lists every key"));
+    report.add(check_fail("config", e.what(),
+                          "edit " + edit + " (its keys are `federa-coordinator --help`'s flags)"));
     return report.exit_status();
   }
   check_pki(report, cfg);
-  check_members(report, cfg);
+  check_members(report, members_file);
   check_listen(report, cfg);
   check_state(report, cfg, service_user);
   check_model(report, cfg);

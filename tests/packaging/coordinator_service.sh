@@ -4,7 +4,7 @@
 #      credentials folder through --key-file) passes, one "ok" line per check;
 #   2. doctor on each broken setup prints the expected FAIL line and exits 1: bad config key,
 #      expired certificate, certificate from another CA, key of another kit, key others may
-#      read, listen address in use, unwritable state folder (probed as another user when root),
+#      read, PKI files missing, empty member list, listen address in use, unwritable state folder (probed as another user when root),
 #      a committed federation without --resume; a certificate 10 days from expiry only warns;
 #   3. the service itself: its certificate close to expiry and a member's (seen at the member's
 #      TLS handshake) are warned about in the log; SIGHUP re-reads the members; SIGTERM exits 0.
@@ -83,7 +83,7 @@ doctor_expect() {
 
 echo "== doctor: good setup"
 doctor_expect 0 '^all checks passed' "${base[@]}"
-for check in config certificate expiry ca-expiry key tls members listen state-dir state metrics-out model device; do
+for check in config pki certificate expiry ca-expiry key tls members listen state-dir state metrics-out model device; do
   grep -Eq "^ok    $check " doctor.out || fail "no ok line for $check"
 done
 grep -q "^FAIL\|^WARN" doctor.out && fail "a good setup has a FAIL or WARN line"
@@ -91,6 +91,11 @@ grep -q "^FAIL\|^WARN" doctor.out && fail "a good setup has a FAIL or WARN line"
 echo "== doctor: broken setups"
 echo '{ "pki": "pki", "bogus": 1 }' >bad.json
 doctor_expect 1 "^FAIL  config .*unknown key 'bogus'" --config bad.json
+doctor_expect 1 "^FAIL  pki .*'$work/nowhere/ca.pem', '$work/nowhere/coordinator/cert.pem' missing -> fix: install" \
+  "${base[@]}" --pki "$work/nowhere"
+printf '# nobody yet\n' >empty-members
+doctor_expect 1 "^FAIL  members .*lists no client names" "${base[@]}" --members empty-members
+grep -q '^ok    state ' doctor.out || fail "an empty member list hid the other checks"
 
 sign coordinator -1 serverAuth expired IP:127.0.0.1
 mkdir -p expired-pki/coordinator && cp pki/ca.pem expired-pki/ && cp expired/cert.pem expired-pki/coordinator/
