@@ -71,6 +71,18 @@ int DoctorReport::exit_status() {
   return 0;
 }
 
+CheckResult check_config_parsed(const std::string& config_file) {
+  return check_ok("config",
+                  config_file.empty() ? "the flags parse" : config_file + " and the flags parse");
+}
+
+CheckResult check_config_failed(const std::string& why, const std::string& config_file,
+                                const std::string& program) {
+  return check_fail("config", why,
+                    (config_file.empty() ? "correct the flags" : "edit " + config_file) +
+                        " (see `" + program + " --help`; every flag is also a config key)");
+}
+
 std::string format_date(std::chrono::system_clock::time_point t) {
   const std::time_t tt = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};

@@ -55,6 +55,11 @@ class DoctorReport {
   int warnings_ = 0;
 };
 
+// The "config" line; `config_file` is empty when only flags were given.
+CheckResult check_config_parsed(const std::string& config_file);
+CheckResult check_config_failed(const std::string& why, const std::string& config_file,
+                                const std::string& program);
+
 // Days before expiry from which `doctor` warns (and the coordinator logs a warning).
 inline constexpr long kExpiryWarningDays = 30;
 // "2027-11-30" (UTC), as the expiry lines print a date.

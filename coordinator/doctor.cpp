@@ -202,7 +202,7 @@ int run_coordinator_doctor(int argc, char** argv, std::ostream& out) {
       "doctor only: when run as root, probe folders as this user (the units' User=)");
   DoctorReport report(out);
   CoordinatorConfig cfg;
-  std::string service_user, members_file, edit = "the flags";
+  std::string service_user, members_file, edit;
   try {
     auto vm = parse_options(argc, argv, desc);
     if (!vm) {
@@ -219,11 +219,9 @@ int run_coordinator_doctor(int argc, char** argv, std::ostream& out) {
     cfg = coordinator_config(*vm);
     cfg.members_file = members_file;
     service_user = (*vm)["service-user"].as<std::string>();
-    report.add(check_ok("config",
-                        vm->count("config") ? edit + " and the flags parse" : "the flags parse"));
+    report.add(check_config_parsed(edit));
   } catch (const OptionsError& e) {
-    report.add(check_fail("config", e.what(),
-                          "edit " + edit + " (its keys are `federa-coordinator --help`'s flags)"));
+    report.add(check_config_failed(e.what(), edit, "federa-coordinator"));
     return report.exit_status();
   }
   check_pki(report, cfg);

@@ -4,48 +4,16 @@
 #      credentials folder through --key-file) passes, one "ok" line per check;
 #   2. doctor on each broken setup prints the expected FAIL line and exits 1: bad config key,
 #      expired certificate, certificate from another CA, key of another kit, key others may
-#      read, PKI files missing, empty member list, listen address in use, unwritable state folder (probed as another user when root),
-#      a committed federation without --resume; a certificate 10 days from expiry only warns;
+#      read, PKI files missing, empty member list, listen address in use, unwritable state
+#      folder (probed as another user when root), a committed federation without --resume or of
+#      another model; a certificate 10 days from expiry only warns;
 #   3. the service itself: its certificate close to expiry and a member's (seen at the member's
 #      TLS handshake) are warned about in the log; SIGHUP re-reads the members; SIGTERM exits 0.
-# Usage: coordinator_service.sh BUILD_DIR
+# Usage: coordinator_service.sh BUILD_DIR (needs openssl and python3)
 set -euo pipefail
-build="$(cd "$1" && pwd)"
-pki_tool="$build/tools/federa-pki"
-coordinator="$build/coordinator/federa-coordinator"
-work="$(mktemp -d /tmp/federa-service.XXXXXX)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-[ -n "${KEEP:-}" ] && trap - EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$work"/*.log "$work"/*.out; do [ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }; done >&2
-  exit 1
-}
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() {  # wait_for SECONDS COMMAND...
-  local t=$1; shift
-  for _ in $(seq 1 $((t * 10))); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
+source "$(dirname "$0")/../integration/lib.sh" "$1" federa-service
+source "$(dirname "$0")/sign.sh"
 cd "$work"
-
-# A certificate signed by pki's CA with openssl, valid for DAYS (-1: already expired).
-# sign CN DAYS EKU OUT_DIR [SAN]
-sign() {
-  mkdir -p "$4"
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$4/key.pem" \
-    -subj "/CN=$1" -out "$4/req.csr" 2>/dev/null
-  { echo "basicConstraints=CA:FALSE"; echo "extendedKeyUsage=$3"; [ -n "${5:-}" ] && echo "subjectAltName=$5"; } >"$4/ext"
-  openssl x509 -req -in "$4/req.csr" -CA pki/ca.pem -CAkey pki/ca.key -days "$2" -extfile "$4/ext" \
-    -out "$4/cert.pem" 2>/dev/null
-  chmod 600 "$4/key.pem"
-}
 
 echo "== setup as in /etc/federa"
 "$pki_tool" init --dir pki >/dev/null
@@ -70,68 +38,57 @@ mkdir -p state
 conf=(--config coordinator.json)
 base=("${conf[@]}" --key-file creds/coordinator-key.pem)
 
-# doctor_expect EXIT_STATUS PATTERN [FLAGS...]: doctor's output has a line matching PATTERN.
-doctor_expect() {
-  local want=$1 pattern=$2; shift 2
-  set +e
-  "$coordinator" doctor "$@" >doctor.out 2>doctor.log
-  local rc=$?
-  set -e
-  [ "$rc" = "$want" ] || fail "doctor $* exited $rc, expected $want"
-  grep -Eq -- "$pattern" doctor.out || fail "doctor $* printed no line matching '$pattern'"
-}
-
 echo "== doctor: good setup"
-doctor_expect 0 '^all checks passed' "${base[@]}"
+doctor_expect "$coordinator" 0 '^all checks passed' "${base[@]}"
 for check in config pki certificate expiry ca-expiry key tls members listen state-dir state metrics-out model device; do
-  grep -Eq "^ok    $check " doctor.out || fail "no ok line for $check"
+  grep -Eq "^ok    $check " doctor.log || fail "no ok line for $check"
 done
-grep -q "^FAIL\|^WARN" doctor.out && fail "a good setup has a FAIL or WARN line"
+grep -q "^FAIL\|^WARN" doctor.log && fail "a good setup has a FAIL or WARN line"
 
 echo "== doctor: broken setups"
 echo '{ "pki": "pki", "bogus": 1 }' >bad.json
-doctor_expect 1 "^FAIL  config .*unknown key 'bogus'" --config bad.json
-doctor_expect 1 "^FAIL  pki .*'$work/nowhere/ca.pem', '$work/nowhere/coordinator/cert.pem' missing -> fix: install" \
+doctor_expect "$coordinator" 1 "^FAIL  config .*unknown key 'bogus'" --config bad.json
+doctor_expect "$coordinator" 1 "^FAIL  pki .*'$work/nowhere/ca.pem', '$work/nowhere/coordinator/cert.pem' missing -> fix: install" \
   "${base[@]}" --pki "$work/nowhere"
 printf '# nobody yet\n' >empty-members
-doctor_expect 1 "^FAIL  members .*lists no client names" "${base[@]}" --members empty-members
-grep -q '^ok    state ' doctor.out || fail "an empty member list hid the other checks"
+doctor_expect "$coordinator" 1 "^FAIL  members .*lists no client names" "${base[@]}" --members empty-members
+grep -q '^ok    state ' doctor.log || fail "an empty member list hid the other checks"
 
 sign coordinator -1 serverAuth expired IP:127.0.0.1
 mkdir -p expired-pki/coordinator && cp pki/ca.pem expired-pki/ && cp expired/cert.pem expired-pki/coordinator/
-doctor_expect 1 '^FAIL  expiry .*expired on .* -> fix: federa-pki renew' "${conf[@]}" --pki expired-pki --key-file expired/key.pem
-grep -q '^ok    key ' doctor.out || fail "the expired kit's key still matches"
+doctor_expect "$coordinator" 1 '^FAIL  expiry .*expired on .* -> fix: federa-pki renew' "${conf[@]}" --pki expired-pki --key-file expired/key.pem
+grep -q '^ok    key ' doctor.log || fail "the expired kit's key still matches"
 
 mkdir -p wrong-ca/coordinator && cp other/ca.pem wrong-ca/ && cp pki/coordinator/cert.pem wrong-ca/coordinator/
-doctor_expect 1 '^FAIL  certificate .*not signed by the CA.*-> fix: .*different federations' "${base[@]}" --pki wrong-ca
+doctor_expect "$coordinator" 1 '^FAIL  certificate .*not signed by the CA.*-> fix: .*different federations' "${base[@]}" --pki wrong-ca
 
-doctor_expect 1 '^FAIL  key .*does not match' "${conf[@]}" --key-file pki/clients/site-a/key.pem
+doctor_expect "$coordinator" 1 '^FAIL  key .*does not match' "${conf[@]}" --key-file pki/clients/site-a/key.pem
 
 install -m 0644 creds/coordinator-key.pem loose-key.pem
-doctor_expect 1 '^FAIL  key .*has mode 0644.*-> fix: chmod 600' "${conf[@]}" --key-file loose-key.pem
+doctor_expect "$coordinator" 1 '^FAIL  key .*has mode 0644.*-> fix: chmod 600' "${conf[@]}" --key-file loose-key.pem
 
 python3 -c 'import socket,time,sys; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); time.sleep(60)' "$P" &
 squatter=$!
 pids+=("$squatter")
 wait_for 10 bash -c "! python3 -c 'import socket; socket.socket().bind((\"127.0.0.1\",$P))' 2>/dev/null" ||
   fail "the port squatter did not start"
-doctor_expect 1 "^FAIL  listen .*cannot listen on 127.0.0.1:$P" "${base[@]}"
+doctor_expect "$coordinator" 1 "^FAIL  listen .*cannot listen on 127.0.0.1:$P" "${base[@]}"
 kill "$squatter"; wait "$squatter" 2>/dev/null || true
 
 mkdir -p locked && chmod 0555 locked
 if [ "$(id -u)" = 0 ]; then
   # Root writes anywhere; doctor probes as the unit's user (here nobody) the way the service runs.
-  doctor_expect 1 "^FAIL  state-dir .*not writable for user nobody" "${base[@]}" --state-dir locked/state --service-user nobody
+  doctor_expect "$coordinator" 1 "^FAIL  state-dir .*not writable for user nobody" "${base[@]}" --state-dir locked/state --service-user nobody
 else
-  doctor_expect 1 "^FAIL  state-dir .*not writable for this user" "${base[@]}" --state-dir locked/state
+  doctor_expect "$coordinator" 1 "^FAIL  state-dir .*not writable for this user" "${base[@]}" --state-dir locked/state
 fi
 
 sign coordinator 10 serverAuth soon IP:127.0.0.1
 mkdir -p soon-pki/coordinator && cp pki/ca.pem soon-pki/ && cp soon/cert.pem soon-pki/coordinator/
-doctor_expect 0 '^WARN  expiry .*in 9 days' "${conf[@]}" --pki soon-pki --key-file soon/key.pem
+doctor_expect "$coordinator" 0 '^WARN  expiry .*in 9 days' "${conf[@]}" --pki soon-pki --key-file soon/key.pem
 
 echo "== the service: expiry warnings, SIGHUP, SIGTERM"
-"$coordinator" "${conf[@]}" --pki soon-pki --key-file soon/key.pem >service.out 2>service.log &
+"$coordinator" "${conf[@]}" --pki soon-pki --key-file soon/key.pem >service.out.log 2>service.log &
 coord=$!
 pids+=("$coord")
 wait_for 20 grep -qs "listening on" service.log || fail "coordinator did not start"
@@ -155,12 +112,14 @@ set -e
 grep -q "signal 15: stopping" service.log || fail "SIGTERM was not logged"
 
 echo "== doctor: a committed federation"
-"$coordinator" "${base[@]}" --rounds 1 >run.out 2>run.log &
+# A small table instead of Fashion-MNIST: 4 features, 2 classes.
+python3 -c 'import random; random.seed(1); print("a,b,c,d,y"); [print(",".join(f"{random.random():.3f}" for _ in range(4)) + f",{i % 2}") for i in range(200)]' >table.csv
+"$coordinator" "${base[@]}" --rounds 1 --model softmax:4,2 >run.out.log 2>run.log &
 coord=$!
 pids+=("$coord")
 wait_for 20 grep -qs "listening on" run.log || fail "coordinator did not start"
-"$build/client/federa-client" --coordinator "127.0.0.1:$P" --kit pki/clients/site-a --data fashion-mnist \
-  --partition-count 20 --retry-max 1 >client.out 2>client.log &
+"$client" --coordinator "127.0.0.1:$P" --kit pki/clients/site-a --data csv:table.csv:label=y --retry-max 1 \
+  >client.out.log 2>client.log &
 client=$!
 pids+=("$client")
 set +e
@@ -169,10 +128,11 @@ rc=$?
 set -e
 kill "$client" 2>/dev/null || true
 [ "$rc" = 0 ] || fail "the one-round job exited $rc"
-doctor_expect 0 '^WARN  state .*holds round 1 of 1: the job is complete' "${base[@]}" --rounds 1
-doctor_expect 0 '^ok    state .*holds round 1; --resume continues at round 2' "${base[@]}"
+doctor_expect "$coordinator" 0 '^WARN  state .*holds round 1 of 1: the job is complete' "${base[@]}" --rounds 1 \
+  --model softmax:4,2
+doctor_expect "$coordinator" 0 '^ok    state .*holds round 1; --resume continues at round 2' "${base[@]}" --model softmax:4,2
 grep -v '"resume"' coordinator.json >no-resume.json
-doctor_expect 1 '^FAIL  state .*holds round 1 and --resume is off: the coordinator refuses to start' \
-  --config no-resume.json --key-file creds/coordinator-key.pem
-doctor_expect 1 '^FAIL  state .*of --model mlp:784,16,10, not mlp:784,32,10' "${base[@]}" --model mlp:784,32,10
+doctor_expect "$coordinator" 1 '^FAIL  state .*holds round 1 and --resume is off: the coordinator refuses to start' \
+  --config no-resume.json --key-file creds/coordinator-key.pem --model softmax:4,2
+doctor_expect "$coordinator" 1 '^FAIL  state .*of --model softmax:4,2, not mlp:784,16,10' "${base[@]}"
 echo "coordinator_service: all checks passed"

@@ -1,0 +1,113 @@
+#include "client/cli.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+#include "client/builtin_trainer.hpp"
+#include "common/dataset.hpp"
+
+namespace federa {
+
+po::options_description client_flags() {
+  po::options_description desc(
+      "federa-client: join a federation and train locally; only model updates leave this "
+      "machine.\n\n"
+      "usage: federa-client --coordinator HOST:PORT --kit DIR --data SPEC [flags]   (or --config "
+      "FILE)\n"
+      "       federa-client doctor [flags]   check this setup, one line per check\n\n"
+      "flags",
+      110);
+  // clang-format off
+  desc.add_options()
+      ("coordinator", po::value<std::string>(), "coordinator address HOST:PORT (required)")
+      ("kit", po::value<std::string>(), "startup kit folder with ca.pem, cert.pem, key.pem from `federa-pki issue` (required)")
+      ("key-file", po::value<std::string>(), "the kit's private key (default: KIT/key.pem); the packaged unit passes the one systemd loads, %d/client-key.pem")
+      ("data", po::value<std::string>(), "training data: fashion-mnist | idx:IMAGES,LABELS | csv:FILE:label=COLUMN (required)")
+      ("partition", po::value<std::string>()->default_value("iid"), "use a share of --data: iid | dirichlet:ALPHA | labels:K | quantity:ALPHA")
+      ("partition-index", po::value<std::size_t>()->default_value(0), "which share this client takes, 0-based")
+      ("partition-count", po::value<std::size_t>()->default_value(1), "how many shares --data is split into (1 = use it all)")
+      ("test-fraction", po::value<double>()->default_value(0.0), "share of this client's examples held out for local evaluation")
+      ("seed", po::value<std::uint64_t>()->default_value(1), "partition seed: every client of one split must use the same")
+      ("retry-max", po::value<double>()->default_value(30), "longest wait between reconnection attempts, seconds")
+      ("give-up-after", po::value<double>()->default_value(0), "exit after this many seconds without reaching the coordinator (0 = never)")
+      ("once", po::bool_switch(), "exit when the federation completes (default: stay connected and serve the next job)");
+  // clang-format on
+  return desc;
+}
+
+std::map<std::string, PathResolver> client_path_resolvers() {
+  return {{"kit", resolve_path}, {"key-file", resolve_path}, {"data", resolve_data_spec}};
+}
+
+void require_client_flags(const po::variables_map& vm) {
+  for (const char* req : {"coordinator", "kit", "data"})
+    if (!vm.count(req)) throw OptionsError(std::string("--") + req + " is required");
+}
+
+ClientOptions connection_options(const po::variables_map& vm) {
+  ClientOptions opt;
+  opt.coordinator = parse_host_port(vm["coordinator"].as<std::string>(), "coordinator");
+  const std::string kit = vm["kit"].as<std::string>();
+  opt.ca_pem = kit + "/ca.pem";
+  opt.cert_pem = kit + "/cert.pem";
+  opt.key_pem = vm.count("key-file") ? vm["key-file"].as<std::string>() : kit + "/key.pem";
+  opt.backoff_max =
+      std::chrono::milliseconds(static_cast<long long>(vm["retry-max"].as<double>() * 1000));
+  opt.give_up_after =
+      std::chrono::seconds(static_cast<long long>(vm["give-up-after"].as<double>()));
+  opt.stay_connected = !vm["once"].as<bool>();
+  opt.seed = vm["seed"].as<std::uint64_t>() * 1000003 + vm["partition-index"].as<std::size_t>();
+  return opt;
+}
+
+void require_kit_files(const po::variables_map& vm, const ClientOptions& opt) {
+  for (const auto& f : {opt.ca_pem, opt.cert_pem})
+    if (!std::filesystem::exists(f))
+      throw OptionsError(
+          "--kit: " + f +
+          " is missing (a kit from `federa-pki issue` holds ca.pem, cert.pem, key.pem)");
+  if (!std::filesystem::exists(opt.key_pem))
+    throw OptionsError(
+        (vm.count("key-file") ? "--key-file: " : "--kit: ") + opt.key_pem +
+        " is missing (a kit from `federa-pki issue` holds ca.pem, cert.pem, key.pem)");
+}
+
+std::unique_ptr<Trainer> load_trainer(const po::variables_map& vm, std::uint64_t client_seed) {
+  auto count = vm["partition-count"].as<std::size_t>();
+  auto index = vm["partition-index"].as<std::size_t>();
+  if (count == 0) throw OptionsError("--partition-count must be at least 1");
+  if (index >= count) throw OptionsError("--partition-index must be below --partition-count");
+  double test_fraction = vm["test-fraction"].as<double>();
+  if (!(test_fraction >= 0 && test_fraction < 1))
+    throw OptionsError("--test-fraction must be in [0, 1)");
+  auto data = load_dataset(vm["data"].as<std::string>(), Split::train);
+  if (!data) throw OptionsError("--data: " + data.error().message);
+  std::vector<std::size_t> mine;
+  if (count == 1) {
+    mine.resize(data->rows);
+    for (std::size_t i = 0; i < mine.size(); ++i) mine[i] = i;
+  } else {
+    auto parts =
+        partition_dataset(data->labels, data->num_classes, vm["partition"].as<std::string>(), count,
+                          vm["seed"].as<std::uint64_t>());
+    if (!parts) throw OptionsError("--partition: " + parts.error().message);
+    mine = std::move((*parts)[index]);
+  }
+  std::size_t n_test = static_cast<std::size_t>(test_fraction * double(mine.size()));
+  std::vector<std::size_t> keep(mine);
+  mine.resize(mine.size() - n_test);
+  if (mine.empty()) throw OptionsError("this client's partition holds no training examples");
+  spdlog::info("data: {} examples for training, {} held out (partition {}/{} of {}, {})",
+               mine.size(), n_test, index, count, vm["data"].as<std::string>(),
+               vm["partition"].as<std::string>());
+  auto own = select_rows(*data, keep);  // training rows first, then the held-out ones
+  if (!own) throw OptionsError("--data: " + own.error().message);
+  std::vector<std::size_t> train_idx(mine.size()), test_idx(n_test);
+  for (std::size_t i = 0; i < train_idx.size(); ++i) train_idx[i] = i;
+  for (std::size_t i = 0; i < test_idx.size(); ++i) test_idx[i] = mine.size() + i;
+  auto shared = std::make_shared<const Dataset>(std::move(own.value()));
+  return make_builtin_trainer(shared, std::move(train_idx), std::move(test_idx), client_seed);
+}
+
+}  // namespace federa
