@@ -280,14 +280,8 @@ int run_client_doctor(int argc, char** argv, std::ostream& out) {
   ClientOptions opt;
   std::string edit;
   try {
-    vm = parse_options(argc, argv, desc, client_path_resolvers());
-    if (!vm) {
-      out << desc << "\n";
-      return 0;
-    }
-    if (vm->count("config")) edit = (*vm)["config"].as<std::string>();
-    setup_logging((*vm)["log-level"].defaulted() ? "warn" : (*vm)["log-level"].as<std::string>(),
-                  "doctor");
+    vm = parse_doctor_options(argc, argv, desc, client_path_resolvers(), out, edit);
+    if (!vm) return 0;
     require_client_flags(*vm);
     opt = connection_options(*vm);
     report.add(check_config_parsed(edit));

@@ -71,6 +71,20 @@ int DoctorReport::exit_status() {
   return 0;
 }
 
+std::optional<po::variables_map> parse_doctor_options(
+    int argc, char** argv, po::options_description& desc,
+    const std::map<std::string, PathResolver>& paths, std::ostream& out, std::string& config_file) {
+  auto vm = parse_options(argc, argv, desc, paths);
+  if (!vm) {
+    out << desc << "\n";
+    return vm;
+  }
+  if (vm->count("config")) config_file = (*vm)["config"].as<std::string>();
+  const auto& level = (*vm)["log-level"];
+  setup_logging(level.defaulted() ? "warn" : level.as<std::string>(), "doctor");
+  return vm;
+}
+
 CheckResult check_config_parsed(const std::string& config_file) {
   return check_ok("config",
                   config_file.empty() ? "the flags parse" : config_file + " and the flags parse");

@@ -16,11 +16,13 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
+#include "common/options.hpp"
 #include "common/pki.hpp"
 
 namespace federa {
@@ -54,6 +56,14 @@ class DoctorReport {
   int failures_ = 0;
   int warnings_ = 0;
 };
+
+// A doctor's command line, parsed as the program parses its own (parse_options with the
+// program's `paths`), and logging set to warnings only unless --log-level is given. nullopt
+// when --help was asked for (the flags are printed to `out`). `config_file` gets --config's
+// value. Throws OptionsError, like parse_options.
+std::optional<po::variables_map> parse_doctor_options(
+    int argc, char** argv, po::options_description& desc,
+    const std::map<std::string, PathResolver>& paths, std::ostream& out, std::string& config_file);
 
 // The "config" line; `config_file` is empty when only flags were given.
 CheckResult check_config_parsed(const std::string& config_file);

@@ -58,7 +58,7 @@ po::options_description coordinator_flags() {
 std::map<std::string, PathResolver> coordinator_path_keys() {
   return {{"pki", resolve_path},         {"members", resolve_path},
           {"state-dir", resolve_path},   {"metrics-out", resolve_path},
-          {"eval-data", resolve_data_spec}};
+          {"eval-data", resolve_data_spec}, {"key-file", resolve_path}};
 }
 
 namespace {

@@ -204,14 +204,8 @@ int run_coordinator_doctor(int argc, char** argv, std::ostream& out) {
   CoordinatorConfig cfg;
   std::string service_user, members_file, edit;
   try {
-    auto vm = parse_options(argc, argv, desc);
-    if (!vm) {
-      out << desc << "\n";
-      return 0;
-    }
-    if (vm->count("config")) edit = (*vm)["config"].as<std::string>();
-    setup_logging((*vm)["log-level"].defaulted() ? "warn" : (*vm)["log-level"].as<std::string>(),
-                  "doctor");
+    auto vm = parse_doctor_options(argc, argv, desc, coordinator_path_keys(), out, edit);
+    if (!vm) return 0;
     // The member list gets its own line below, so a fresh install's empty list is not the only
     // thing doctor reports.
     if (vm->count("members")) members_file = (*vm)["members"].as<std::string>();

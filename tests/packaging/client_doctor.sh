@@ -13,7 +13,7 @@
 # Usage: client_doctor.sh BUILD_DIR (needs openssl and python3)
 set -euo pipefail
 source "$(dirname "$0")/../integration/lib.sh" "$1" federa-client-doctor
-source "$(dirname "$0")/sign.sh"
+source "$(dirname "$0")/lib.sh"
 cd "$work"
 
 echo "== setup as in /etc/federa"
@@ -92,9 +92,5 @@ doctor_expect "$client" 1 "^FAIL  member .*refuses 'site-b'" --config etc/site-b
 grep -q "client 'site-a' reconnected" coordinator.log && fail "doctor replaced the agent's connection"
 kill -0 "$agent" || fail "the agent exited"
 kill -TERM "$agent"
-set +e
-wait "$agent"
-rc=$?
-set -e
-[ "$rc" = 0 ] || fail "SIGTERM: the agent exited $rc, expected 0"
+expect_exit "$agent" 0 "the agent after SIGTERM"
 echo "client_doctor: all checks passed"

@@ -12,7 +12,7 @@
 # Usage: coordinator_service.sh BUILD_DIR (needs openssl and python3)
 set -euo pipefail
 source "$(dirname "$0")/../integration/lib.sh" "$1" federa-service
-source "$(dirname "$0")/sign.sh"
+source "$(dirname "$0")/lib.sh"
 cd "$work"
 
 echo "== setup as in /etc/federa"
@@ -104,11 +104,7 @@ kill -HUP "$coord"
 wait_for 10 grep -q "SIGHUP: 1 members reloaded" service.log || fail "SIGHUP did not reload the members"
 kill -0 "$coord" || fail "SIGHUP stopped the coordinator"
 kill -TERM "$coord"
-set +e
-wait "$coord"
-rc=$?
-set -e
-[ "$rc" = 0 ] || fail "SIGTERM: exit status $rc, expected 0 (systemd would count the stop as a failure)"
+expect_exit "$coord" 0 "the coordinator after SIGTERM (systemd counts anything else as a failed stop)"
 grep -q "signal 15: stopping" service.log || fail "SIGTERM was not logged"
 
 echo "== doctor: a committed federation"
@@ -122,12 +118,8 @@ wait_for 20 grep -qs "listening on" run.log || fail "coordinator did not start"
   >client.out.log 2>client.log &
 client=$!
 pids+=("$client")
-set +e
-wait "$coord"
-rc=$?
-set -e
+expect_exit "$coord" 0 "the one-round job"
 kill "$client" 2>/dev/null || true
-[ "$rc" = 0 ] || fail "the one-round job exited $rc"
 doctor_expect "$coordinator" 0 '^WARN  state .*holds round 1 of 1: the job is complete' "${base[@]}" --rounds 1 \
   --model softmax:4,2
 doctor_expect "$coordinator" 0 '^ok    state .*holds round 1; --resume continues at round 2' "${base[@]}" --model softmax:4,2

@@ -1,6 +1,8 @@
-# Sourced by the packaging scenario scripts: certificates the PKI tool would never make (already
-# expired, or about to), signed with openssl by the CA in ./pki. Needs openssl.
-#   sign CN DAYS EKU OUT_DIR [SAN]    # DAYS -1: expired yesterday; EKU serverAuth | clientAuth
+# Sourced by the packaging scenario scripts after tests/integration/lib.sh (fail).
+#
+# sign CN DAYS EKU OUT_DIR [SAN]: a kit the PKI tool would never make (already expired, or about
+# to), signed with openssl by the CA in ./pki. DAYS -1: expired yesterday; EKU serverAuth or
+# clientAuth.
 sign() {
   mkdir -p "$4"
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$4/key.pem" \
@@ -22,4 +24,13 @@ doctor_expect() {
   set -e
   [ "$rc" = "$want" ] || fail "doctor $* exited $rc, expected $want"
   grep -Eq -- "$pattern" doctor.log || fail "doctor $* printed no line matching '$pattern'"
+}
+
+# expect_exit PID STATUS WHAT: waits for PID and fails unless it exited with STATUS.
+expect_exit() {
+  set +e
+  wait "$1"
+  local rc=$?
+  set -e
+  [ "$rc" = "$2" ] || fail "$3: exit status $rc, expected $2"
 }
