@@ -49,7 +49,10 @@ po::options_description coordinator_flags() {
       ("secagg-corrupt", po::value<double>()->default_value(0.05, "0.05"), "fraction of corrupt clients assumed by the SecAgg+ parameters")
       ("secagg-clip", po::value<double>()->default_value(8.0), "SecAgg+ clips each coordinate of an update delta to [-c, c] before quantizing")
       ("secagg-phase-timeout", po::value<double>()->default_value(60), "seconds each key-exchange and unmasking phase waits")
-      ("chunk-mb", po::value<double>()->default_value(4.0), "tensor chunk size on the wire, MiB (<= 16)");
+      ("chunk-mb", po::value<double>()->default_value(4.0), "tensor chunk size on the wire, MiB (<= 16)")
+      ("admin-listen", po::value<std::string>(), "HOST:PORT of the admin API, /metrics and dashboard (HTTPS, TLS 1.3; default off)")
+      ("admin-token-file", po::value<std::string>(), "bearer tokens for the admin listener (`federa-pki token` appends to DIR/admin-tokens); SIGHUP re-reads it")
+      ("admin-audit-log", po::value<std::string>(), "append-only log of every change made through the admin listener (default STATE_DIR/admin-audit.jsonl)");
   // clang-format on
   add_strategy_options(desc);
   return desc;
@@ -144,6 +147,12 @@ CoordinatorConfig coordinator_config(const po::variables_map& vm) {
     if (!members) throw OptionsError("--members: " + members.error().message);
     o.members = std::move(*members);
   }
+  if (vm.count("admin-listen")) c.admin_listen = parse_host_port(vm["admin-listen"].as<std::string>(), "admin-listen");
+  if (vm.count("admin-token-file")) c.admin_token_file = vm["admin-token-file"].as<std::string>();
+  c.admin_audit_log = vm.count("admin-audit-log") ? vm["admin-audit-log"].as<std::string>()
+                                                  : c.state_dir + "/admin-audit.jsonl";
+  if (!c.admin_listen && (vm.count("admin-token-file") || vm.count("admin-audit-log")))
+    throw OptionsError("--admin-token-file and --admin-audit-log need --admin-listen HOST:PORT");
   auto s = strategy_options_from(vm);
   if (!s) throw OptionsError(s.error().message);
   c.strategy = std::move(*s);

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -32,6 +33,10 @@ struct CoordinatorConfig {
   std::string device = "auto";
   unsigned threads = 1;
   std::string log_level = "info";
+  // The admin listener (coordinator/admin): HTTPS API, /metrics and dashboard; off when unset.
+  std::optional<HostPort> admin_listen;
+  std::string admin_token_file;  // bearer tokens from `federa-pki token`; empty: certificates only
+  std::string admin_audit_log;   // append-only JSON lines; default STATE_DIR/admin-audit.jsonl
 };
 
 po::options_description coordinator_flags();

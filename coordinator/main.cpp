@@ -4,6 +4,7 @@
 // open round abandoned, the last committed round kept); 1 when the job failed (a round beyond its
 // retries, a commit, the listener); 2 for bad flags or configuration.
 // `federa-coordinator doctor [flags]` checks a setup instead (coordinator/doctor.hpp).
+#include <atomic>
 #include <csignal>
 #include <iostream>
 #include <thread>
@@ -14,6 +15,7 @@
 
 #include "common/nn.hpp"
 #include "common/tls.hpp"
+#include "coordinator/admin/admin_listener.hpp"
 #include "coordinator/aggregation_backend.hpp"
 #include "coordinator/cert_expiry.hpp"
 #include "coordinator/cli.hpp"
@@ -89,7 +91,7 @@ Parts build(const CoordinatorConfig& cfg) {
 
 // SIGINT/SIGTERM stop the job; SIGHUP re-reads --members (revocation applies at once).
 void watch_signals(net::signal_set& signals, Orchestrator& orch, CertificateExpiryWatch& expiry,
-                   const CoordinatorConfig& cfg, bool& stopped) {
+                   const CoordinatorConfig& cfg, std::atomic<bool>& stopped) {
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
@@ -126,6 +128,8 @@ int serve(const CoordinatorConfig& cfg, Parts parts) {
   oo.backend = parts.backend.get();
   MetricsWriter metrics;  // observers outlive the orchestrator that calls them
   ConsolePrinter console(oo.rounds);
+  admin::AdminListener admin;  // an observer too: declared before the orchestrator
+  std::atomic<bool> stopped = false;
   const std::uint64_t start = parts.committed ? parts.committed->round : 0;
   const std::string start_line = parts.committed ? parts.committed->metrics_line : "";
   Orchestrator orch(oo, std::move(parts.strategy), std::move(parts.global), StateStore(cfg.state_dir),
@@ -141,6 +145,13 @@ int serve(const CoordinatorConfig& cfg, Parts parts) {
   ServerOptions so;
   so.listen = cfg.listen;
   WebSocketServer server(io, *tls, orch, so);
+  // Before the federation listener starts, so the admin view misses no client.
+  if (Status s = admin.start(cfg, orch, [&] { stopped = true; orch.stop(); }, [&] { return server.bytes_received(); });
+      !s) {
+    if (s.code() != ErrorCode::unavailable) throw OptionsError("--admin-listen: " + s.message());
+    spdlog::error("--admin-listen: {}", s.message());
+    return 1;
+  }
   if (Status s = server.start(); !s) {
     spdlog::error("{}", s.message());
     return 1;
@@ -148,13 +159,13 @@ int serve(const CoordinatorConfig& cfg, Parts parts) {
   spdlog::info("listening on {}:{} (TLS 1.3, mutual authentication), {} rounds, --min-clients {}", cfg.listen.host,
                server.bound_port(), oo.rounds, oo.min_clients);
   net::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
-  bool stopped = false;
   watch_signals(signals, orch, expiry, cfg, stopped);
   auto guard = net::make_work_guard(io);
   std::vector<std::thread> pool;
   for (unsigned i = 0; i < cfg.threads; ++i) pool.emplace_back([&io] { io.run(); });
 
   Status result = orch.run();
+  admin.stop();
   server.stop();
   orch.release_links();                               // close every session gracefully
   server.wait_for_sessions(std::chrono::seconds(2));  // goodbyes flush, closes complete

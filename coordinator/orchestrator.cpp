@@ -53,6 +53,11 @@ bool Orchestrator::paused() const {
   return paused_;
 }
 
+std::set<std::string> Orchestrator::members() const {
+  std::lock_guard lk(mu_);
+  return opt_.members;
+}
+
 std::size_t Orchestrator::ready_count() const {
   return std::size_t(std::count_if(clients_.begin(), clients_.end(), [](const auto& kv) { return kv.second.ready; }));
 }

@@ -108,6 +108,8 @@ class Orchestrator : public TransportHandler {
   std::uint64_t completed_rounds() const;
   std::size_t connected_clients() const;
   bool paused() const;
+  // The member list in force (empty = any client the CA signed). Thread-safe.
+  std::set<std::string> members() const;
   // The global model; stable only while run() is not running.
   const Model& global() const { return global_; }
 

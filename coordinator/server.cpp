@@ -31,8 +31,8 @@ constexpr const char* kConnectPath = "/v1/connect";
 class Session : public ClientLink, public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, ssl::context& tls, TransportHandler& handler, const ServerOptions& opt,
-          std::shared_ptr<std::atomic<std::size_t>> live)
-      : ws_(std::move(socket), tls), handler_(handler), opt_(opt), live_(std::move(live)) {
+          std::shared_ptr<std::atomic<std::size_t>> live, std::shared_ptr<std::atomic<std::uint64_t>> bytes_in)
+      : ws_(std::move(socket), tls), handler_(handler), opt_(opt), live_(std::move(live)), bytes_in_(std::move(bytes_in)) {
     ++*live_;
     beast::error_code ec;
     auto ep = beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
@@ -174,6 +174,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
       fail_protocol("text frame received; the protocol is binary protobuf");
       return;
     }
+    bytes_in_->fetch_add(bytes, std::memory_order_relaxed);
     wire::Envelope msg;
     auto data = read_buffer_.data();
     bool parsed = msg.ParseFromArray(data.data(), static_cast<int>(data.size()));
@@ -246,6 +247,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
   TransportHandler& handler_;
   const ServerOptions& opt_;
   std::shared_ptr<std::atomic<std::size_t>> live_;
+  std::shared_ptr<std::atomic<std::uint64_t>> bytes_in_;
   beast::flat_buffer buffer_;
   beast::flat_buffer read_buffer_;
   http::request<http::empty_body> request_;
@@ -272,7 +274,8 @@ struct WebSocketServer::Impl : std::enable_shared_from_this<WebSocketServer::Imp
         if (ec == net::error::operation_aborted || !self->acceptor.is_open()) return;
         spdlog::warn("accept failed: {}", ec.message());
       } else {
-        std::make_shared<Session>(std::move(s), *self->tls, self->handler, self->opt, self->live)->start();
+        std::make_shared<Session>(std::move(s), *self->tls, self->handler, self->opt, self->live, self->bytes_in)
+            ->start();
       }
       self->do_accept();
     });
@@ -284,6 +287,7 @@ struct WebSocketServer::Impl : std::enable_shared_from_this<WebSocketServer::Imp
   TransportHandler& handler;
   ServerOptions opt;
   std::shared_ptr<std::atomic<std::size_t>> live = std::make_shared<std::atomic<std::size_t>>(0);
+  std::shared_ptr<std::atomic<std::uint64_t>> bytes_in = std::make_shared<std::atomic<std::uint64_t>>(0);
 };
 
 WebSocketServer::WebSocketServer(net::io_context& io, std::shared_ptr<ssl::context> tls,
@@ -318,6 +322,8 @@ void WebSocketServer::stop() {
     impl->acceptor.close(ec);
   });
 }
+
+std::uint64_t WebSocketServer::bytes_received() const { return impl_ ? impl_->bytes_in->load() : 0; }
 
 std::size_t WebSocketServer::open_sessions() const { return impl_ ? impl_->live->load() : 0; }
 

@@ -46,6 +46,8 @@ class WebSocketServer {
   // Waits up to `limit` for every session to finish (after the orchestrator closed them).
   void wait_for_sessions(std::chrono::milliseconds limit) const;
   unsigned short bound_port() const { return port_; }
+  // Bytes of WebSocket messages received from clients since start (for /metrics). Thread-safe.
+  std::uint64_t bytes_received() const;
 
  private:
   struct Impl;
