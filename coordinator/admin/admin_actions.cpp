@@ -62,6 +62,7 @@ std::optional<std::uint64_t> safetensors_round(boost::beast::file& f) {
 ApiResponse AdminApi::change(const ApiRequest& req, const std::vector<std::string>& seg, const Caller& caller,
                              std::string& action, std::string& target) {
   const std::string what = seg[2];
+  if (what == "members") action = req.method == http::verb::delete_ ? "members.remove" : "members.add";
   // A JSON content type on every POST: a cross-site form cannot send one without a CORS
   // preflight, which this listener never grants.
   if (req.method == http::verb::post && req.content_type.substr(0, 16) != "application/json")
@@ -69,11 +70,9 @@ ApiResponse AdminApi::change(const ApiRequest& req, const std::vector<std::strin
                                      "POST needs 'Content-Type: application/json' (an empty body is fine)"));
   if (what == "members") {
     if (req.method == http::verb::post && seg.size() == 3) {
-      action = "members.add";
       return members_add(req.body, caller, target);
     }
     if (req.method == http::verb::delete_ && seg.size() == 4) {
-      action = "members.remove";
       return members_remove(seg[3], target);
     }
     return error_response(make_error(ErrorCode::invalid_argument,
