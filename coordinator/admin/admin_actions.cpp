@@ -60,9 +60,8 @@ std::optional<std::uint64_t> safetensors_round(boost::beast::file& f) {
 }  // namespace
 
 ApiResponse AdminApi::change(const ApiRequest& req, const std::vector<std::string>& seg, const Caller& caller,
-                             std::string& action, std::string& target) {
+                             std::string& target) {
   const std::string what = seg[2];
-  if (what == "members") action = req.method == http::verb::delete_ ? "members.remove" : "members.add";
   // A JSON content type on every POST: a cross-site form cannot send one without a CORS
   // preflight, which this listener never grants.
   if (req.method == http::verb::post && req.content_type.substr(0, 16) != "application/json")

@@ -13,6 +13,17 @@ namespace federa::admin {
 namespace json = boost::json;
 namespace http = boost::beast::http;
 
+namespace {
+
+// What the audit log calls a change request, whether or not it gets through.
+std::string action_name(http::verb method, const std::vector<std::string>& seg) {
+  if (seg.size() < 3 || seg[0] != "api" || seg[1] != "v1") return "unknown";
+  if (seg[2] == "members") return method == http::verb::delete_ ? "members.remove" : "members.add";
+  return seg[2];
+}
+
+}  // namespace
+
 unsigned http_status(ErrorCode code) {
   switch (code) {
     case ErrorCode::invalid_argument: return 400;
@@ -113,7 +124,7 @@ ApiResponse AdminApi::handle(const ApiRequest& req, const Result<Caller>& caller
   }
   if (!caller) {
     ApiResponse r = error_response(caller.error());
-    if (changes && seg.size() >= 3 && seg[0] == "api") audit(caller, seg[2], seg.size() > 3 ? seg[3] : "", r);
+    if (changes) audit(caller, action_name(req.method, seg), seg.size() > 3 ? seg[3] : "", r);
     return r;
   }
   return dispatch(req, seg, target->query, *caller);
@@ -129,7 +140,7 @@ ApiResponse AdminApi::dispatch(const ApiRequest& req, const std::vector<std::str
     r.headers.emplace_back("Allow", "GET, POST, DELETE");
     return r;
   }
-  std::string action = api ? seg[2] : "unknown", target = seg.size() > 3 ? seg[3] : "";
+  std::string action = action_name(req.method, seg), target = seg.size() > 3 ? seg[3] : "";
   ApiResponse r;
   if (!api) {
     r = error_response(make_error(ErrorCode::not_found, "no such endpoint"));
@@ -138,7 +149,7 @@ ApiResponse AdminApi::dispatch(const ApiRequest& req, const std::vector<std::str
                                   "'" + caller.identity.name + "' is a viewer; changes need the operator role"));
   } else {
     std::lock_guard lk(change_mu_);
-    r = change(req, seg, caller, action, target);
+    r = change(req, seg, caller, target);
   }
   audit(Result<Caller>(caller), action, target, r);
   return r;

@@ -91,13 +91,12 @@ class AdminApi {
   LiveFacts facts() const;
 
  private:
-  struct Route;
   ApiResponse dispatch(const ApiRequest& req, const std::vector<std::string>& seg,
                        const std::map<std::string, std::string>& query, const Caller& caller);
   ApiResponse get(const std::vector<std::string>& seg, const std::map<std::string, std::string>& query,
                   const Caller& caller);
   ApiResponse change(const ApiRequest& req, const std::vector<std::string>& seg, const Caller& caller,
-                     std::string& action, std::string& target);
+                     std::string& target);
   ApiResponse members_get(const std::vector<std::string>& seg);
   ApiResponse members_add(const std::string& body, const Caller& caller, std::string& target);
   ApiResponse members_remove(const std::string& name, std::string& target);
