@@ -66,6 +66,8 @@ namespace {
 
 using Core = AdminServer::Core;
 
+constexpr std::size_t kMaxDrainBytes = 4u << 20;
+
 void set_common_headers(http::fields& h, const ApiResponse& r) {
   h.set(http::field::server, "federa-coordinator");
   h.set(http::field::content_type, r.content_type);
@@ -158,11 +160,23 @@ class Session : public EventSink, public std::enable_shared_from_this<Session> {
     handle(parser_->release());
   }
 
+  // The answer goes out at once; then what the client is still sending (the rest of a huge
+  // body) is read and dropped, up to a bound, so the client gets to read the reason instead of a
+  // reset connection.
   void refuse(unsigned status, const std::string& why) {
     ApiResponse r;
     r.status = status;
     r.body = error_json(make_error(ErrorCode::invalid_argument, why)) + "\n";
+    linger_ = true;
     send_body(std::move(r), false);
+  }
+
+  void drain(std::size_t left) {
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
+    stream_.async_read_some(net::buffer(discard_), [self = shared_from_this(), left](beast::error_code ec, std::size_t n) {
+      if (ec || n >= left) return self->close_now();
+      self->drain(left - n);
+    });
   }
 
   void handle(http::request<http::string_body> req) {
@@ -215,6 +229,7 @@ class Session : public EventSink, public std::enable_shared_from_this<Session> {
   void write(std::shared_ptr<Message> res, bool keep, std::chrono::seconds timeout) {
     beast::get_lowest_layer(stream_).expires_after(timeout);
     http::async_write(stream_, *res, [self = shared_from_this(), res, keep](beast::error_code ec, std::size_t) {
+      if (!ec && self->linger_) return self->drain(kMaxDrainBytes);
       if (ec || !keep) return self->close_now();
       self->read_request();
     });
@@ -264,7 +279,8 @@ class Session : public EventSink, public std::enable_shared_from_this<Session> {
   std::deque<std::shared_ptr<const std::string>> queue_;
   std::size_t queued_ = 0;
   std::chrono::steady_clock::time_point write_started_;
-  char discard_[64];
+  bool linger_ = false;
+  char discard_[16 * 1024];
 };
 
 void do_accept(Core& core) {
