@@ -21,10 +21,9 @@ void EventHub::subscribe(const std::shared_ptr<EventSink>& sink, std::optional<s
   sinks_[sink.get()] = sink;
   count_ = sinks_.size();
   if (!last_id) return;
-  if (!ring_.empty() && *last_id + 1 < ring_.front().first) {
+  // A gap (the subscriber missed events the ring no longer holds): it must reload its state.
+  if (!ring_.empty() && *last_id + 1 < ring_.front().first)
     sink->push(std::make_shared<const std::string>("event: resync\ndata: {}\n\n"));
-    return;
-  }
   for (const auto& [id, frame] : ring_)
     if (id > *last_id) sink->push(frame);
 }

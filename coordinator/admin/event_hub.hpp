@@ -1,7 +1,8 @@
 // Fans the orchestrator's events out to the open /api/v1/events streams (server-sent events).
 // publish() may be called from any thread; everything else runs on the admin listener's thread.
 // The last `ring` events are kept, so a dashboard that reconnects with Last-Event-ID misses
-// nothing; one that fell further behind gets a "resync" event and reloads its state.
+// nothing (Last-Event-ID: 0 replays all that is kept); one that fell further behind gets a
+// "resync" event first and reloads its state.
 //
 //   EventHub hub(io.get_executor());
 //   hub.publish("round_committed", R"({"round":3})");   // id: 1, event: round_committed, data: ...

@@ -98,12 +98,14 @@ class Federation:
         return r.stdout.strip().splitlines()[0]
 
     def _make_data(self):
+        """Two classes of 4 features: data.csv split among the clients, eval.csv held out."""
         rng = random.Random(7)
-        with open(self.path("data.csv"), "w") as f:
-            f.write("a,b,c,d,label\n")
-            for _ in range(900):
-                y = rng.randint(0, 1)
-                f.write(",".join("%.3f" % rng.gauss(1.5 * y, 1.0) for _ in range(4)) + ",%d\n" % y)
+        for name, rows in (("data.csv", 900), ("eval.csv", 300)):
+            with open(self.path(name), "w") as f:
+                f.write("a,b,c,d,label\n")
+                for _ in range(rows):
+                    y = rng.randint(0, 1)
+                    f.write(",".join("%.3f" % rng.gauss(1.5 * y, 1.0) for _ in range(4)) + ",%d\n" % y)
 
     def expired_admin_kit(self):
         """An operator kit whose certificate expired in 2020, signed by the federation CA."""

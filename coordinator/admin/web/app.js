@@ -5,7 +5,7 @@
 'use strict';
 
 const S = { token: null, role: null, name: null, status: null, clients: null, members: null,
-  rounds: [], offset: 0, lastId: null, refreshTimer: null, streamAbort: null };
+  rounds: [], offset: 0, lastId: '0', refreshTimer: null, streamAbort: null };
 const $ = (id) => document.getElementById(id);
 const SVGNS = 'http://www.w3.org/2000/svg';
 
@@ -121,7 +121,8 @@ function scheduleRefresh() {
 async function stream() {
   for (;;) {
     try {
-      const headers = authHeaders(S.lastId ? { 'Last-Event-ID': S.lastId } : {});
+      // Last-Event-ID 0 at first: the listener replays the recent events it keeps.
+      const headers = authHeaders({ 'Last-Event-ID': S.lastId });
       const r = await fetch('/api/v1/events', { headers, cache: 'no-store' });
       if (r.status === 401 || r.status === 403) { location.reload(); return; }
       if (!r.ok) throw new Error('events: ' + r.status);
@@ -196,11 +197,15 @@ function addEvent(event, o) {
 // ---- rendering --------------------------------------------------------------------------------
 
 function fmt(v, digits) { return typeof v === 'number' ? v.toFixed(digits) : '—'; }
+function duration(ms) {
+  if (typeof ms !== 'number') return '—';
+  return ms < 1000 ? Math.round(ms) + ' ms' : (ms / 1000).toFixed(1) + ' s';
+}
 function since(iso) { return iso ? new Date(iso).toLocaleString() : '—'; }
 
 function render() {
   const s = S.status;
-  $('federation').textContent = s.federation;
+  $('federation').textContent = '— ' + s.federation;
   $('phase').textContent = s.phase;
   $('job-note').textContent = s.job_result ? (s.job_result.ok ? 'all rounds committed' : s.job_result.reason) : (s.paused ? 'no new round starts until resumed' : '');
   const cur = s.round;
@@ -271,7 +276,7 @@ function renderRounds() {
     body.append(el('tr', { class: 'clickable', onclick: () => showRound(r.round) },
       el('td', { text: r.round }),
       el('td', { text: r.committed_at ? new Date(r.committed_at).toLocaleTimeString() : '(before restart)' }),
-      el('td', { text: typeof r.duration_ms === 'number' ? (r.duration_ms / 1000).toFixed(1) + ' s' : '—' }),
+      el('td', { text: duration(r.duration_ms) }),
       el('td', { text: `${r.clients ?? '—'} / ${r.selected ?? '—'}` }),
       el('td', { text: fmt(r.loss, 4) }), el('td', { text: fmt(r.accuracy, 4) }),
       el('td', { text: fmt(r.fed_loss, 4) }), el('td', { text: fmt(r.fed_accuracy, 4) })));
@@ -315,8 +320,8 @@ function renderChart() {
   svg.append(el('svg:line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B }));
   const step = Math.max(1, Math.ceil((maxX - minX) / 10));
   for (let n = minX; n <= maxX; n += step) svg.append(el('svg:text', { x: x(n), y: H - B + 16, 'text-anchor': 'middle', text: n }));
-  svg.append(el('svg:text', { x: L - 40, y: T + 4, text: 'acc.' }));
-  svg.append(el('svg:text', { x: W - R + 6, y: H - 4, text: 'loss' }));
+  svg.append(el('svg:text', { x: L + 6, y: T + 14, text: 'accuracy (left)' }));
+  svg.append(el('svg:text', { x: W - R - 6, y: T + 14, 'text-anchor': 'end', text: 'loss (right)' }));
   const series = [['accuracy', yAcc], ['fed_accuracy', yAcc], ['loss', yLoss], ['fed_loss', yLoss]];
   for (const [key, y] of series) {
     const pts = rounds.filter((r) => typeof r[key] === 'number' && isFinite(r[key]));
