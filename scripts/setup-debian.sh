@@ -18,6 +18,8 @@ packages=(
   # Debian packages (scripts/package.sh): CPack's dpkg-shlibdeps, man pages from --help, and
   # systemd-analyze for the packaging test's unit checks
   dpkg-dev fakeroot help2man systemd
+  # the admin listener's tests: the dashboard in a real browser, a real Prometheus scraping it
+  chromium prometheus
 )
 
 missing=()
