@@ -144,10 +144,10 @@ extendedKeyUsage = 2.25.118243678027174591455259721420516730177.1
         return d
 
     # ---- processes -----------------------------------------------------------------------------
-    def start_coordinator(self, *extra, min_clients=3, log="coordinator.log"):
+    def start_coordinator(self, *extra, min_clients=3, model="mlp:4,8,2", local_epochs=1, log="coordinator.log"):
         args = [self.bin["coordinator"], "--pki", "pki", "--listen", "127.0.0.1:%d" % self.port,
                 "--admin-listen", "127.0.0.1:%d" % self.admin_port, "--admin-token-file", "pki/admin-tokens",
-                "--members", "members.txt", "--model", "mlp:4,8,2", "--lr", "0.1", "--local-epochs", "1",
+                "--members", "members.txt", "--model", model, "--lr", "0.1", "--local-epochs", str(local_epochs),
                 "--min-clients", str(min_clients), "--round-timeout", "30", "--state-dir", "state", "--metrics-out",
                 "metrics.jsonl", "--threads", "2"] + list(extra)
         self.coordinator = subprocess.Popen(args, cwd=self.work, stdout=open(self.path("coordinator.out"), "a"),
