@@ -15,19 +15,24 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
 namespace ssl = net::ssl;
-using tcp = net::ip::tcp;
+using Tcp = net::ip::tcp;
 
 namespace {
 
 Result<std::shared_ptr<ssl::context>> context(const AdminEndpoint& ep) {
-  if (!ep.kit.empty()) return make_client_tls_context(ep.kit + "/ca.pem", ep.kit + "/cert.pem", ep.kit + "/key.pem");
+  if (!ep.kit.empty())
+    return make_client_tls_context(ep.kit + "/ca.pem", ep.kit + "/cert.pem", ep.kit + "/key.pem");
   if (ep.ca.empty())
-    return make_error(ErrorCode::invalid_argument, "with --token, --ca FILE (the federation's ca.pem) is needed to check the coordinator");
+    return make_error(
+        ErrorCode::invalid_argument,
+        "with --token, --ca FILE (the federation's ca.pem) is needed to check the coordinator");
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
   SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_3_VERSION);
   boost::system::error_code ec;
   ctx->load_verify_file(ep.ca, ec);
-  if (ec) return make_error(ErrorCode::invalid_argument, "cannot load the CA certificate " + ep.ca + ": " + ec.message());
+  if (ec)
+    return make_error(ErrorCode::invalid_argument,
+                      "cannot load the CA certificate " + ep.ca + ": " + ec.message());
   ctx->set_verify_mode(ssl::verify_peer, ec);
   return ctx;
 }
@@ -35,30 +40,33 @@ Result<std::shared_ptr<ssl::context>> context(const AdminEndpoint& ep) {
 struct Connection {
   net::io_context io;
   std::shared_ptr<ssl::context> ctx;
-  std::unique_ptr<beast::ssl_stream<tcp::socket>> stream;
+  std::unique_ptr<beast::ssl_stream<Tcp::socket>> stream;
 };
 
 Status connect(const AdminEndpoint& ep, Connection& c) {
   auto ctx = context(ep);
   if (!ctx) return ctx.error();
   c.ctx = *ctx;
-  c.stream = std::make_unique<beast::ssl_stream<tcp::socket>>(c.io, *c.ctx);
+  c.stream = std::make_unique<beast::ssl_stream<Tcp::socket>>(c.io, *c.ctx);
   if (Status s = set_client_tls_hostname(c.stream->native_handle(), ep.host); !s) return s;
   boost::system::error_code ec;
-  tcp::resolver resolver(c.io);
+  Tcp::resolver resolver(c.io);
   auto results = resolver.resolve(ep.host, std::to_string(ep.port), ec);
   if (!ec) net::connect(c.stream->next_layer(), results, ec);
   const std::string where = ep.host + ":" + std::to_string(ep.port);
-  if (ec) return make_error(ErrorCode::unavailable, "cannot connect to the admin listener at " + where + ": " + ec.message());
+  if (ec)
+    return make_error(ErrorCode::unavailable,
+                      "cannot connect to the admin listener at " + where + ": " + ec.message());
   c.stream->handshake(ssl::stream_base::client, ec);
   if (ec)
     return make_error(ErrorCode::unavailable,
-                      "TLS handshake with " + where + " failed: " + describe_tls_error(ec, c.stream->native_handle()));
+                      "TLS handshake with " + where +
+                          " failed: " + describe_tls_error(ec, c.stream->native_handle()));
   return {};
 }
 
-http::request<http::string_body> make_request(const AdminEndpoint& ep, http::verb method, const std::string& target,
-                                              const std::string& body) {
+http::request<http::string_body> make_request(const AdminEndpoint& ep, http::verb method,
+                                              const std::string& target, const std::string& body) {
   http::request<http::string_body> req(method, target, 11);
   req.set(http::field::host, ep.host);
   req.set(http::field::user_agent, "federa-admin");
@@ -73,12 +81,14 @@ http::request<http::string_body> make_request(const AdminEndpoint& ep, http::ver
 }
 
 Status transport_error(const boost::system::error_code& ec) {
-  return make_error(ErrorCode::unavailable, "the admin listener closed the connection: " + ec.message());
+  return make_error(ErrorCode::unavailable,
+                    "the admin listener closed the connection: " + ec.message());
 }
 
 }  // namespace
 
-Result<Reply> admin_request(const AdminEndpoint& ep, http::verb method, const std::string& target, const std::string& body) {
+Result<Reply> admin_request(const AdminEndpoint& ep, http::verb method, const std::string& target,
+                            const std::string& body) {
   Connection c;
   if (Status s = connect(ep, c); !s) return s.error();
   boost::system::error_code ec;
@@ -92,7 +102,8 @@ Result<Reply> admin_request(const AdminEndpoint& ep, http::verb method, const st
   return Reply{parser.get().result_int(), parser.get().body(), 0};
 }
 
-Result<Reply> admin_download(const AdminEndpoint& ep, const std::string& target, const std::filesystem::path& out) {
+Result<Reply> admin_download(const AdminEndpoint& ep, const std::string& target,
+                             const std::filesystem::path& out) {
   Connection c;
   if (Status s = connect(ep, c); !s) return s.error();
   boost::system::error_code ec;
@@ -112,7 +123,9 @@ Result<Reply> admin_download(const AdminEndpoint& ep, const std::string& target,
   http::response_parser<http::file_body> body(std::move(head));
   body.body_limit(boost::none);
   body.get().body().open(tmp.c_str(), beast::file_mode::write, ec);
-  if (ec) return make_error(ErrorCode::failed_precondition, "cannot write " + tmp.string() + ": " + ec.message());
+  if (ec)
+    return make_error(ErrorCode::failed_precondition,
+                      "cannot write " + tmp.string() + ": " + ec.message());
   http::read(*c.stream, buf, body, ec);
   body.get().body().close();
   if (ec) {
@@ -120,11 +133,14 @@ Result<Reply> admin_download(const AdminEndpoint& ep, const std::string& target,
     return make_error(ErrorCode::unavailable, "the download broke off: " + ec.message());
   }
   std::filesystem::rename(tmp, out, ec);
-  if (ec) return make_error(ErrorCode::failed_precondition, "cannot rename " + tmp.string() + " to " + out.string() + ": " + ec.message());
+  if (ec)
+    return make_error(ErrorCode::failed_precondition, "cannot rename " + tmp.string() + " to " +
+                                                          out.string() + ": " + ec.message());
   return Reply{200, "", std::filesystem::file_size(out)};
 }
 
-Status admin_events(const AdminEndpoint& ep, const std::function<bool(const std::string&, const std::string&)>& on_event,
+Status admin_events(const AdminEndpoint& ep,
+                    const std::function<bool(const std::string&, const std::string&)>& on_event,
                     Reply& refused) {
   Connection c;
   if (Status s = connect(ep, c); !s) return s;

@@ -7,12 +7,11 @@
 //   Result<Reply> m = admin_download(ep, "/api/v1/model?round=3", "model.safetensors");
 #pragma once
 
+#include <boost/beast/http/verb.hpp>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
-
-#include <boost/beast/http/verb.hpp>
 
 #include "common/result.hpp"
 
@@ -28,16 +27,18 @@ struct AdminEndpoint {
 
 struct Reply {
   unsigned status = 0;
-  std::string body;           // the body, or "" for a download
-  std::uint64_t bytes = 0;    // bytes written for a download
+  std::string body;         // the body, or "" for a download
+  std::uint64_t bytes = 0;  // bytes written for a download
 };
 
-Result<Reply> admin_request(const AdminEndpoint& ep, boost::beast::http::verb method, const std::string& target,
-                            const std::string& body = "");
+Result<Reply> admin_request(const AdminEndpoint& ep, boost::beast::http::verb method,
+                            const std::string& target, const std::string& body = "");
 // A 200 answer goes to `out`; any other answer's body comes back in Reply::body.
-Result<Reply> admin_download(const AdminEndpoint& ep, const std::string& target, const std::filesystem::path& out);
+Result<Reply> admin_download(const AdminEndpoint& ep, const std::string& target,
+                             const std::filesystem::path& out);
 // Reads server-sent events; `on_event(name, data)` returns false to stop.
-Status admin_events(const AdminEndpoint& ep, const std::function<bool(const std::string&, const std::string&)>& on_event,
+Status admin_events(const AdminEndpoint& ep,
+                    const std::function<bool(const std::string&, const std::string&)>& on_event,
                     Reply& refused);
 
 }  // namespace federa::admin_cli

@@ -5,9 +5,8 @@
 //   site-a   connected  2025-05-01T12:00:00.123Z  127.0.0.1:51234  12/12   accepted (round 12)
 #pragma once
 
-#include <string>
-
 #include <boost/json/value.hpp>
+#include <string>
 
 namespace federa::admin_cli {
 

@@ -7,12 +7,11 @@
 //
 // Exit status: 0 done; 1 the coordinator answered with an error or could not be reached;
 // 2 bad usage; 3 not authenticated or not allowed (401/403).
+#include <boost/json.hpp>
 #include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
-
-#include <boost/json.hpp>
 
 #include "common/options.hpp"
 #include "tools/admin_client.hpp"
@@ -24,7 +23,8 @@ namespace http = boost::beast::http;
 
 namespace {
 
-constexpr const char* kUsage = R"(federa-admin: operate a federa coordinator through its admin listener.
+constexpr const char* kUsage =
+    R"(federa-admin: operate a federa coordinator through its admin listener.
 
 usage: federa-admin [options] COMMAND [ARGS]
 
@@ -77,18 +77,30 @@ Args parse(int argc, char** argv) {
   };
   for (int i = 1; i < argc; ++i) {
     const std::string w = argv[i];
-    if (w == "--help" || w == "-h") throw OptionsError("");
-    else if (w == "--server") server = value(i, w);
-    else if (w == "--kit") a.ep.kit = value(i, w);
-    else if (w == "--token") a.ep.token = value(i, w);
-    else if (w == "--ca") a.ep.ca = value(i, w);
-    else if (w == "--json") a.json = true;
-    else if (w == "-o" || w == "--output") a.out = value(i, w);
-    else if (w == "--round") a.round = value(i, w);
-    else if (w == "--after-round") a.after_round = true;
-    else if (w == "--count") a.count = std::stol(value(i, w));
-    else if (w.rfind("--", 0) == 0) throw OptionsError("unknown option " + w);
-    else a.words.push_back(w);
+    if (w == "--help" || w == "-h")
+      throw OptionsError("");
+    else if (w == "--server")
+      server = value(i, w);
+    else if (w == "--kit")
+      a.ep.kit = value(i, w);
+    else if (w == "--token")
+      a.ep.token = value(i, w);
+    else if (w == "--ca")
+      a.ep.ca = value(i, w);
+    else if (w == "--json")
+      a.json = true;
+    else if (w == "-o" || w == "--output")
+      a.out = value(i, w);
+    else if (w == "--round")
+      a.round = value(i, w);
+    else if (w == "--after-round")
+      a.after_round = true;
+    else if (w == "--count")
+      a.count = std::stol(value(i, w));
+    else if (w.rfind("--", 0) == 0)
+      throw OptionsError("unknown option " + w);
+    else
+      a.words.push_back(w);
   }
   if (!server.empty()) {
     HostPort hp = parse_host_port(server, "server");
@@ -96,14 +108,16 @@ Args parse(int argc, char** argv) {
     a.ep.port = hp.port;
   }
   if (a.ep.kit.empty() && a.ep.token.empty())
-    throw OptionsError("give an admin kit (--kit DIR) or a bearer token (--token or FEDERA_ADMIN_TOKEN)");
+    throw OptionsError(
+        "give an admin kit (--kit DIR) or a bearer token (--token or FEDERA_ADMIN_TOKEN)");
   if (!a.ep.kit.empty() && !a.ep.token.empty()) a.ep.token.clear();  // the certificate decides
   if (a.words.empty()) throw OptionsError("no command given");
   return a;
 }
 
 // Prints the reply (JSON as is, or through `human`) and returns the exit status.
-int finish(const Args& a, const Result<Reply>& r, const std::function<void(const boost::json::value&)>& human) {
+int finish(const Args& a, const Result<Reply>& r,
+           const std::function<void(const boost::json::value&)>& human) {
   if (!r) {
     std::cerr << "federa-admin: " << r.error().message << "\n";
     return 1;
@@ -117,8 +131,10 @@ int finish(const Args& a, const Result<Reply>& r, const std::function<void(const
     std::cerr << "federa-admin: " << r->status << ": " << why << "\n";
     return r->status == 401 || r->status == 403 ? 3 : 1;
   }
-  if (a.json || ec) std::cout << r->body << (r->body.empty() || r->body.back() != '\n' ? "\n" : "");
-  else human(v);
+  if (a.json || ec)
+    std::cout << r->body << (r->body.empty() || r->body.back() != '\n' ? "\n" : "");
+  else
+    human(v);
   return 0;
 }
 
@@ -129,7 +145,8 @@ int run_command(const Args& a) {
   if (cmd == "status" && w.size() == 1) return finish(a, get("/api/v1/status"), print_status);
   if (cmd == "clients" && w.size() == 1) return finish(a, get("/api/v1/clients"), print_clients);
   if (cmd == "rounds" && w.size() == 1) return finish(a, get("/api/v1/rounds"), print_rounds);
-  if (cmd == "rounds" && w.size() == 2) return finish(a, get("/api/v1/rounds/" + w[1]), print_round);
+  if (cmd == "rounds" && w.size() == 2)
+    return finish(a, get("/api/v1/rounds/" + w[1]), print_round);
   if (cmd == "members" && (w.size() == 1 || (w.size() == 2 && w[1] == "list")))
     return finish(a, get("/api/v1/members"), print_members);
   if (cmd == "members" && w.size() == 3 && w[1] == "add") {
@@ -137,7 +154,8 @@ int run_command(const Args& a) {
     return finish(a, admin_request(a.ep, http::verb::post, "/api/v1/members", body), print_members);
   }
   if (cmd == "members" && w.size() == 3 && w[1] == "remove")
-    return finish(a, admin_request(a.ep, http::verb::delete_, "/api/v1/members/" + w[2]), print_members);
+    return finish(a, admin_request(a.ep, http::verb::delete_, "/api/v1/members/" + w[2]),
+                  print_members);
   if ((cmd == "pause" || cmd == "resume" || cmd == "stop") && w.size() == 1) {
     const std::string body = cmd == "stop" && a.after_round ? R"({"after_round":true})" : "{}";
     return finish(a, admin_request(a.ep, http::verb::post, "/api/v1/" + cmd, body),
@@ -149,7 +167,9 @@ int run_command(const Args& a) {
     auto r = admin_download(a.ep, target, a.out);
     if (r && r->status == 200) {
       if (a.json)
-        std::cout << boost::json::serialize(boost::json::object{{"file", a.out}, {"bytes", r->bytes}}) << "\n";
+        std::cout << boost::json::serialize(
+                         boost::json::object{{"file", a.out}, {"bytes", r->bytes}})
+                  << "\n";
       else
         std::cout << "wrote " << a.out << " (" << r->bytes << " bytes)\n";
       return 0;
@@ -159,14 +179,20 @@ int run_command(const Args& a) {
   if (cmd == "events" && w.size() == 1) {
     long seen = 0;
     Reply refused;
-    Status s = admin_events(a.ep, [&](const std::string& event, const std::string& data) {
-      if (a.json) std::cout << R"({"event":")" << event << R"(","data":)" << data << "}\n";
-      else std::cout << event << " " << data << "\n";
-      std::cout.flush();
-      return a.count <= 0 || ++seen < a.count;
-    }, refused);
+    Status s = admin_events(
+        a.ep,
+        [&](const std::string& event, const std::string& data) {
+          if (a.json)
+            std::cout << R"({"event":")" << event << R"(","data":)" << data << "}\n";
+          else
+            std::cout << event << " " << data << "\n";
+          std::cout.flush();
+          return a.count <= 0 || ++seen < a.count;
+        },
+        refused);
     if (s) return 0;
-    if (refused.status != 0) return finish(a, Result<Reply>(refused), [](const boost::json::value&) {});
+    if (refused.status != 0)
+      return finish(a, Result<Reply>(refused), [](const boost::json::value&) {});
     std::cerr << "federa-admin: " << s.message() << "\n";
     return 1;
   }

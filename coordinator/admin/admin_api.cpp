@@ -2,8 +2,9 @@
 // and the model download are in admin_actions.cpp.
 #include "coordinator/admin/admin_api.hpp"
 
-#include <boost/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include <boost/json.hpp>
 
 #include "coordinator/admin/http_util.hpp"
 #include "coordinator/admin/web_assets.hpp"
@@ -26,17 +27,26 @@ std::string action_name(http::verb method, const std::vector<std::string>& seg) 
 
 unsigned http_status(ErrorCode code) {
   switch (code) {
-    case ErrorCode::invalid_argument: return 400;
-    case ErrorCode::unauthenticated: return 401;
-    case ErrorCode::permission_denied: return 403;
-    case ErrorCode::not_found: return 404;
+    case ErrorCode::invalid_argument:
+      return 400;
+    case ErrorCode::unauthenticated:
+      return 401;
+    case ErrorCode::permission_denied:
+      return 403;
+    case ErrorCode::not_found:
+      return 404;
     case ErrorCode::already_exists:
     case ErrorCode::failed_precondition:
-    case ErrorCode::aborted: return 409;
-    case ErrorCode::resource_exhausted: return 429;
-    case ErrorCode::unavailable: return 503;
-    case ErrorCode::deadline_exceeded: return 504;
-    default: return 500;
+    case ErrorCode::aborted:
+      return 409;
+    case ErrorCode::resource_exhausted:
+      return 429;
+    case ErrorCode::unavailable:
+      return 503;
+    case ErrorCode::deadline_exceeded:
+      return 504;
+    default:
+      return 500;
   }
 }
 
@@ -67,22 +77,29 @@ Result<Caller> authenticate(const Result<AdminIdentity>& cert, std::string_view 
   }
   constexpr std::string_view kBearer = "Bearer ";
   if (authorization.empty())
-    return make_error(ErrorCode::unauthenticated,
-                      "authentication required: present an admin certificate (federa-pki issue --admin NAME "
-                      "--role ROLE) or an 'Authorization: Bearer TOKEN' header (federa-pki token)");
+    return make_error(
+        ErrorCode::unauthenticated,
+        "authentication required: present an admin certificate (federa-pki issue --admin NAME "
+        "--role ROLE) or an 'Authorization: Bearer TOKEN' header (federa-pki token)");
   if (authorization.substr(0, kBearer.size()) != kBearer)
-    return make_error(ErrorCode::unauthenticated, "the Authorization header must be 'Bearer TOKEN'");
-  if (tokens == nullptr)
     return make_error(ErrorCode::unauthenticated,
-                      "this coordinator accepts no bearer tokens (start it with --admin-token-file)");
+                      "the Authorization header must be 'Bearer TOKEN'");
+  if (tokens == nullptr)
+    return make_error(
+        ErrorCode::unauthenticated,
+        "this coordinator accepts no bearer tokens (start it with --admin-token-file)");
   auto who = tokens->verify(authorization.substr(kBearer.size()));
   if (!who) return who.error();
   return Caller{*who, "token", address};
 }
 
-AdminApi::AdminApi(Orchestrator& orchestrator, AdminState& state, AdminApiOptions options, AuditLog* audit,
-                   StopHook stop)
-    : orch_(orchestrator), state_(state), opt_(std::move(options)), audit_(audit), stop_(std::move(stop)) {}
+AdminApi::AdminApi(Orchestrator& orchestrator, AdminState& state, AdminApiOptions options,
+                   AuditLog* audit, StopHook stop)
+    : orch_(orchestrator),
+      state_(state),
+      opt_(std::move(options)),
+      audit_(audit),
+      stop_(std::move(stop)) {}
 
 LiveFacts AdminApi::facts() const {
   LiveFacts f;
@@ -131,7 +148,8 @@ ApiResponse AdminApi::handle(const ApiRequest& req, const Result<Caller>& caller
 }
 
 ApiResponse AdminApi::dispatch(const ApiRequest& req, const std::vector<std::string>& seg,
-                               const std::map<std::string, std::string>& query, const Caller& caller) {
+                               const std::map<std::string, std::string>& query,
+                               const Caller& caller) {
   const bool api = seg.size() >= 3 && seg[0] == "api" && seg[1] == "v1";
   if (req.method == http::verb::get) return get(seg, query, caller);
   if (req.method != http::verb::post && req.method != http::verb::delete_) {
@@ -145,8 +163,9 @@ ApiResponse AdminApi::dispatch(const ApiRequest& req, const std::vector<std::str
   if (!api) {
     r = error_response(make_error(ErrorCode::not_found, "no such endpoint"));
   } else if (!role_allows(caller.identity.role, AdminRole::operate)) {
-    r = error_response(make_error(ErrorCode::permission_denied,
-                                  "'" + caller.identity.name + "' is a viewer; changes need the operator role"));
+    r = error_response(
+        make_error(ErrorCode::permission_denied,
+                   "'" + caller.identity.name + "' is a viewer; changes need the operator role"));
   } else {
     std::lock_guard lk(change_mu_);
     r = change(req, seg, caller, target);
@@ -155,8 +174,8 @@ ApiResponse AdminApi::dispatch(const ApiRequest& req, const std::vector<std::str
   return r;
 }
 
-void AdminApi::audit(const Result<Caller>& caller, const std::string& action, const std::string& target,
-                     const ApiResponse& r) {
+void AdminApi::audit(const Result<Caller>& caller, const std::string& action,
+                     const std::string& target, const ApiResponse& r) {
   AuditEntry e;
   if (caller) {
     e.who = caller->identity.name;
@@ -174,14 +193,15 @@ void AdminApi::audit(const Result<Caller>& caller, const std::string& action, co
     if (!ec && v.is_object() && v.as_object().contains("error") && v.at("error").is_string())
       e.reason = std::string(v.at("error").as_string());
   }
-  spdlog::info("admin: {} ({}) {} {} -> {}{}", e.who.empty() ? "?" : e.who, e.via.empty() ? "-" : e.via, action,
-               target, r.status, e.reason.empty() ? "" : ": " + e.reason);
+  spdlog::info("admin: {} ({}) {} {} -> {}{}", e.who.empty() ? "?" : e.who,
+               e.via.empty() ? "-" : e.via, action, target, r.status,
+               e.reason.empty() ? "" : ": " + e.reason);
   if (audit_ == nullptr) return;
   if (Status s = audit_->write(e); !s) spdlog::error("admin: {}", s.message());
 }
 
-ApiResponse AdminApi::get(const std::vector<std::string>& seg, const std::map<std::string, std::string>& query,
-                          const Caller& caller) {
+ApiResponse AdminApi::get(const std::vector<std::string>& seg,
+                          const std::map<std::string, std::string>& query, const Caller& caller) {
   if (seg.size() == 1 && seg[0] == "metrics") {
     ApiResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -196,9 +216,10 @@ ApiResponse AdminApi::get(const std::vector<std::string>& seg, const std::map<st
     if (what == "clients") return json_response(200, state_.clients(facts()));
     if (what == "rounds") return json_response(200, state_.rounds());
     if (what == "whoami")
-      return json_response(200, json::object{{"name", caller.identity.name},
-                                             {"role", std::string(admin_role_name(caller.identity.role))},
-                                             {"via", caller.via}});
+      return json_response(
+          200, json::object{{"name", caller.identity.name},
+                            {"role", std::string(admin_role_name(caller.identity.role))},
+                            {"via", caller.via}});
     if (what == "model") return model(query);
     if (what == "events") {
       ApiResponse r;
@@ -210,9 +231,14 @@ ApiResponse AdminApi::get(const std::vector<std::string>& seg, const std::map<st
   if (what == "members" && seg.size() <= 4) return members_get(seg);
   if (what == "rounds" && seg.size() == 4) {
     auto n = parse_uint(seg[3]);
-    if (!n) return error_response(make_error(ErrorCode::invalid_argument, "a round is a positive whole number, not '" + seg[3] + "'"));
+    if (!n)
+      return error_response(make_error(ErrorCode::invalid_argument,
+                                       "a round is a positive whole number, not '" + seg[3] + "'"));
     auto r = state_.round(*n);
-    if (!r) return error_response(make_error(ErrorCode::not_found, "round " + seg[3] + " is not known (not started yet, or older than the rounds kept)"));
+    if (!r)
+      return error_response(make_error(
+          ErrorCode::not_found,
+          "round " + seg[3] + " is not known (not started yet, or older than the rounds kept)"));
     return json_response(200, *r);
   }
   return error_response(make_error(ErrorCode::not_found, "no such endpoint"));

@@ -3,7 +3,8 @@
 // part socket-free lets the tests drive every endpoint, role and bad input against a real
 // orchestrator directly.
 //
-//   AdminApi api(orchestrator, state, {.state_dir = "state", .members_file = "members.txt"}, &audit,
+//   AdminApi api(orchestrator, state, {.state_dir = "state", .members_file = "members.txt"},
+//   &audit,
 //                [&] { stopped = true; orchestrator.stop(); });
 //   ApiResponse r = api.handle({http::verb::get, "/api/v1/status", "", ""}, caller);
 //
@@ -12,6 +13,9 @@
 #pragma once
 
 #include <atomic>
+#include <boost/beast/core/file.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <boost/json/object.hpp>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -20,10 +24,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <boost/beast/core/file.hpp>
-#include <boost/beast/http/verb.hpp>
-#include <boost/json/object.hpp>
 
 #include "common/pki_admin.hpp"
 #include "coordinator/admin/admin_state.hpp"
@@ -66,8 +66,9 @@ struct AdminApiOptions {
 // peer_admin_identity's answer), else its bearer token ("Authorization: Bearer fdt_...").
 // unauthenticated (401) for none, a wrong token or a certificate that does not verify (expired,
 // another CA); permission_denied (403) for a certificate that is not an admin's.
-Result<Caller> authenticate(const Result<AdminIdentity>& cert_identity, std::string_view authorization,
-                            const AdminTokens* tokens, const std::string& address);
+Result<Caller> authenticate(const Result<AdminIdentity>& cert_identity,
+                            std::string_view authorization, const AdminTokens* tokens,
+                            const std::string& address);
 
 // The HTTP status for an error code.
 unsigned http_status(ErrorCode code);
@@ -93,10 +94,10 @@ class AdminApi {
  private:
   ApiResponse dispatch(const ApiRequest& req, const std::vector<std::string>& seg,
                        const std::map<std::string, std::string>& query, const Caller& caller);
-  ApiResponse get(const std::vector<std::string>& seg, const std::map<std::string, std::string>& query,
-                  const Caller& caller);
-  ApiResponse change(const ApiRequest& req, const std::vector<std::string>& seg, const Caller& caller,
-                     std::string& target);
+  ApiResponse get(const std::vector<std::string>& seg,
+                  const std::map<std::string, std::string>& query, const Caller& caller);
+  ApiResponse change(const ApiRequest& req, const std::vector<std::string>& seg,
+                     const Caller& caller, std::string& target);
   ApiResponse members_get(const std::vector<std::string>& seg);
   ApiResponse members_add(const std::string& body, const Caller& caller, std::string& target);
   ApiResponse members_remove(const std::string& name, std::string& target);

@@ -11,14 +11,13 @@
 //   server.stop();                                 // closes streams, joins the thread
 #pragma once
 
+#include <boost/asio/ssl/context.hpp>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
-
-#include <boost/asio/ssl/context.hpp>
 
 #include "common/options.hpp"
 #include "common/result.hpp"
@@ -28,10 +27,10 @@ namespace federa::admin {
 
 struct AdminServerOptions {
   HostPort listen{"127.0.0.1", 0};
-  std::size_t max_connections = 256;       // beyond: the connection is closed at once
-  std::size_t max_event_streams = 64;      // beyond: 503 with the reason
-  std::size_t max_header_bytes = 16 * 1024;  // beyond: 431
-  std::size_t max_body_bytes = 64 * 1024;    // beyond: 413
+  std::size_t max_connections = 256;              // beyond: the connection is closed at once
+  std::size_t max_event_streams = 64;             // beyond: 503 with the reason
+  std::size_t max_header_bytes = 16 * 1024;       // beyond: 431
+  std::size_t max_body_bytes = 64 * 1024;         // beyond: 413
   std::size_t max_stream_queue_bytes = 1u << 20;  // an event stream further behind is closed
   std::chrono::seconds handshake_timeout{10};
   std::chrono::seconds idle_timeout{30};       // reading a request, or waiting for the next one
@@ -43,8 +42,8 @@ struct AdminServerOptions {
 class AdminServer {
  public:
   // `token_file` empty: certificates only.
-  AdminServer(AdminApi& api, std::shared_ptr<boost::asio::ssl::context> tls, AdminServerOptions options,
-              std::filesystem::path token_file);
+  AdminServer(AdminApi& api, std::shared_ptr<boost::asio::ssl::context> tls,
+              AdminServerOptions options, std::filesystem::path token_file);
   ~AdminServer();
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-
 #include <boost/json.hpp>
 
 #include "coordinator/admin/audit_log.hpp"
@@ -13,9 +12,12 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr std::array<double, 12> kDurationBuckets{0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
+constexpr std::array<double, 12> kDurationBuckets{0.5, 1,   2.5, 5,   10,   30,
+                                                  60,  120, 300, 600, 1800, 3600};
 
-bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+bool contains(std::string_view text, std::string_view part) {
+  return text.find(part) != std::string_view::npos;
+}
 
 std::string iso(AdminState::Clock::time_point t) {
   return t == AdminState::Clock::time_point{} ? std::string() : utc_timestamp(t);
@@ -51,7 +53,8 @@ std::string_view reason_class(UpdateOutcome outcome, std::string_view r) {
   if (contains(r, "replaced by a newer connection")) return "replaced";
   if (r.substr(0, 12) == "disconnected") return "disconnected";
   if (r.substr(0, 15) == "client reported") return "client_error";
-  if (contains(r, "secure protocol") || contains(r, "masked") || contains(r, "secagg") || contains(r, "SecAgg"))
+  if (contains(r, "secure protocol") || contains(r, "masked") || contains(r, "secagg") ||
+      contains(r, "SecAgg"))
     return "secure_protocol";
   if (contains(r, "layout")) return "layout";
   if (contains(r, "finite")) return "non_finite";
@@ -61,7 +64,9 @@ std::string_view reason_class(UpdateOutcome outcome, std::string_view r) {
 }
 
 AdminState::AdminState(AdminSettings settings, Publisher publish)
-    : settings_(std::move(settings)), publish_(std::move(publish)), duration_buckets_(kDurationBuckets.size(), 0) {}
+    : settings_(std::move(settings)),
+      publish_(std::move(publish)),
+      duration_buckets_(kDurationBuckets.size(), 0) {}
 
 void AdminState::publish(std::string_view event, json::object data) {
   if (!publish_) return;
@@ -88,7 +93,9 @@ void AdminState::seed_rounds(const std::vector<std::string>& lines) {
   trim_rounds_locked();
 }
 
-void AdminState::note_action(std::string_view event, json::object data) { publish(event, std::move(data)); }
+void AdminState::note_action(std::string_view event, json::object data) {
+  publish(event, std::move(data));
+}
 
 void AdminState::note_stopping(std::string reason) {
   {
@@ -110,7 +117,9 @@ void AdminState::on_client_joined(const ClientJoined& e) {
     c.left_reason.clear();
     ++joins_;
   }
-  publish("client_joined", json::object{{"client", e.client}, {"address", e.address}, {"software", e.software},
+  publish("client_joined", json::object{{"client", e.client},
+                                        {"address", e.address},
+                                        {"software", e.software},
                                         {"num_train_examples", e.num_train_examples}});
 }
 
@@ -175,15 +184,21 @@ void AdminState::on_update(const UpdateEvent& e) {
     c.last_round = e.round;
     c.last_outcome = std::string(outcome_name(o.outcome));
     c.last_reason = o.reason;
-    if (o.outcome == UpdateOutcome::accepted) ++c.accepted;
-    else if (o.outcome == UpdateOutcome::rejected) ++c.rejected;
-    else ++c.dropped;
+    if (o.outcome == UpdateOutcome::accepted)
+      ++c.accepted;
+    else if (o.outcome == UpdateOutcome::rejected)
+      ++c.rejected;
+    else
+      ++c.dropped;
     ++updates_[{c.last_outcome, std::string(reason_class(o.outcome, o.reason))}];
     if (current_.open && current_.round == e.round && current_.attempt == e.attempt) {
       current_.outcomes[o.client] = o;
-      if (o.outcome == UpdateOutcome::accepted) ++current_.accepted;
-      else if (o.outcome == UpdateOutcome::rejected) ++current_.rejected;
-      else ++current_.dropped;
+      if (o.outcome == UpdateOutcome::accepted)
+        ++current_.accepted;
+      else if (o.outcome == UpdateOutcome::rejected)
+        ++current_.rejected;
+      else
+        ++current_.dropped;
       current_.last_outcome = Clock::now();
     }
   }
@@ -196,7 +211,8 @@ void AdminState::on_update(const UpdateEvent& e) {
 void AdminState::on_round_failed(const RoundFailed& e) {
   {
     std::lock_guard lk(mu_);
-    failures_[e.round].push_back(Attempt{e.attempt, e.reason.message, e.selected, e.accepted, e.rejected, e.dropped});
+    failures_[e.round].push_back(
+        Attempt{e.attempt, e.reason.message, e.selected, e.accepted, e.rejected, e.dropped});
     if (current_.round == e.round) current_.open = false;
     ++rounds_failed_;
   }
@@ -230,7 +246,8 @@ void AdminState::on_round_committed(const RoundReport& r) {
     if (current_.round == r.round) {
       rec.started = current_.started;
       rec.secure = current_.secure;
-      const auto collected = current_.last_outcome == Clock::time_point{} ? now : current_.last_outcome;
+      const auto collected =
+          current_.last_outcome == Clock::time_point{} ? now : current_.last_outcome;
       PhaseTotals& train = phases_[current_.secure ? "secagg" : "collect"];
       train.seconds += seconds_between(current_.started, collected);
       ++train.count;
@@ -257,9 +274,10 @@ void AdminState::on_job_finished(const Status& s) {
     finished_ = s;
     current_.open = false;
   }
-  publish("job_finished", json::object{{"ok", s.ok()},
-                                       {"code", s.ok() ? "ok" : std::string(error_code_name(s.code()))},
-                                       {"reason", s.ok() ? std::string() : s.message()}});
+  publish("job_finished",
+          json::object{{"ok", s.ok()},
+                       {"code", s.ok() ? "ok" : std::string(error_code_name(s.code()))},
+                       {"reason", s.ok() ? std::string() : s.message()}});
 }
 
 void AdminState::trim_rounds_locked() {
@@ -285,7 +303,10 @@ bool AdminState::finished() const {
 }
 
 std::string AdminState::phase_locked(const LiveFacts& f) const {
-  if (finished_) return finished_->ok() ? "finished" : finished_->code() == ErrorCode::cancelled ? "stopped" : "failed";
+  if (finished_)
+    return finished_->ok()                             ? "finished"
+           : finished_->code() == ErrorCode::cancelled ? "stopped"
+                                                       : "failed";
   if (!stopping_.empty()) return "stopping";
   if (current_.open) {
     const std::size_t answered = current_.accepted + current_.rejected + current_.dropped;
@@ -296,7 +317,8 @@ std::string AdminState::phase_locked(const LiveFacts& f) const {
 }
 
 json::object AdminState::round_json_locked(const RoundRecord& r, bool detail) const {
-  json::object o = r.metrics;  // every figure of the metrics line (loss, accuracy, fed_*, dp_*, ...)
+  json::object o =
+      r.metrics;  // every figure of the metrics line (loss, accuracy, fed_*, dp_*, ...)
   o["round"] = r.round;
   o["attempt"] = r.attempt;
   o["started_at"] = iso_or_null(r.started);
@@ -354,9 +376,10 @@ json::object AdminState::status(const LiveFacts& f) const {
   o["round"] = std::move(round);
   json::value job = nullptr;
   if (finished_)
-    job = json::object{{"ok", finished_->ok()},
-                       {"code", finished_->ok() ? "ok" : std::string(error_code_name(finished_->code()))},
-                       {"reason", finished_->ok() ? std::string() : finished_->message()}};
+    job = json::object{
+        {"ok", finished_->ok()},
+        {"code", finished_->ok() ? "ok" : std::string(error_code_name(finished_->code()))},
+        {"reason", finished_->ok() ? std::string() : finished_->message()}};
   o["job_result"] = std::move(job);
   return o;
 }
@@ -398,7 +421,8 @@ json::object AdminState::clients(const LiveFacts& f) const {
   }
   json::array refused;
   for (const auto& r : refusals_) refused.push_back(r);
-  return json::object{{"clients", std::move(list)}, {"refused", std::move(refused)}, {"connected", f.connected}};
+  return json::object{
+      {"clients", std::move(list)}, {"refused", std::move(refused)}, {"connected", f.connected}};
 }
 
 json::object AdminState::rounds() const {
@@ -413,13 +437,18 @@ std::optional<json::object> AdminState::round(std::uint64_t n) const {
   auto it = rounds_.find(n);
   if (it != rounds_.end()) return round_json_locked(it->second, true);
   if (current_.open && current_.round == n) {
-    json::object o{{"round", n}, {"attempt", current_.attempt}, {"in_progress", true},
-                   {"started_at", iso(current_.started)}, {"deadline", iso(current_.deadline)}};
+    json::object o{{"round", n},
+                   {"attempt", current_.attempt},
+                   {"in_progress", true},
+                   {"started_at", iso(current_.started)},
+                   {"deadline", iso(current_.deadline)}};
     json::array clients;
     for (const auto& id : current_.selected) {
       auto oc = current_.outcomes.find(id);
-      if (oc != current_.outcomes.end()) clients.push_back(outcome_json(oc->second));
-      else clients.push_back(json::object{{"client", id}, {"outcome", "pending"}, {"reason", ""}});
+      if (oc != current_.outcomes.end())
+        clients.push_back(outcome_json(oc->second));
+      else
+        clients.push_back(json::object{{"client", id}, {"outcome", "pending"}, {"reason", ""}});
     }
     o["clients"] = std::move(clients);
     return o;

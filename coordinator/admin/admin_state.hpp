@@ -13,6 +13,7 @@
 // The publisher is called outside the state's lock, in event order.
 #pragma once
 
+#include <boost/json/object.hpp>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -24,8 +25,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <boost/json/object.hpp>
 
 #include "coordinator/events.hpp"
 
@@ -46,8 +45,8 @@ struct LiveFacts {
   std::uint64_t completed = 0;
   std::size_t connected = 0;
   bool paused = false;
-  std::set<std::string> members;          // empty: any client the CA signed
-  bool members_file = false;              // a --members file backs the list
+  std::set<std::string> members;  // empty: any client the CA signed
+  bool members_file = false;      // a --members file backs the list
   std::uint64_t bytes_received = 0;
   std::size_t sse_subscribers = 0;
   std::size_t admin_connections = 0;

@@ -5,8 +5,10 @@
 //
 //   auto log = AuditLog::open("state/admin-audit.jsonl");
 //   if (!log) fail(log.error());
-//   log->write({.who = "alice", .role = "operator", .via = "certificate", .address = "127.0.0.1:5123",
-//               .action = "members.remove", .target = "hospital-b", .status = 200, .outcome = "ok"});
+//   log->write({.who = "alice", .role = "operator", .via = "certificate", .address =
+//   "127.0.0.1:5123",
+//               .action = "members.remove", .target = "hospital-b", .status = 200, .outcome =
+//               "ok"});
 //
 //   {"time":"2025-05-01T12:00:00.123Z","who":"alice","role":"operator","via":"certificate",
 //    "address":"127.0.0.1:5123","action":"members.remove","target":"hospital-b","status":200,
@@ -41,7 +43,8 @@ class AuditLog {
   // Creates the file (0600) or opens it for appending; failed_precondition when others may
   // write to it (they could forge entries).
   static Result<AuditLog> open(const std::filesystem::path& path);
-  AuditLog(AuditLog&& o) noexcept : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), mu_(std::move(o.mu_)) {}
+  AuditLog(AuditLog&& o) noexcept
+      : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), mu_(std::move(o.mu_)) {}
   AuditLog& operator=(AuditLog&&) = delete;
   ~AuditLog();
   // Thread-safe. The entry is stamped with the current UTC time.
@@ -49,7 +52,8 @@ class AuditLog {
   const std::filesystem::path& path() const { return path_; }
 
  private:
-  AuditLog(std::filesystem::path path, int fd) : path_(std::move(path)), fd_(fd), mu_(std::make_unique<std::mutex>()) {}
+  AuditLog(std::filesystem::path path, int fd)
+      : path_(std::move(path)), fd_(fd), mu_(std::make_unique<std::mutex>()) {}
   std::filesystem::path path_;
   int fd_ = -1;
   std::unique_ptr<std::mutex> mu_;

@@ -1,23 +1,23 @@
 #include "coordinator/admin/event_hub.hpp"
 
-#include <vector>
-
 #include <boost/asio/post.hpp>
+#include <vector>
 
 namespace federa::admin {
 
 void EventHub::publish(std::string_view event, std::string json) {
   boost::asio::post(executor_, [this, event = std::string(event), json = std::move(json)] {
     const std::uint64_t id = next_id_++;
-    auto frame = std::make_shared<const std::string>("id: " + std::to_string(id) + "\nevent: " + event +
-                                                     "\ndata: " + json + "\n\n");
+    auto frame = std::make_shared<const std::string>(
+        "id: " + std::to_string(id) + "\nevent: " + event + "\ndata: " + json + "\n\n");
     ring_.emplace_back(id, frame);
     while (ring_.size() > ring_size_) ring_.pop_front();
     deliver(std::move(frame));
   });
 }
 
-void EventHub::subscribe(const std::shared_ptr<EventSink>& sink, std::optional<std::uint64_t> last_id) {
+void EventHub::subscribe(const std::shared_ptr<EventSink>& sink,
+                         std::optional<std::uint64_t> last_id) {
   sinks_[sink.get()] = sink;
   count_ = sinks_.size();
   if (!last_id) return;

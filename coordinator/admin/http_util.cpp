@@ -20,16 +20,20 @@ Result<std::string> decode(std::string_view in, bool plus_is_space) {
     char c = in[i];
     if (c == '%') {
       if (i + 2 >= in.size())
-        return make_error(ErrorCode::invalid_argument, "malformed percent-escape in the request target");
+        return make_error(ErrorCode::invalid_argument,
+                          "malformed percent-escape in the request target");
       const int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
-      if (hi < 0 || lo < 0) return make_error(ErrorCode::invalid_argument, "malformed percent-escape in the request target");
+      if (hi < 0 || lo < 0)
+        return make_error(ErrorCode::invalid_argument,
+                          "malformed percent-escape in the request target");
       c = static_cast<char>(hi * 16 + lo);
       i += 2;
     } else if (c == '+' && plus_is_space) {
       c = ' ';
     }
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-      return make_error(ErrorCode::invalid_argument, "control characters are not allowed in the request target");
+      return make_error(ErrorCode::invalid_argument,
+                        "control characters are not allowed in the request target");
     out += c;
   }
   return out;
@@ -41,8 +45,8 @@ Result<Target> parse_target(std::string_view target) {
   if (target.empty() || target.front() != '/')
     return make_error(ErrorCode::invalid_argument, "the request target must be an absolute path");
   if (target.size() > kMaxTargetLength)
-    return make_error(ErrorCode::invalid_argument,
-                      "the request target is longer than " + std::to_string(kMaxTargetLength) + " bytes");
+    return make_error(ErrorCode::invalid_argument, "the request target is longer than " +
+                                                       std::to_string(kMaxTargetLength) + " bytes");
   Target t;
   std::string_view path = target, query;
   if (auto q = target.find('?'); q != std::string_view::npos) {
@@ -59,7 +63,8 @@ Result<Target> parse_target(std::string_view target) {
     auto seg = decode(raw, false);
     if (!seg) return seg.error();
     if (*seg == "." || *seg == ".." || seg->find_first_of("/\\") != std::string::npos)
-      return make_error(ErrorCode::invalid_argument, "path traversal ('.', '..', '/' or '\\' in a path segment) is refused");
+      return make_error(ErrorCode::invalid_argument,
+                        "path traversal ('.', '..', '/' or '\\' in a path segment) is refused");
     t.segments.push_back(std::move(*seg));
   }
   while (!query.empty()) {
@@ -70,7 +75,8 @@ Result<Target> parse_target(std::string_view target) {
     const auto eq = pair.find('=');
     auto key = decode(pair.substr(0, eq), true);
     if (!key) return key.error();
-    auto value = decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1), true);
+    auto value =
+        decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1), true);
     if (!value) return value.error();
     if (!t.query.emplace(std::move(*key), std::move(*value)).second)
       return make_error(ErrorCode::invalid_argument, "a query parameter is given twice");

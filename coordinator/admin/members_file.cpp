@@ -31,9 +31,11 @@ std::vector<std::string_view> split_lines(std::string_view text) {
 
 }  // namespace
 
-Result<std::string> members_text_add(std::string_view text, const std::string& name, const std::string& note) {
+Result<std::string> members_text_add(std::string_view text, const std::string& name,
+                                     const std::string& note) {
   for (std::string_view line : split_lines(text))
-    if (line_name(line) == name) return make_error(ErrorCode::already_exists, "'" + name + "' is already a member");
+    if (line_name(line) == name)
+      return make_error(ErrorCode::already_exists, "'" + name + "' is already a member");
   std::string out(text);
   if (!out.empty() && out.back() != '\n') out += '\n';
   out += name;
@@ -62,25 +64,33 @@ Result<std::string> members_text_remove(std::string_view text, const std::string
   }
   if (!found) return make_error(ErrorCode::not_found, "'" + name + "' is not a member");
   if (!others)
-    return make_error(ErrorCode::failed_precondition,
-                      "'" + name + "' is the last member; an empty member list would admit any client the CA signed");
+    return make_error(
+        ErrorCode::failed_precondition,
+        "'" + name +
+            "' is the last member; an empty member list would admit any client the CA signed");
   return out;
 }
 
 template <typename Edit>
 Result<std::set<std::string>> MembersFile::edit(Edit&& edit) const {
   auto text = read_file(path_);
-  if (!text) return make_error(ErrorCode::failed_precondition, "cannot read the members file: " + text.error().message);
+  if (!text)
+    return make_error(ErrorCode::failed_precondition,
+                      "cannot read the members file: " + text.error().message);
   Result<std::string> next = edit(*text);
   if (!next) return next.error();
   if (Status s = write_file_atomic(path_, *next); !s)
-    return make_error(ErrorCode::internal, "cannot rewrite the members file " + path_.string() + ": " + s.message());
+    return make_error(ErrorCode::internal,
+                      "cannot rewrite the members file " + path_.string() + ": " + s.message());
   auto members = read_members_file(path_.string());
-  if (!members) return make_error(ErrorCode::internal, "the rewritten members file does not read back: " + members.error().message);
+  if (!members)
+    return make_error(ErrorCode::internal,
+                      "the rewritten members file does not read back: " + members.error().message);
   return members;
 }
 
-Result<std::set<std::string>> MembersFile::add(const std::string& name, const std::string& note) const {
+Result<std::set<std::string>> MembersFile::add(const std::string& name,
+                                               const std::string& note) const {
   return edit([&](const std::string& text) { return members_text_add(text, name, note); });
 }
 

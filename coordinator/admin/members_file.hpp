@@ -20,7 +20,8 @@ namespace federa::admin {
 
 // The text with `name` appended as its own line ("NAME  # NOTE"); already_exists when a line
 // names it. `name` must already be valid (validate_client_name).
-Result<std::string> members_text_add(std::string_view text, const std::string& name, const std::string& note);
+Result<std::string> members_text_add(std::string_view text, const std::string& name,
+                                     const std::string& note);
 // The text without the lines naming `name`; not_found when none does, failed_precondition when
 // no name would be left (an empty list would admit any client the CA signed).
 Result<std::string> members_text_remove(std::string_view text, const std::string& name);

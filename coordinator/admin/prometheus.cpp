@@ -2,17 +2,16 @@
 // from AdminState, the listener's own, and the process's (resident memory, CPU, open files) read
 // from /proc/self as the Prometheus client libraries name them.
 #include <dirent.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <array>
+#include <boost/json.hpp>
 #include <cmath>
 #include <ctime>
 #include <fstream>
 #include <sstream>
 #include <vector>
-
-#include <boost/json.hpp>
-#include <fmt/format.h>
 
 #include "coordinator/admin/admin_state.hpp"
 
@@ -50,7 +49,8 @@ class Writer {
     out_ += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
   }
   void sample(std::string_view name, double v, std::string_view labels = {}) {
-    out_ += labels.empty() ? fmt::format("{} {}\n", name, num(v)) : fmt::format("{}{{{}}} {}\n", name, labels, num(v));
+    out_ += labels.empty() ? fmt::format("{} {}\n", name, num(v))
+                           : fmt::format("{}{{{}}} {}\n", name, labels, num(v));
   }
   std::string take() { return std::move(out_); }
 
@@ -98,30 +98,40 @@ ProcessFacts read_process() {
 std::string AdminState::prometheus(const LiveFacts& f) const {
   Writer w;
   std::lock_guard lk(mu_);
-  w.family("federa_rounds_completed", "gauge", "Rounds committed in this federation (the last committed round).");
+  w.family("federa_rounds_completed", "gauge",
+           "Rounds committed in this federation (the last committed round).");
   w.sample("federa_rounds_completed", static_cast<double>(f.completed));
   w.family("federa_rounds_planned", "gauge", "Rounds the job runs (--rounds).");
   w.sample("federa_rounds_planned", static_cast<double>(settings_.total_rounds));
   w.family("federa_round_current", "gauge", "The round in progress, 0 between rounds.");
   w.sample("federa_round_current", current_.open ? static_cast<double>(current_.round) : 0);
-  w.family("federa_round_deadline_timestamp_seconds", "gauge", "Deadline of the round in progress (Unix time), 0 between rounds.");
+  w.family("federa_round_deadline_timestamp_seconds", "gauge",
+           "Deadline of the round in progress (Unix time), 0 between rounds.");
   w.sample("federa_round_deadline_timestamp_seconds",
-           current_.open ? std::chrono::duration<double>(current_.deadline.time_since_epoch()).count() : 0);
-  w.family("federa_round_attempts_failed_total", "counter", "Round attempts that did not commit, since start.");
+           current_.open
+               ? std::chrono::duration<double>(current_.deadline.time_since_epoch()).count()
+               : 0);
+  w.family("federa_round_attempts_failed_total", "counter",
+           "Round attempts that did not commit, since start.");
   w.sample("federa_round_attempts_failed_total", static_cast<double>(rounds_failed_));
-  w.family("federa_round_duration_seconds", "histogram", "Committed rounds' duration, from selection to commit, since start.");
+  w.family("federa_round_duration_seconds", "histogram",
+           "Committed rounds' duration, from selection to commit, since start.");
   for (std::size_t i = 0; i < kBuckets.size(); ++i)
     w.sample("federa_round_duration_seconds_bucket", static_cast<double>(duration_buckets_[i]),
              fmt::format("le=\"{}\"", num(kBuckets[i])));
-  w.sample("federa_round_duration_seconds_bucket", static_cast<double>(rounds_committed_here_), "le=\"+Inf\"");
+  w.sample("federa_round_duration_seconds_bucket", static_cast<double>(rounds_committed_here_),
+           "le=\"+Inf\"");
   w.sample("federa_round_duration_seconds_sum", duration_sum_);
   w.sample("federa_round_duration_seconds_count", static_cast<double>(rounds_committed_here_));
   w.family("federa_round_phase_seconds", "summary",
-           "Time per round phase since start: collect (task sent to the last update's outcome), secagg (the same for "
-           "SecAgg+ rounds: key exchange, masked inputs, unmasking), aggregate (aggregation, evaluation and commit).");
+           "Time per round phase since start: collect (task sent to the last update's outcome), "
+           "secagg (the same for "
+           "SecAgg+ rounds: key exchange, masked inputs, unmasking), aggregate (aggregation, "
+           "evaluation and commit).");
   for (const auto& [phase, t] : phases_) {
     w.sample("federa_round_phase_seconds_sum", t.seconds, fmt::format("phase=\"{}\"", phase));
-    w.sample("federa_round_phase_seconds_count", static_cast<double>(t.count), fmt::format("phase=\"{}\"", phase));
+    w.sample("federa_round_phase_seconds_count", static_cast<double>(t.count),
+             fmt::format("phase=\"{}\"", phase));
   }
   if (!rounds_.empty()) {
     const json::object& last = rounds_.rbegin()->second.metrics;
@@ -129,7 +139,8 @@ std::string AdminState::prometheus(const LiveFacts& f) const {
       const auto* v = last.if_contains(key);
       if (v == nullptr || !v->is_number()) continue;
       const std::string name = fmt::format("federa_last_round_{}", key);
-      w.family(name, "gauge", fmt::format("The {} of the last committed round (its metrics line).", key));
+      w.family(name, "gauge",
+               fmt::format("The {} of the last committed round (its metrics line).", key));
       w.sample(name, v->to_number<double>());
     }
   }
@@ -137,15 +148,18 @@ std::string AdminState::prometheus(const LiveFacts& f) const {
   w.sample("federa_clients_connected", static_cast<double>(f.connected));
   w.family("federa_members", "gauge", "Names on the member list (0: any client the CA signed).");
   w.sample("federa_members", static_cast<double>(f.members.size()));
-  w.family("federa_client_events_total", "counter", "Client joins, leaves and refused connections since start.");
+  w.family("federa_client_events_total", "counter",
+           "Client joins, leaves and refused connections since start.");
   w.sample("federa_client_events_total", static_cast<double>(joins_), "event=\"joined\"");
   w.sample("federa_client_events_total", static_cast<double>(leaves_), "event=\"left\"");
   w.sample("federa_client_events_total", static_cast<double>(refused_), "event=\"refused\"");
-  w.family("federa_updates_total", "counter", "Selected clients' updates by outcome and reason class, since start.");
+  w.family("federa_updates_total", "counter",
+           "Selected clients' updates by outcome and reason class, since start.");
   for (const auto& [key, n] : updates_)
     w.sample("federa_updates_total", static_cast<double>(n),
              fmt::format("outcome=\"{}\",reason=\"{}\"", label(key.first), label(key.second)));
-  w.family("federa_received_bytes_total", "counter", "Bytes of protocol messages received from clients since start.");
+  w.family("federa_received_bytes_total", "counter",
+           "Bytes of protocol messages received from clients since start.");
   w.sample("federa_received_bytes_total", static_cast<double>(f.bytes_received));
   w.family("federa_paused", "gauge", "1 while the job is paused.");
   w.sample("federa_paused", f.paused ? 1 : 0);
@@ -153,9 +167,11 @@ std::string AdminState::prometheus(const LiveFacts& f) const {
   w.sample("federa_admin_event_subscribers", static_cast<double>(f.sse_subscribers));
   w.family("federa_admin_connections", "gauge", "Open connections to the admin listener.");
   w.sample("federa_admin_connections", static_cast<double>(f.admin_connections));
-  w.family("federa_admin_responses_total", "counter", "Admin listener responses by HTTP status since start.");
+  w.family("federa_admin_responses_total", "counter",
+           "Admin listener responses by HTTP status since start.");
   for (const auto& [code, n] : f.admin_responses)
-    w.sample("federa_admin_responses_total", static_cast<double>(n), fmt::format("code=\"{}\"", code));
+    w.sample("federa_admin_responses_total", static_cast<double>(n),
+             fmt::format("code=\"{}\"", code));
   if (ProcessFacts p = read_process(); p.ok) {
     w.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
     w.sample("process_resident_memory_bytes", p.rss);
@@ -163,7 +179,8 @@ std::string AdminState::prometheus(const LiveFacts& f) const {
     w.sample("process_virtual_memory_bytes", p.vsize);
     w.family("process_cpu_seconds_total", "counter", "User and system CPU time in seconds.");
     w.sample("process_cpu_seconds_total", p.cpu);
-    w.family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch in seconds.");
+    w.family("process_start_time_seconds", "gauge",
+             "Start time of the process since the Unix epoch in seconds.");
     w.sample("process_start_time_seconds", p.start);
     w.family("process_open_fds", "gauge", "Open file descriptors.");
     w.sample("process_open_fds", p.fds);

@@ -13,7 +13,7 @@ struct WebAsset {
   std::string_view name;          // "index.html", "app.js", "style.css"
   std::string_view content_type;  // "text/html; charset=utf-8", ...
   std::string_view body;
-  std::string_view etag;          // "\"<16 hex digits of the file's SHA-256>\""
+  std::string_view etag;  // "\"<16 hex digits of the file's SHA-256>\""
 };
 
 const WebAsset* find_web_asset(std::string_view name);

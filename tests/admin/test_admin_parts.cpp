@@ -1,14 +1,12 @@
 // The admin listener's parts without a network: request targets, the members file, the audit
 // log, and the view AdminState builds from orchestrator events (JSON and Prometheus text).
 #include <doctest/doctest.h>
-
 #include <sys/stat.h>
 
+#include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
 #include <random>
-
-#include <boost/json.hpp>
 
 #include "common/fsutil.hpp"
 #include "coordinator/admin/admin_state.hpp"
@@ -46,15 +44,17 @@ TEST_CASE("admin: request targets are decoded strictly and traversal is refused"
   CHECK(t->query.at("round") == "12");
   CHECK(t->query.at("x") == "a b");
   CHECK(parse_target("//api//v1/")->segments.size() == 2);
-  for (const char* bad : {"/../etc/passwd", "/api/v1/members/..", "/api/v1/members/..%2Fetc", "/%2e%2e/x",
-                          "/api/v1/members/a%5Cb", "/a%00b", "/a%zz", "/a%4", "relative", "", "/x?a=1&a=2"}) {
+  for (const char* bad :
+       {"/../etc/passwd", "/api/v1/members/..", "/api/v1/members/..%2Fetc", "/%2e%2e/x",
+        "/api/v1/members/a%5Cb", "/a%00b", "/a%zz", "/a%4", "relative", "", "/x?a=1&a=2"}) {
     auto r = parse_target(bad);
     CHECK_MESSAGE(!r, bad);
     if (!r) CHECK(r.error().code == ErrorCode::invalid_argument);
   }
   CHECK(!parse_target("/" + std::string(kMaxTargetLength, 'a')));
   CHECK(parse_uint("42") == 42u);
-  for (const char* bad : {"", "-1", "+1", "1.5", " 1", "1e3", "../1", "99999999999999999999"}) CHECK(!parse_uint(bad));
+  for (const char* bad : {"", "-1", "+1", "1.5", " 1", "1e3", "../1", "99999999999999999999"})
+    CHECK(!parse_uint(bad));
 }
 
 TEST_CASE("admin: members file edits keep comments, refuse the last member and read back") {
@@ -67,7 +67,8 @@ TEST_CASE("admin: members file edits keep comments, refuse the last member and r
   REQUIRE(removed);
   CHECK(*removed == "# hospitals\nsite-b\n\nsite-c\n");
   CHECK(members_text_remove(text, "nobody").error().code == ErrorCode::not_found);
-  CHECK(members_text_remove("only # the one\n# x\n", "only").error().code == ErrorCode::failed_precondition);
+  CHECK(members_text_remove("only # the one\n# x\n", "only").error().code ==
+        ErrorCode::failed_precondition);
 
   const fs::path dir = fresh_dir("federa-members");
   const fs::path file = dir / "members.txt";
@@ -81,23 +82,27 @@ TEST_CASE("admin: members file edits keep comments, refuse the last member and r
   CHECK(*now == std::set<std::string>{"site-b", "site-c"});
   CHECK(*read_file(file) == "site-b\nsite-c  # note\n");
   CHECK(!m.remove("site-a"));
-  CHECK(*read_file(file) == "site-b\nsite-c  # note\n");  // a refused edit leaves the file as it was
+  CHECK(*read_file(file) ==
+        "site-b\nsite-c  # note\n");  // a refused edit leaves the file as it was
   CHECK(!fs::exists(dir / "members.txt.tmp"));
   fs::remove_all(dir);
 }
 
-TEST_CASE("admin: the audit log appends one JSON line per entry, mode 0600, and refuses a shared file") {
+TEST_CASE(
+    "admin: the audit log appends one JSON line per entry, mode 0600, and refuses a shared file") {
   const fs::path dir = fresh_dir("federa-audit");
   const fs::path file = dir / "audit.jsonl";
   {
     auto log = AuditLog::open(file);
     REQUIRE(log);
-    REQUIRE(log->write({"alice", "operator", "certificate", "127.0.0.1:1", "members.remove", "site-b", 200, "ok", ""}));
+    REQUIRE(log->write({"alice", "operator", "certificate", "127.0.0.1:1", "members.remove",
+                        "site-b", 200, "ok", ""}));
   }
   {
     auto log = AuditLog::open(file);  // reopening appends, never truncates
     REQUIRE(log);
-    REQUIRE(log->write({"bob", "viewer", "token", "127.0.0.1:2", "pause", "", 403, "refused", "a viewer"}));
+    REQUIRE(log->write(
+        {"bob", "viewer", "token", "127.0.0.1:2", "pause", "", 403, "refused", "a viewer"}));
   }
   struct stat st {};
   REQUIRE(::stat(file.c_str(), &st) == 0);
@@ -130,7 +135,13 @@ TEST_CASE("admin: AdminState follows clients and rounds from events and publishe
   st.on_client_joined({"a", "127.0.0.1:1000", 10, "federa-client"});
   st.on_client_joined({"b", "127.0.0.1:1001", 30, "federa-client"});
   CHECK(st.status(f).at("phase") == "waiting");
-  st.on_round_started({2, 1, TaskKind::fit, {"a", "b"}, 2, false, std::chrono::system_clock::now() + std::chrono::seconds(60)});
+  st.on_round_started({2,
+                       1,
+                       TaskKind::fit,
+                       {"a", "b"},
+                       2,
+                       false,
+                       std::chrono::system_clock::now() + std::chrono::seconds(60)});
   CHECK(st.round_open());
   CHECK(st.status(f).at("phase") == "training");
   CHECK(st.status(f).at("round").at("selected").as_array().size() == 2);
@@ -143,8 +154,10 @@ TEST_CASE("admin: AdminState follows clients and rounds from events and publishe
   r.accepted = 1;
   r.dropped = 1;
   r.duration_ms = 1500;
-  r.clients = {{"a", UpdateOutcome::accepted, "", 10, {}}, {"b", UpdateOutcome::dropped, "missed the 60 s deadline", 0, {}}};
-  r.metrics_line = R"({"round":2,"clients":1,"selected":2,"loss":0.7,"accuracy":0.6,"fed_loss":0.8,"fed_accuracy":0.55})";
+  r.clients = {{"a", UpdateOutcome::accepted, "", 10, {}},
+               {"b", UpdateOutcome::dropped, "missed the 60 s deadline", 0, {}}};
+  r.metrics_line =
+      R"({"round":2,"clients":1,"selected":2,"loss":0.7,"accuracy":0.6,"fed_loss":0.8,"fed_accuracy":0.55})";
   st.on_round_committed(r);
   st.on_client_left({"b", "closed by the client"});
   f.completed = 2;
@@ -178,7 +191,8 @@ TEST_CASE("admin: AdminState follows clients and rounds from events and publishe
   CHECK(prom.find("federa_clients_connected 1\n") != std::string::npos);
   CHECK(prom.find("federa_round_duration_seconds_bucket{le=\"2.5\"} 1\n") != std::string::npos);
   CHECK(prom.find("federa_round_duration_seconds_bucket{le=\"1\"} 0\n") != std::string::npos);
-  CHECK(prom.find("federa_updates_total{outcome=\"dropped\",reason=\"deadline\"} 1\n") != std::string::npos);
+  CHECK(prom.find("federa_updates_total{outcome=\"dropped\",reason=\"deadline\"} 1\n") !=
+        std::string::npos);
   CHECK(prom.find("federa_last_round_fed_accuracy 0.55\n") != std::string::npos);
   CHECK(prom.find("process_resident_memory_bytes ") != std::string::npos);
   // Every sample line is "name{labels} value" and every family has HELP and TYPE.
@@ -193,8 +207,8 @@ TEST_CASE("admin: AdminState follows clients and rounds from events and publishe
     names.push_back(e);
     CHECK(json::parse(j).is_object());
   }
-  CHECK(names == std::vector<std::string>{"client_joined", "client_joined", "round_started", "update", "update",
-                                          "round_committed", "client_left"});
+  CHECK(names == std::vector<std::string>{"client_joined", "client_joined", "round_started",
+                                          "update", "update", "round_committed", "client_left"});
   st.on_job_finished(Status(make_error(ErrorCode::cancelled, "stopped")));
   CHECK(st.status(f).at("phase") == "stopped");
 }
@@ -203,7 +217,8 @@ TEST_CASE("admin: update reasons fall into a few classes for /metrics") {
   CHECK(reason_class(UpdateOutcome::accepted, "") == "none");
   CHECK(reason_class(UpdateOutcome::dropped, "missed the 600 s deadline") == "deadline");
   CHECK(reason_class(UpdateOutcome::dropped, "membership revoked") == "revoked");
-  CHECK(reason_class(UpdateOutcome::dropped, "disconnected: closed by the client") == "disconnected");
+  CHECK(reason_class(UpdateOutcome::dropped, "disconnected: closed by the client") ==
+        "disconnected");
   CHECK(reason_class(UpdateOutcome::dropped, "client reported: out of memory") == "client_error");
   CHECK(reason_class(UpdateOutcome::rejected, "second update in the round") == "duplicate");
   CHECK(reason_class(UpdateOutcome::rejected, "something new") == "other");
