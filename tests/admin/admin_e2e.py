@@ -308,23 +308,6 @@ def storm(fed, results, stop):
         t.join()
 
 
-def hammer(fed, counts, stop):
-    """A bounded loop of reads over one keep-alive connection: at most 3,000 requests."""
-    conn = fed.connection()
-    paths = ["/api/v1/status", "/api/v1/clients", "/api/v1/rounds", "/metrics", "/api/v1/members"]
-    for i in range(3000):
-        if stop.is_set():
-            break
-        try:
-            s, _, _ = fed.https("GET", paths[i % len(paths)], token=fed.viewer_token, conn=conn)
-            counts[s] = counts.get(s, 0) + 1
-        except OSError:
-            if fed.coordinator.poll() is not None:
-                break
-            conn = fed.connection()
-    conn.close()
-
-
 def under_load(build):
     print("== a federation runs to completion under load")
     fed = Federation(build, "admin-load")
@@ -336,7 +319,7 @@ def under_load(build):
         check(wait_for(lambda: fed.get_json("/api/v1/status")["clients_connected"] == 3, 30), "clients")
         stop = threading.Event()
         counts = {}
-        hammering = threading.Thread(target=hammer, args=(fed, counts, stop))
+        hammering = threading.Thread(target=fed.hammer, args=(stop, counts))
         hammering.start()
         held = [EventStream(fed, fed.viewer_token) for _ in range(70)]
         statuses = sorted(e.status for e in held)

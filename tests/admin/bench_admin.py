@@ -13,30 +13,10 @@ import os
 import statistics
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fedtest import Federation, check  # noqa: E402
 from admin_e2e import EventStream  # noqa: E402
-
-
-def hammer(fed, stop, rate, counts):
-    conn = fed.connection()
-    paths = ["/api/v1/status", "/api/v1/clients", "/api/v1/rounds", "/metrics", "/api/v1/members"]
-    i = 0
-    next_at = time.monotonic()
-    while not stop.is_set() and i < 1_000_000:
-        try:
-            s, _, _ = fed.https("GET", paths[i % len(paths)], token=fed.viewer_token, conn=conn)
-            counts[s] = counts.get(s, 0) + 1
-        except OSError:
-            if fed.coordinator.poll() is not None:
-                break
-            conn = fed.connection()
-        i += 1
-        next_at += 1.0 / rate
-        time.sleep(max(0.0, next_at - time.monotonic()))
-    conn.close()
 
 
 def run_once(args, loaded):
@@ -48,7 +28,7 @@ def run_once(args, loaded):
         threads, stream = [], None
         if loaded:
             stream = EventStream(fed, fed.viewer_token)
-            threads = [threading.Thread(target=hammer, args=(fed, stop, args.rate, counts)) for _ in range(args.threads)]
+            threads = [threading.Thread(target=fed.hammer, args=(stop, counts, 10**9, args.rate)) for _ in range(args.threads)]
             for t in threads:
                 t.start()
         for c in fed.clients:

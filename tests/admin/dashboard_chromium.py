@@ -105,14 +105,7 @@ def main():
     profile = tempfile.mkdtemp(prefix="federa-chromium.")
     browser = None
     try:
-        fed.start_coordinator("--rounds", "100000", "--eval-data", "csv:eval.csv:label=label")
-        for c in fed.clients:
-            fed.start_client(c)
-        check(wait_for(lambda: fed.get_json("/api/v1/status")["rounds_completed"] >= 4, 60), "no rounds committed")
-        # Pause so the number of committed rounds holds still while the browser looks.
-        check(fed.https("POST", "/api/v1/pause", body={}, token=fed.operator_token)[0] == 200, "pause")
-        check(wait_for(lambda: fed.get_json("/api/v1/status")["phase"] == "paused", 30), "not paused")
-        completed = fed.get_json("/api/v1/status")["rounds_completed"]
+        completed = fed.paused_after(4, "--eval-data", "csv:eval.csv:label=label")
 
         browser = subprocess.Popen([chromium] + CHROMIUM_FLAGS + ["--user-data-dir=" + profile, "about:blank"],
                                    stdout=subprocess.DEVNULL, stderr=open(fed.path("chromium.log"), "w"))

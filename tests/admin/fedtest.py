@@ -234,6 +234,38 @@ extendedKeyUsage = 2.25.118243678027174591455259721420516730177.1
         check(status == 200, "GET %s answered %d: %s" % (path, status, body[:300]))
         return json.loads(body)
 
+    def paused_after(self, rounds, *extra):
+        """Starts the coordinator and the clients, lets `rounds` rounds commit, then pauses, so
+        the number of committed rounds holds still; returns that number."""
+        self.start_coordinator("--rounds", "100000", *extra)
+        for c in self.clients:
+            self.start_client(c)
+        check(wait_for(lambda: self.get_json("/api/v1/status")["rounds_completed"] >= rounds, 60), "no rounds committed")
+        check(self.https("POST", "/api/v1/pause", body={}, token=self.operator_token)[0] == 200, "pause")
+        check(wait_for(lambda: self.get_json("/api/v1/status")["phase"] == "paused", 30), "not paused")
+        return self.get_json("/api/v1/status")["rounds_completed"]
+
+    def hammer(self, stop, counts, limit=3000, rate=None):
+        """A bounded loop of reads over one keep-alive connection: at most `limit` requests, at
+        most `rate` a second when given, until `stop` is set or the coordinator exits."""
+        conn = self.connection()
+        paths = ["/api/v1/status", "/api/v1/clients", "/api/v1/rounds", "/metrics", "/api/v1/members"]
+        next_at = time.monotonic()
+        for i in range(limit):
+            if stop.is_set():
+                break
+            try:
+                s, _, _ = self.https("GET", paths[i % len(paths)], token=self.viewer_token, conn=conn)
+                counts[s] = counts.get(s, 0) + 1
+            except OSError:
+                if self.coordinator.poll() is not None:
+                    break
+                conn = self.connection()
+            if rate:
+                next_at += 1.0 / rate
+                time.sleep(max(0.0, next_at - time.monotonic()))
+        conn.close()
+
     def admin_cli(self, *args, token=None, kit=None):
         cmd = [self.bin["admin"], "--server", "127.0.0.1:%d" % self.admin_port]
         if kit:

@@ -38,13 +38,7 @@ def main():
     fed = Federation(sys.argv[1], "admin-prometheus")
     prom = None
     try:
-        fed.start_coordinator("--rounds", "100000")
-        for c in fed.clients:
-            fed.start_client(c)
-        check(wait_for(lambda: fed.get_json("/api/v1/status")["rounds_completed"] >= 3, 60), "no rounds committed")
-        check(fed.https("POST", "/api/v1/pause", body={}, token=fed.operator_token)[0] == 200, "pause")
-        check(wait_for(lambda: fed.get_json("/api/v1/status")["phase"] == "paused", 30), "not paused")
-        completed = fed.get_json("/api/v1/status")["rounds_completed"]
+        completed = fed.paused_after(3)
 
         with open(fed.path("prometheus-token"), "w") as f:
             f.write(fed.viewer_token)

@@ -13,6 +13,7 @@
 #include "coordinator/admin/admin_api.hpp"
 #include "coordinator/aggregation_backend.hpp"
 #include "coordinator/strategies.hpp"
+#include "tests/admin/admin_test_util.hpp"
 #include "tests/coordinator/fake_clients.hpp"
 
 using namespace federa;
@@ -25,20 +26,6 @@ namespace http = boost::beast::http;
 namespace {
 
 const ModelLayout test_layout{{{"w", {6}}, {"b", {2}}}};
-
-fs::path fresh_dir(const char* stem) {
-  auto d = fs::temp_directory_path() / (std::string(stem) + std::to_string(std::random_device{}()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::vector<std::string> lines_of(const fs::path& p) {
-  std::ifstream in(p);
-  std::vector<std::string> out;
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
 
 // An orchestrator over fake links with a members file, a state folder and the admin API on top.
 struct Fixture {

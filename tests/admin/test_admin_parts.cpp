@@ -13,29 +13,14 @@
 #include "coordinator/admin/audit_log.hpp"
 #include "coordinator/admin/http_util.hpp"
 #include "coordinator/admin/members_file.hpp"
+#include "tests/admin/admin_test_util.hpp"
 
 using namespace federa;
 using namespace federa::admin;
+using federa::testing::fresh_dir;
+using federa::testing::lines_of;
 namespace fs = std::filesystem;
 namespace json = boost::json;
-
-namespace {
-
-fs::path fresh_dir(const char* stem) {
-  auto d = fs::temp_directory_path() / (std::string(stem) + std::to_string(std::random_device{}()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::vector<std::string> lines_of(const fs::path& p) {
-  std::ifstream in(p);
-  std::vector<std::string> out;
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("admin: request targets are decoded strictly and traversal is refused") {
   auto t = parse_target("/api/v1/rounds/3?round=12&x=a%20b");
