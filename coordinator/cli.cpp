@@ -61,7 +61,8 @@ po::options_description coordinator_flags() {
 std::map<std::string, PathResolver> coordinator_path_keys() {
   return {{"pki", resolve_path},         {"members", resolve_path},
           {"state-dir", resolve_path},   {"metrics-out", resolve_path},
-          {"eval-data", resolve_data_spec}, {"key-file", resolve_path}};
+          {"eval-data", resolve_data_spec}, {"key-file", resolve_path},
+          {"admin-token-file", resolve_path}, {"admin-audit-log", resolve_path}};
 }
 
 namespace {

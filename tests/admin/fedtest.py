@@ -167,7 +167,7 @@ extendedKeyUsage = 2.25.118243678027174591455259721420516730177.1
         i = self.clients.index(name) if name in self.clients else 0
         args = [self.bin["client"], "--coordinator", "127.0.0.1:%d" % self.port, "--kit", "pki/clients/" + name,
                 "--data", "csv:data.csv:label=label", "--partition-index", str(i), "--partition-count",
-                str(len(self.clients)), "--retry-max", "1", "--give-up-after", "60"] + list(extra)
+                str(len(self.clients)), "--retry-max", "1", "--give-up-after", "60", "--once"] + list(extra)
         p = subprocess.Popen(args, cwd=self.work, stdout=subprocess.DEVNULL, stderr=open(self.path(name + ".log"), "a"))
         self.procs[name] = p
         return p
