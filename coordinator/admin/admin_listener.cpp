@@ -27,7 +27,7 @@ Status AdminListener::start(const CoordinatorConfig& cfg, Orchestrator& orch,
                             std::function<std::uint64_t()> bytes_received) {
   if (!cfg.admin_listen) return {};
   auto tls = make_admin_server_tls_context(cfg.pki + "/ca.pem", cfg.pki + "/coordinator/cert.pem",
-                                           cfg.pki + "/coordinator/key.pem");
+                                           cfg.key_file);
   if (!tls) return make_error(tls.error().code, "--pki: " + tls.error().message);
   std::error_code ec;
   std::filesystem::create_directories(
