@@ -54,7 +54,8 @@ expected_coordinator="/etc/federa/coordinator.README
 /usr/share/man/man1/federa-coordinator.1.gz"
 tools="federa-bench federa-pki federa-sim"
 # federa-admin is packaged when the build has it.
-dpkg-deb --contents "$(deb federa-tools)" | grep -q '\./usr/bin/federa-admin$' && tools="federa-admin $tools"
+# (Outputs are captured before grep -q: under pipefail an early grep exit fails the producer.)
+grep -q '\./usr/bin/federa-admin$' <<< "$(dpkg-deb --contents "$(deb federa-tools)")" && tools="federa-admin $tools"
 expected_tools="$(for t in $tools; do echo "/usr/bin/$t"; echo "/usr/share/man/man1/$t.1.gz"; done
   echo /usr/share/doc/federa-tools/certificates.md; echo /usr/share/doc/federa-tools/copyright)"
 
@@ -79,7 +80,7 @@ $want"
 done
 for pkg in client coordinator; do
   file="$(deb "federa-$pkg")"
-  dpkg-deb -f "$file" Depends | grep -q 'adduser' || fail "federa-$pkg must depend on adduser (postinst)"
+  grep -q 'adduser' <<< "$(dpkg-deb -f "$file" Depends)" || fail "federa-$pkg must depend on adduser (postinst)"
   dpkg-deb -e "$file" "$work/control-$pkg"
   for script in postinst prerm postrm; do
     [ -x "$work/control-$pkg/$script" ] || fail "federa-$pkg: no executable $script"
@@ -91,7 +92,7 @@ for pkg in client coordinator; do
   want="$(printf '%s\n' "${!want_var}" | grep '^/etc/' | sort)"
   [ "$conffiles" = "$want" ] || fail "federa-$pkg conffiles: $conffiles (expected $want)"
 done
-dpkg-deb -f "$(deb federa-coordinator)" Depends | grep -q 'procps' || fail "federa-coordinator must depend on procps (/bin/kill)"
+grep -q 'procps' <<< "$(dpkg-deb -f "$(deb federa-coordinator)" Depends)" || fail "federa-coordinator must depend on procps (/bin/kill)"
 
 echo "== unpacked into a temporary root: --help and man pages"
 root="$work/root"
@@ -100,9 +101,9 @@ for program in federa-client federa-coordinator $tools; do
   out="$("$root/usr/bin/$program" --help 2>&1)" || fail "$program --help exited non-zero"
   echo "$out" | grep -qi "usage" || fail "$program --help printed no usage: $out"
   page="$root/usr/share/man/man1/$program.1.gz"
-  zcat "$page" | grep -q "^\.TH \"*${program^^}" || fail "$page is not a man page for $program"
+  grep -q "^\.TH \"*${program^^}" <<< "$(zcat "$page")" || fail "$page is not a man page for $program"
 done
-"$root/usr/bin/federa-coordinator" doctor --help | grep -q -- "--service-user" || fail "coordinator doctor --help"
+grep -q -- "--service-user" <<< "$("$root/usr/bin/federa-coordinator" doctor --help)" || fail "coordinator doctor --help"
 python3 -c 'import json,sys; [json.load(open(f)) for f in sys.argv[1:]]' \
   "$root/etc/federa/client.json" "$root/etc/federa/coordinator.json" || fail "shipped config is not JSON"
 
