@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <string>
 
@@ -35,19 +36,21 @@ class BuiltinTrainer final : public Trainer {
         test_(std::move(test)),
         client_seed_(client_seed) {}
 
+  BuiltinTrainer(std::unique_ptr<TabularData> tabular, std::uint64_t client_seed)
+      : tabular_(std::move(tabular)), client_seed_(client_seed) {
+    train_.resize(tabular_->train_rows());
+    test_.resize(tabular_->test_rows());
+    std::iota(train_.begin(), train_.end(), std::size_t{0});
+    std::iota(test_.begin(), test_.end(), train_.size());
+  }
+
   std::uint64_t num_train_examples() const override { return train_.size(); }
+  std::uint64_t num_test_examples() const override { return test_.size(); }
+  TabularData* table() override { return tabular_.get(); }
 
   Result<FitResult> fit(const Model& global, const TrainConfig& config) override {
-    if (auto s = prepare(global, config.model); !s) return s.error();
-    if (config.batch_size == 0) return make_error("fit: batch_size must be positive");
-    if (!(config.lr >= 0) || !std::isfinite(config.lr)) return make_error("fit: bad learning rate");
-    if (!(config.momentum >= 0 && config.momentum < 1)) {
-      return make_error("fit: momentum must be in [0, 1)");
-    }
-    if (!std::isfinite(config.weight_decay) || !std::isfinite(config.proximal_mu) ||
-        config.weight_decay < 0 || config.proximal_mu < 0) {
-      return make_error("fit: weight_decay and proximal_mu must be finite and non-negative");
-    }
+    if (auto s = prepare(global, config); !s) return s.error();
+    if (auto s = check_fit_config(config); !s) return s.error();
     const std::size_t p = global.data.size();
     const std::size_t f = data_->features;
     FitResult out;
@@ -59,6 +62,8 @@ class BuiltinTrainer final : public Trainer {
         std::min<std::size_t>(config.batch_size, std::max<std::size_t>(train_.size(), 1));
     batch_x_.resize(batch * f);
     batch_y_.resize(batch);
+    batch_t_.resize(batch);
+    const bool regression = net_->regression();
     order_ = train_;
 
     std::mt19937_64 rng(splitmix64(config.seed ^ splitmix64(client_seed_)));
@@ -74,13 +79,10 @@ class BuiltinTrainer final : public Trainer {
       epoch_correct = 0;
       for (std::size_t start = 0; start < order_.size(); start += batch) {
         const std::size_t rows = std::min(batch, order_.size() - start);
-        for (std::size_t i = 0; i < rows; ++i) {
-          const std::size_t r = order_[start + i];
-          std::copy_n(data_->row(r), f, batch_x_.data() + i * f);
-          batch_y_[i] = data_->labels[r];
-        }
+        fill_batch(start, rows, regression);
+        const Targets targets{batch_y_.data(), regression ? batch_t_.data() : nullptr};
         const double loss =
-            net_->loss_and_gradient(out.weights, batch_x_.data(), batch_y_.data(), rows, grad_);
+            net_->loss_and_gradient(out.weights, batch_x_.data(), targets, rows, grad_);
         if (!std::isfinite(loss)) {
           return make_error("fit: training diverged (loss is not finite) in epoch " +
                             std::to_string(epoch + 1) + "; try a smaller learning rate");
@@ -114,26 +116,72 @@ class BuiltinTrainer final : public Trainer {
       const auto n = static_cast<double>(order_.size());
       out.metrics["train_loss"] = epoch_loss / n;
       // Measured on the fly while the weights move, as training loops usually report it.
-      out.metrics["train_accuracy"] = static_cast<double>(epoch_correct) / n;
+      if (regression) {
+        out.metrics["train_rmse"] = std::sqrt(epoch_loss / n);
+      } else {
+        out.metrics["train_accuracy"] = static_cast<double>(epoch_correct) / n;
+      }
     }
     return out;
   }
 
   Result<EvaluateResult> evaluate(const Model& model, const TrainConfig& config) override {
-    if (auto s = prepare(model, config.model); !s) return s.error();
+    if (auto s = prepare(model, config); !s) return s.error();
     EvaluateResult r;
     if (test_.empty()) return r;  // no local test split: nothing to report
     const EvalResult e = net_->evaluate(model.data, *data_, test_);
     r.loss = e.loss;
     r.accuracy = e.accuracy;
     r.num_examples = e.examples;
+    if (net_->regression()) {  // the metrics line's fed_rmse, fed_mae, fed_r2
+      r.metrics["rmse"] = e.rmse;
+      r.metrics["mae"] = e.mae;
+      r.metrics["r2"] = e.r2;
+    }
     return r;
   }
 
  private:
-  // Builds (or reuses) the network for `spec` and checks that `model` and the data fit it.
-  Status prepare(const Model& model, const std::string& spec) {
+  static Status check_fit_config(const TrainConfig& config) {
+    if (config.batch_size == 0) return make_error("fit: batch_size must be positive");
+    if (!(config.lr >= 0) || !std::isfinite(config.lr)) return make_error("fit: bad learning rate");
+    if (!(config.momentum >= 0 && config.momentum < 1))
+      return make_error("fit: momentum must be in [0, 1)");
+    if (!std::isfinite(config.weight_decay) || !std::isfinite(config.proximal_mu) ||
+        config.weight_decay < 0 || config.proximal_mu < 0)
+      return make_error("fit: weight_decay and proximal_mu must be finite and non-negative");
+    return Status::success();
+  }
+
+  // Copies the rows order_[start, start + rows) into the batch buffers.
+  void fill_batch(std::size_t start, std::size_t rows, bool regression) {
+    const std::size_t f = data_->features;
+    for (std::size_t i = 0; i < rows; ++i) {
+      const std::size_t r = order_[start + i];
+      std::copy_n(data_->row(r), f, batch_x_.data() + i * f);
+      if (regression) {
+        batch_t_[i] = data_->targets[r];
+      } else {
+        batch_y_[i] = data_->labels[r];
+      }
+    }
+  }
+
+  // Builds (or reuses) the network for the config's model spec, brings a table's encoding up to
+  // the config's schema and figures, and checks that `model` and the data fit the network.
+  Status prepare(const Model& model, const TrainConfig& config) {
+    const std::string& spec = config.model;
+    if (tabular_) {
+      auto d = tabular_->dataset(config);
+      if (!d) return d.error();
+      data_ = std::move(*d);
+    }
     if (!net_ || spec != spec_) {
+      if (spec.rfind("safetensors:", 0) == 0)
+        return make_error(ErrorCode::failed_precondition,
+                          "this federation trains a model from a file (" + spec +
+                              "); the built-in trainer takes built-in models only (softmax, mlp, "
+                              "cnn): join with an external trainer");
       auto net = make_network(spec);
       if (!net) return net.error();
       net_ = std::move(*net);
@@ -150,6 +198,12 @@ class BuiltinTrainer final : public Trainer {
     if (data_->features != net_->input_features()) {
       return make_error("model '" + spec + "' takes " + std::to_string(net_->input_features()) +
                         " features but the local data has " + std::to_string(data_->features));
+    }
+    if (net_->regression() != (data_->num_classes == 0)) {
+      return make_error("model '" + spec + "' is a " +
+                        (net_->regression() ? "regression" : "classification") +
+                        " model but the local data was read for " +
+                        (net_->regression() ? "classification" : "regression"));
     }
     if (data_->num_classes > net_->num_classes()) {
       return make_error("model '" + spec + "' has " + std::to_string(net_->num_classes()) +
@@ -178,6 +232,7 @@ class BuiltinTrainer final : public Trainer {
     }
   }
 
+  std::unique_ptr<TabularData> tabular_;  // set: data_ follows each task's schema
   std::shared_ptr<const Dataset> data_;
   std::vector<std::size_t> train_, test_;
   std::uint64_t client_seed_;
@@ -186,6 +241,7 @@ class BuiltinTrainer final : public Trainer {
   std::unique_ptr<Network> net_;
   std::vector<float> grad_, velocity_, batch_x_;
   std::vector<std::int32_t> batch_y_;
+  std::vector<float> batch_t_;
   std::vector<std::size_t> order_;
 };
 
@@ -197,6 +253,15 @@ std::unique_ptr<Trainer> make_builtin_trainer(std::shared_ptr<const Dataset> dat
                                               std::uint64_t client_seed) {
   return std::make_unique<BuiltinTrainer>(std::move(data), std::move(train_indices),
                                           std::move(test_indices), client_seed);
+}
+
+}  // namespace federa
+
+namespace federa {
+
+std::unique_ptr<Trainer> make_tabular_trainer(std::unique_ptr<TabularData> data,
+                                              std::uint64_t client_seed) {
+  return std::make_unique<BuiltinTrainer>(std::move(data), client_seed);
 }
 
 }  // namespace federa

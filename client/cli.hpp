@@ -23,7 +23,7 @@ namespace federa {
 po::options_description client_flags();
 // In a --config file, the kit, the key and the data files are relative to the file.
 std::map<std::string, PathResolver> client_path_resolvers();
-// --coordinator, --kit and --data are given.
+// --coordinator and --kit are given, and --data unless --trainer exec (the program reads its own).
 void require_client_flags(const po::variables_map& vm);
 // The connection: coordinator, kit (its private key from --key-file when given), reconnect
 // policy. Throws OptionsError on a malformed value.
@@ -33,5 +33,9 @@ void require_kit_files(const po::variables_map& vm, const ClientOptions& opt);
 // This client's rows of --data (its share of a split, less the held-out ones), kept in memory
 // alone (a tenth of the file for a 10-way split), and the built-in trainer over them.
 std::unique_ptr<Trainer> load_trainer(const po::variables_map& vm, std::uint64_t client_seed);
+// An external trainer with --data csv:FILE:label=COLUMN: federa reads the file too, to report
+// its schema and statistics in a tabular federation (the program trains on its own reading).
+std::unique_ptr<Trainer> with_table_of(const po::variables_map& vm,
+                                       std::unique_ptr<Trainer> trainer);
 
 }  // namespace federa

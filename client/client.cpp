@@ -43,9 +43,14 @@ bool we_refused_peer(const beast::error_code& ec) {
   return ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED;
 }
 
-SessionOptions session_options(const Trainer& trainer) {
+SessionOptions session_options(Trainer& trainer, const ClientOptions& opt) {
   SessionOptions o;
   o.num_train_examples = trainer.num_train_examples();
+  o.num_test_examples = trainer.num_test_examples();
+  o.evaluates = trainer.can_evaluate();
+  o.private_metrics = opt.private_metrics;
+  if (TabularData* table = trainer.table())
+    o.table = [table](const std::string& federation) { return table->report(federation); };
   return o;
 }
 
@@ -63,7 +68,7 @@ struct FederatedClient::Connection final
         opt(opt),
         trainer(trainer),
         rounds_trained(rounds_trained),
-        session(session_options(trainer), *this, *this) {}
+        session(session_options(trainer, opt), *this, *this) {}
 
   ~Connection() override {
     if (worker.joinable()) worker.join();

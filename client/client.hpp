@@ -38,6 +38,8 @@ struct ClientOptions {
   std::uint64_t seed = 0;  // jitter
   // Keep serving after a federation completes: reconnect for the next job instead of returning.
   bool stay_connected = false;
+  // Ask the coordinator to keep this client's evaluation results out of its logs and files.
+  bool private_metrics = false;
   // Observes every serialized Envelope before it is sent (tests check what leaves the site).
   std::function<void(std::string_view)> on_send;
 };

@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "client/cli.hpp"
+#include "client/exec_trainer_cli.hpp"
+#include "common/csv.hpp"
 #include "common/dataset.hpp"
 #include "common/tls.hpp"
 #include "common/wire.hpp"
@@ -231,8 +233,38 @@ void check_kit(DoctorReport& report, const ClientOptions& opt, bool* usable) {
   report.add(key);
 }
 
+// A CSV file: what the agent's start checks (client/tabular_data.hpp), and its shape. Its model
+// input width depends on the federation's schema, so none is promised here.
+void check_table_data(DoctorReport& report, const po::variables_map& vm, const ClientOptions& opt) {
+  const std::string spec = vm["data"].as<std::string>();
+  auto source = parse_csv_spec(spec);
+  auto scan = source ? scan_csv(*source) : Result<CsvScan>(source.error());
+  if (!scan) {
+    report.add(check_fail(
+        "data", scan.error().message,
+        "point \"data\" at this site's data, readable by the user federa and outside /home"));
+    return;
+  }
+  std::string detail;
+  try {
+    auto trainer = load_trainer(vm, opt.seed);  // --missing, the partition flags, as the agent
+    detail = std::to_string(trainer->num_train_examples()) + " to train on";
+  } catch (const OptionsError& e) {
+    report.add(check_fail("data", e.what(), "correct the file or the flags it names"));
+    return;
+  }
+  const ColumnScan& label = scan->columns[scan->label_index];
+  report.add(check_ok(
+      "data", spec + ": " + std::to_string(scan->rows) + " examples, " +
+                  std::to_string(scan->columns.size() - 1) + " features, " +
+                  (label.too_many_values ? std::string("a label of many values (regression)")
+                                         : std::to_string(label.values.size()) + " classes") +
+                  "; " + detail + " (read through the federation's schema when it is sent)"));
+}
+
 void check_data(DoctorReport& report, const po::variables_map& vm, const ClientOptions& opt) {
   const std::string spec = vm["data"].as<std::string>();
+  if (spec.starts_with("csv:")) return check_table_data(report, vm, opt);
   auto data = load_dataset(spec, Split::train);
   if (!data) {
     report.add(check_fail(
@@ -254,6 +286,28 @@ void check_data(DoctorReport& report, const po::variables_map& vm, const ClientO
   }
   report.add(check_ok("data", detail + " (the coordinator's model must take " +
                                   std::to_string(features) + " inputs)"));
+}
+
+// The built-in trainer reads --data; an external one is found and given a task folder (a dry
+// run needs a model: `federa-client trainer-test`).
+void check_trainer(DoctorReport& report, const po::variables_map& vm, const ClientOptions& opt) {
+  try {
+    if (!uses_exec_trainer(vm)) {
+      check_data(report, vm, opt);
+      report.add(check_skip("trainer", "the built-in trainer (no external trainer to dry-run)"));
+      return;
+    }
+    auto exec = check_exec_setup(exec_trainer_options(vm));
+    if (!exec) {
+      report.add(
+          check_fail("trainer", exec.error().message, "fix trainer-command or trainer-work-root"));
+      return;
+    }
+    report.add(check_ok("trainer", *exec + "; dry-run it on a model: federa-client trainer-test "
+                                           "--model FILE with the same flags"));
+  } catch (const OptionsError& e) {
+    report.add(check_fail("trainer", e.what(), "fix the trainer flags"));
+  }
 }
 
 }  // namespace
@@ -309,8 +363,7 @@ int run_client_doctor(int argc, char** argv, std::ostream& out) {
   } else {
     report.add(check_skip("coordinator", "the connection test needs a usable kit (see above)"));
   }
-  check_data(report, *vm, opt);
-  report.add(check_skip("trainer", "the built-in trainer (no external trainer to dry-run)"));
+  check_trainer(report, *vm, opt);
   return report.exit_status();
 }
 

@@ -1,7 +1,9 @@
 // federa-client: joins a federation and trains on data that never leaves this machine. A
 // long-lived agent by default: it stays connected between jobs and reconnects forever;
-// SIGINT/SIGTERM close the connection cleanly and exit 0. `federa-client doctor [flags]` checks
-// a setup instead (client/doctor.hpp).
+// SIGINT/SIGTERM close the connection cleanly and exit 0 (an external trainer's program is
+// stopped with it). `federa-client doctor [flags]` checks a setup instead (client/doctor.hpp),
+// `federa-client trainer-test --model FILE [flags]` dry-runs the external trainer
+// (client/trainer_test.hpp).
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/io_context.hpp>
@@ -15,6 +17,9 @@
 #include "client/cli.hpp"
 #include "client/client.hpp"
 #include "client/doctor.hpp"
+#include "client/exec_trainer_cli.hpp"
+#include "client/exec_trainer_process.hpp"
+#include "client/trainer_test.hpp"
 #include "common/options.hpp"
 
 using namespace federa;
@@ -25,10 +30,11 @@ namespace {
 // and post (neither is allowed in a C signal handler).
 class SignalStopper {
  public:
-  explicit SignalStopper(FederatedClient& client) : signals_(io_, SIGINT, SIGTERM) {
-    signals_.async_wait([this, &client](const boost::system::error_code& ec, int signal) {
+  SignalStopper(FederatedClient& client, ExecTrainer* exec) : signals_(io_, SIGINT, SIGTERM) {
+    signals_.async_wait([this, &client, exec](const boost::system::error_code& ec, int signal) {
       if (ec) return;
       spdlog::info("{}: closing the connection", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+      if (exec) exec->cancel();  // its program gets SIGTERM now, SIGKILL after the grace
       client.stop();
     });
     thread_ = std::thread([this] { io_.run(); });
@@ -48,6 +54,8 @@ class SignalStopper {
 int run(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "doctor")
     return run_client_doctor(argc - 1, argv + 1, std::cout);
+  if (argc > 1 && std::string_view(argv[1]) == "trainer-test")
+    return run_trainer_test(argc - 1, argv + 1, client_flags(), client_path_resolvers(), std::cout);
   po::options_description desc = client_flags();
   auto vm = parse_options(argc, argv, desc, client_path_resolvers());
   if (!vm) {
@@ -58,13 +66,26 @@ int run(int argc, char** argv) {
   require_client_flags(*vm);
   ClientOptions opt = connection_options(*vm);
   require_kit_files(*vm, opt);
-  auto trainer = load_trainer(*vm, opt.seed);
+  std::unique_ptr<Trainer> trainer;
+  ExecTrainer* exec = nullptr;
+  if (uses_exec_trainer(*vm)) {
+    auto t = std::make_unique<ExecTrainer>(exec_trainer_options(*vm));
+    exec = t.get();
+    spdlog::info("trainer: the external program '{}' (deadline {} s)",
+                 fmt::format("{}", fmt::join(t->options().command, "' '")),
+                 t->options().timeout.count() / 1000.0);
+    trainer = with_table_of(*vm, std::move(t));
+  } else {
+    trainer = load_trainer(*vm, opt.seed);
+  }
   FederatedClient client(opt, *trainer);
-  SignalStopper stopper(client);
+  SignalStopper stopper(client, exec);
   spdlog::info("connecting to {}:{} with the kit in {}{}", opt.coordinator.host,
                opt.coordinator.port, (*vm)["kit"].as<std::string>(),
                opt.stay_connected ? "" : " (--once)");
-  return client.run();
+  const int code = client.run();
+  kill_all_trainer_groups();  // nothing a trainer started outlives the client
+  return code;
 }
 
 }  // namespace

@@ -123,6 +123,25 @@ Result<ShareKeys> Client::share_keys(const KeysBroadcast& keys) {
   return out;
 }
 
+bool Client::open_share(Peer& p, const EncryptedShare& es) {
+  auto plain = crypto::aead_open(p.enc_key, es.ciphertext, share_aad(config_, es.sender, index_));
+  if (!plain) return false;
+  bool ok = plain->size() == kSharePlaintextBytes;
+  if (ok) {
+    const crypto::ByteView view(*plain);
+    auto b = shamir::parse_y(share_point(index_), view.first(shamir::kShareBytes));
+    auto s = shamir::parse_y(share_point(index_), view.subspan(shamir::kShareBytes));
+    ok = b && s;
+    if (ok) {
+      p.b_share = *b;
+      p.s_share = *s;
+      p.have_shares = true;
+    }
+  }
+  OPENSSL_cleanse(plain->data(), plain->size());
+  return ok;
+}
+
 Result<MaskedInput> Client::masked_input(const SharesForward& shares, std::span<const float> update,
                                          double weight) {
   if (phase_ != Phase::shared) return fail<MaskedInput>("MaskedInput out of order");
@@ -142,36 +161,31 @@ Result<MaskedInput> Client::masked_input_quantized(const SharesForward& shares,
     return fail<MaskedInput>("quantized vector has the wrong length");
   if (shares.round != config_.round) return fail<MaskedInput>("SharesForward for another round");
   if (shares.recipient != index_) return fail<MaskedInput>("SharesForward for another client");
+  // A share that does not decrypt (or parse) is its sender's fault, not ours: that neighbour is
+  // left out of our masks and named in the MaskedInput, so the server counts it against the
+  // sender. What the coordinator relays in the wrong place (another recipient, a non-neighbour,
+  // twice) is the coordinator's fault and ends our part in the round.
+  std::vector<std::uint32_t> unusable;
   for (const EncryptedShare& es : shares.shares) {
     if (es.recipient != index_) return fail<MaskedInput>("forwarded share for another client");
     Peer* p = find_peer(es.sender);
     if (!p)
       return fail<MaskedInput>("share from " + idx(es.sender) + ", not an advertised neighbour");
-    if (p->have_shares) return fail<MaskedInput>("second share from " + idx(es.sender));
-    auto plain =
-        crypto::aead_open(p->enc_key, es.ciphertext, share_aad(config_, es.sender, index_));
-    if (!plain)
-      return fail<MaskedInput>("share from " + idx(es.sender) + ": " + plain.error().message);
-    if (plain->size() != kSharePlaintextBytes)
-      return fail<MaskedInput>("share from " + idx(es.sender) + " has the wrong size");
-    const crypto::ByteView view(*plain);
-    auto b = shamir::parse_y(share_point(index_), view.first(shamir::kShareBytes));
-    auto s = shamir::parse_y(share_point(index_), view.subspan(shamir::kShareBytes));
-    OPENSSL_cleanse(plain->data(), plain->size());
-    if (!b || !s) return fail<MaskedInput>("share from " + idx(es.sender) + " is malformed");
-    p->b_share = *b;
-    p->s_share = *s;
-    p->have_shares = true;
+    if (p->have_shares || std::count(unusable.begin(), unusable.end(), es.sender))
+      return fail<MaskedInput>("second share from " + idx(es.sender));
+    if (!open_share(*p, es)) unusable.push_back(es.sender);
   }
   std::size_t received = 0;
   for (const Peer& p : peers_) received += p.have_shares;
   if (received < config_.threshold)
-    return fail<MaskedInput>("shares from only " + idx(received) + " neighbours, threshold " +
+    return fail<MaskedInput>("usable shares from only " + idx(received) + " neighbours (" +
+                             idx(unusable.size()) + " did not decrypt), threshold " +
                              idx(config_.threshold));
 
   MaskedInput out;
   out.round = config_.round;
   out.sender = index_;
+  out.unusable_from = std::move(unusable);
   out.masked.assign(q.begin(), q.end());
   if (Status s = crypto::prg_accumulate(self_seed_, out.masked, crypto::PrgOp::add); !s)
     return fail<MaskedInput>(s.message());

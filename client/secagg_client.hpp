@@ -33,9 +33,12 @@ class Client {
   // Phase 2: t-of-k shares of b_u and s_u for every neighbour that advertised, each pair
   // encrypted to its recipient. Fails if fewer than t neighbours advertised.
   [[nodiscard]] Result<ShareKeys> share_keys(const KeysBroadcast& keys);
-  // Phase 3: decrypts the shares addressed to this client (any failure aborts), quantizes
-  // `update` with `weight` folded in and masks it: y = q + PRG(b_u) ± PRG(s_uv) mod 2^32 over
-  // the neighbours whose shares arrived. `update` has config.vector_length values.
+  // Phase 3: decrypts the shares addressed to this client, quantizes `update` with `weight`
+  // folded in and masks it: y = q + PRG(b_u) ± PRG(s_uv) mod 2^32 over the neighbours whose
+  // shares arrived and decrypted. A share that does not decrypt leaves its sender out of the
+  // masks and is named in MaskedInput::unusable_from (the server blames the sender); fewer than
+  // t usable shares, or shares relayed wrongly by the coordinator, abort.
+  // `update` has config.vector_length values.
   [[nodiscard]] Result<MaskedInput> masked_input(const SharesForward& shares,
                                                  std::span<const float> update, double weight);
   // Same, with an already quantized vector (masked_length() words, see secagg::quantize).
@@ -62,6 +65,8 @@ class Client {
     shamir::Share b_share, s_share;  // our shares of its secrets
   };
   Peer* find_peer(std::uint32_t v);
+  // Decrypts and parses one forwarded share into `p`; false when it is unusable.
+  bool open_share(Peer& p, const EncryptedShare& es);
 
   RoundConfig config_;
   std::uint32_t index_ = 0;

@@ -10,23 +10,14 @@ namespace federa {
 ClientSession::ClientSession(SessionOptions options, ServerLink& link, TaskRunner& runner)
     : opt_(std::move(options)), link_(link), runner_(runner) {}
 
-template <typename... Args>
-void ClientSession::log(spdlog::level::level_enum level, fmt::format_string<Args...> format,
-                        Args&&... args) {
-  if (!spdlog::should_log(level)) return;
-  std::string text = fmt::format(format, std::forward<Args>(args)...);
-  if (opt_.name.empty()) {
-    spdlog::log(level, "{}", text);
-  } else {
-    spdlog::log(level, "'{}': {}", opt_.name, text);
-  }
-}
-
 void ClientSession::start() {
   wire::Envelope hello;
   hello.mutable_hello()->set_protocol_version(kProtocolVersion);
   hello.mutable_hello()->set_software(opt_.software);
   hello.mutable_hello()->set_num_train_examples(opt_.num_train_examples);
+  hello.mutable_hello()->set_num_test_examples(opt_.num_test_examples);
+  hello.mutable_hello()->set_evaluates(opt_.evaluates);
+  hello.mutable_hello()->set_table(static_cast<bool>(opt_.table));
   link_.send(hello);
 }
 
@@ -43,9 +34,13 @@ Status ClientSession::handle(const wire::Envelope& msg) {
     case wire::Envelope::kWelcome:
       log(spdlog::level::info, "joined federation '{}' as '{}'", msg.welcome().federation(),
           msg.welcome().client_id());
-      return {};
+      return on_welcome(msg.welcome());
+    case wire::Envelope::kStatisticsTask:
+      return on_statistics_task(msg.statistics_task());
     case wire::Envelope::kFitTask:
       return on_fit_task(msg.fit_task());
+    case wire::Envelope::kEvaluateTask:
+      return on_evaluate_task(msg.evaluate_task());
     case wire::Envelope::kChunk:
       return on_chunk(msg.chunk());
     case wire::Envelope::kUploadReady:
@@ -73,17 +68,36 @@ Status ClientSession::handle(const wire::Envelope& msg) {
 // Tasks
 
 Status ClientSession::on_fit_task(const wire::FitTask& t) {
+  return begin_task(Task::Kind::fit, t, t.secure_aggregation());
+}
+
+Status ClientSession::on_evaluate_task(const wire::EvaluateTask& t) {
+  if (!opt_.evaluates)
+    return Error{ErrorCode::failed_precondition,
+                 "round " + std::to_string(t.round()) +
+                     ": an evaluate task for a client that said it does not evaluate"};
+  return begin_task(Task::Kind::evaluate, t, "");
+}
+
+template <typename TaskMessage>
+Status ClientSession::begin_task(Task::Kind kind, const TaskMessage& t,
+                                 const std::string& secure_mode) {
   const std::string where = "round " + std::to_string(t.round()) + ": ";
   auto layout = from_wire(t.layout());
   if (!layout)
     return Error{ErrorCode::invalid_argument, where + "bad layout: " + layout.error().message};
   if (t.total_elements() != layout->size())
-    return Error{ErrorCode::invalid_argument, where + "fit task size does not match its layout"};
-  const bool secure = t.secure_aggregation() == "secagg+";
-  if (!secure && !t.secure_aggregation().empty())
+    return Error{ErrorCode::invalid_argument, where + std::string(task_kind_name(kind)) +
+                                                  " task size does not match its layout"};
+  if (t.carried().size() != layout->carried_bytes())
+    return Error{ErrorCode::invalid_argument,
+                 where + std::string(task_kind_name(kind)) + " task carries " +
+                     std::to_string(t.carried().size()) + " bytes of integer tensors, its layout " +
+                     std::to_string(layout->carried_bytes())};
+  const bool secure = secure_mode == "secagg+";
+  if (!secure && !secure_mode.empty())
     return Error{ErrorCode::invalid_argument, where + "unknown secure aggregation mode '" +
-                                                  t.secure_aggregation() +
-                                                  "' (upgrade federa-client)"};
+                                                  secure_mode + "' (upgrade federa-client)"};
   // A new task ends whatever the previous round still had going here.
   upload_.reset();
   if (secure_) past_secure_ = secure_->round();
@@ -91,20 +105,22 @@ Status ClientSession::on_fit_task(const wire::FitTask& t) {
   incoming_.reset();
 
   auto in = std::make_unique<Incoming>();
-  in->task.kind = Task::Kind::fit;
+  in->task.kind = kind;
   in->task.round = t.round();
   in->task.attempt = std::max<std::uint32_t>(1, t.attempt());
   in->task.config = from_wire(t.config());
   in->model = std::make_shared<Model>(std::move(layout.value()));
+  std::copy(t.carried().begin(), t.carried().end(), in->model->carried.begin());
   in->secure = secure;
   in->chunk_elements = t.chunk_elements() ? t.chunk_elements() : kDefaultChunkElements;
-  if (Status s = in->assembler.begin(t.round(), t.total_elements(), t.num_chunks(),
-                                     t.chunk_elements(), in->model->data);
+  if (Status s =
+          in->assembler.begin(t.round(), t.total_elements(), t.num_chunks(), t.chunk_elements(),
+                              in->model->data, true, {}, in->model->layout.float_runs());
       !s)
     return Error{ErrorCode::invalid_argument, where + s.message()};
   if (secure) secure_ = std::make_unique<SecureRound>(t.round(), in->chunk_elements);
-  log(opt_.progress_level, "round {}: task received ({} parameters{})", t.round(),
-      t.total_elements(), secure ? ", secure aggregation" : "");
+  log(opt_.progress_level, "round {}: {} task received ({} parameters{})", t.round(),
+      task_kind_name(kind), t.total_elements(), secure ? ", secure aggregation" : "");
   incoming_ = std::move(in);
   if (incoming_->assembler.complete()) promote_incoming();
   return {};
@@ -159,13 +175,23 @@ void ClientSession::on_task_done(TaskResult result) {
       past_secure_ = round;
       secure_.reset();
     }
+    // The trainer could not produce a usable update (the coordinator counts a rejection with
+    // this reason), unless it only cannot now: try later, stopped, out of time (a dropout).
+    const ErrorCode code = result.output.error().code;
+    const bool dropout = code == ErrorCode::unavailable || code == ErrorCode::cancelled ||
+                         code == ErrorCode::deadline_exceeded;
     link_.send(make_error_envelope(
-        wire::Error::UNKNOWN,
+        dropout ? wire::Error::UNKNOWN : wire::Error::BAD_UPDATE,
         std::string(task_name(done.task.kind)) + " failed: " + result.output.error().message));
     return;
   }
-  std::visit([&](auto& output) { fit_done(done, std::move(output), result.seconds); },
-             result.output.value());
+  if (auto* fit = std::get_if<FitResult>(&result.output.value())) {
+    fit_done(done, std::move(*fit), result.seconds);
+  } else if (auto* eval = std::get_if<EvaluateResult>(&result.output.value())) {
+    evaluate_done(done, std::move(*eval), result.seconds);
+  } else if (auto* stats = std::get_if<StatisticsOutput>(&result.output.value())) {
+    statistics_done(done, std::move(*stats), result.seconds);
+  }
 }
 
 void ClientSession::fit_done(const Running& done, FitResult fit, double seconds) {
@@ -175,7 +201,7 @@ void ClientSession::fit_done(const Running& done, FitResult fit, double seconds)
   log(opt_.progress_level, "round {}: trained in {:.2f} s{}", round, seconds,
       loss != fit.metrics.end() ? fmt::format(", train loss {:.4f}", loss->second) : std::string());
   if (fit.weights.size() != done.task.model->data.size()) {
-    link_.send(make_error_envelope(wire::Error::UNKNOWN,
+    link_.send(make_error_envelope(wire::Error::BAD_UPDATE,
                                    "training produced " + std::to_string(fit.weights.size()) +
                                        " values for a model of " +
                                        std::to_string(done.task.model->data.size())));
@@ -194,6 +220,28 @@ void ClientSession::fit_done(const Running& done, FitResult fit, double seconds)
   send_secure(*out);
 }
 
+void ClientSession::evaluate_done(const Running& done, EvaluateResult r, double seconds) {
+  ++evaluations_completed_;
+  const bool keep_private = opt_.private_metrics || r.keep_private;
+  if (r.num_examples == 0) {
+    log(opt_.progress_level, "round {}: no held-out examples to evaluate on", done.task.round);
+  } else {
+    log(opt_.progress_level,
+        "round {}: evaluated in {:.2f} s on {} examples: loss {:.4f}, accuracy {:.4f}{}",
+        done.task.round, seconds, r.num_examples, r.loss, r.accuracy,
+        keep_private ? " (private)" : "");
+  }
+  wire::Envelope e;
+  auto* er = e.mutable_evaluate_result();
+  er->set_round(done.task.round);
+  er->set_num_examples(r.num_examples);
+  er->set_loss(r.loss);
+  er->set_accuracy(r.accuracy);
+  for (const auto& [k, v] : r.metrics) (*er->mutable_metrics())[k] = v;
+  er->set_private_(keep_private);
+  link_.send(e);
+}
+
 void ClientSession::send_update_header(const Running& done, FitResult fit) {
   wire::Envelope h;
   auto* uh = h.mutable_update_header();
@@ -204,8 +252,12 @@ void ClientSession::send_update_header(const Running& done, FitResult fit) {
   uh->set_total_elements(fit.weights.size());
   uh->set_num_chunks(chunk_count(fit.weights.size(), done.chunk_elements));
   link_.send(h);
-  upload_ = Upload{done.task.round, make_chunks(done.task.round, fit.weights, done.chunk_elements),
-                   fmt::format("update sent ({} examples)", fit.num_examples)};
+  upload_ = Upload{done.task.round,
+                   {},
+                   fmt::format("update sent ({} examples)", fit.num_examples),
+                   std::move(fit.weights),
+                   done.chunk_elements,
+                   done.task.model->layout.float_runs()};
 }
 
 void ClientSession::send_secure(const std::vector<wire::Envelope>& envelopes) {
@@ -213,8 +265,12 @@ void ClientSession::send_secure(const std::vector<wire::Envelope>& envelopes) {
   // The masked vector is as large as the model: it waits for an upload slot, as an update does.
   const std::uint64_t round = envelopes.front().secagg_masked_input().round();
   link_.send(envelopes.front());
-  upload_ = Upload{round, std::vector<wire::Envelope>(envelopes.begin() + 1, envelopes.end()),
-                   "masked update sent"};
+  upload_ = Upload{round,
+                   std::vector<wire::Envelope>(envelopes.begin() + 1, envelopes.end()),
+                   "masked update sent",
+                   {},
+                   0,
+                   {}};
 }
 
 Status ClientSession::on_upload_ready(const wire::UploadReady& ready) {
@@ -223,6 +279,11 @@ Status ClientSession::on_upload_ready(const wire::UploadReady& ready) {
   Upload u = std::move(*upload_);
   upload_.reset();
   send_all(u.chunks);
+  const std::span<const float> w(u.weights);
+  // A masked upload carries its chunks ready-made (no weights, no chunk size).
+  const std::uint32_t n = w.empty() ? 0 : chunk_count(w.size(), u.chunk_elements);
+  for (std::uint32_t i = 0; i < n; ++i)
+    link_.send(make_chunk(u.round, w, u.chunk_elements, u.runs, i));
   log(opt_.progress_level, "round {}: {}", u.round, u.what);
   return {};
 }
@@ -237,6 +298,11 @@ void ClientSession::on_error(const wire::Error& e) {
     case wire::Error::PROTOCOL_VERSION:
       return end(SessionEnd::Kind::fatal,
                  "protocol version mismatch: " + e.message() + " (upgrade federa-client)");
+    case wire::Error::DATA_MISMATCH:
+      return end(SessionEnd::Kind::fatal,
+                 "the coordinator refused this client's data: " + e.message());
+    case wire::Error::SHUTTING_DOWN:  // the coordinator restarts or stops: try again later
+      return end(SessionEnd::Kind::retry, "the coordinator is shutting down: " + e.message());
     case wire::Error::WRONG_ROUND:
     case wire::Error::DUPLICATE_UPDATE:
     case wire::Error::BAD_UPDATE:

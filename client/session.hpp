@@ -1,6 +1,7 @@
-// One client's side of the federation protocol, for one connection: Hello/Welcome, tasks and the
-// reassembly of the global model, asking the host to run them, the update (header, UploadReady,
-// chunks), every SecAgg+ phase, the coordinator's errors, aborts and goodbyes. It holds every
+// One client's side of the federation protocol, for one connection: Hello/Welcome, tasks (fit and
+// evaluate) and the reassembly of the global model, asking the host to run them, the update
+// (header, UploadReady, chunks) or the evaluation's result, every SecAgg+ phase, the
+// coordinator's errors, aborts and goodbyes. It holds every
 // rule of the protocol and no transport: federa-client drives it over TLS (client/client.cpp),
 // federa-sim in process, the tests over a fake ServerLink.
 //
@@ -14,7 +15,7 @@
 // Bad input from the coordinator is answered with an Error envelope and logged; it never throws.
 #pragma once
 
-#include <spdlog/common.h>
+#include <spdlog/spdlog.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -26,6 +27,7 @@
 
 #include "client/secure_round.hpp"
 #include "client/server_link.hpp"
+#include "client/tabular_data.hpp"
 #include "client/task.hpp"
 #include "common/model.hpp"
 #include "common/wire.hpp"
@@ -35,7 +37,12 @@ namespace federa {
 struct SessionOptions {
   std::string software = "federa-client 0.1.0";  // announced in Hello
   std::uint64_t num_train_examples = 0;          // announced in Hello
-  std::string name;                              // prefixes log lines ("" for a lone client)
+  std::uint64_t num_test_examples = 0;           // announced in Hello
+  bool evaluates = false;                        // announced in Hello: takes evaluate tasks
+  // Every evaluation result asks the coordinator to keep this client's own values out of its
+  // logs and files (as a trainer may ask for one result).
+  bool private_metrics = false;
+  std::string name;  // prefixes log lines ("" for a lone client)
   // Level of the per-round progress lines (task received, trained, update sent); a simulator
   // of thousands of clients lowers it to debug.
   spdlog::level::level_enum progress_level = spdlog::level::info;
@@ -43,6 +50,9 @@ struct SessionOptions {
   // so that a simulator's many sessions keep one copy of a round's global model. Empty: each
   // task keeps its own.
   std::function<std::shared_ptr<const Model>(std::shared_ptr<const Model>)> share_model;
+  // Set when the client's data is a table (Trainer::table()): what to report at join, given the
+  // Welcome's table description (client/tabular_data.hpp). Announced in Hello.
+  std::function<TabularData::Report(const std::string&)> table;
 };
 
 class ClientSession {
@@ -65,6 +75,8 @@ class ClientSession {
   bool upload_pending() const { return upload_.has_value(); }
   // Training tasks whose result this session took (sent or masked), over its lifetime.
   std::uint64_t fits_completed() const { return fits_completed_; }
+  // Evaluation results this session sent, over its lifetime.
+  std::uint64_t evaluations_completed() const { return evaluations_completed_; }
 
  private:
   struct Incoming {  // a task whose model is still arriving, or complete and waiting
@@ -83,10 +95,24 @@ class ClientSession {
     std::uint64_t round = 0;
     std::vector<wire::Envelope> chunks;  // sent on UploadReady
     std::string what;                    // for the log
+    // A plain update is chunked only when its slot is granted, one chunk at a time, so the
+    // client never holds the weights and all their chunks at once (peak memory of a 400 MB
+    // model: 2x, not 3x).
+    std::vector<float> weights;
+    std::size_t chunk_elements = 0;
+    std::vector<DTypeRun> runs;  // the layout's float_runs(): each value travels in its dtype
   };
 
   Status handle(const wire::Envelope& msg);
   Status on_fit_task(const wire::FitTask& task);
+  Status on_evaluate_task(const wire::EvaluateTask& task);
+  // What fit and evaluate tasks share: the layout, the carried tensors, the chunks that follow.
+  template <typename TaskMessage>
+  Status begin_task(Task::Kind kind, const TaskMessage& t, const std::string& secure_mode);
+  // Tabular federations (client/session_table.cpp): the join report, statistics tasks.
+  Status on_welcome(const wire::Welcome& welcome);
+  Status on_statistics_task(const wire::StatisticsTask& task);
+  void statistics_done(const Running& task, StatisticsOutput output, double seconds);
   Status on_chunk(const wire::TensorChunk& chunk);
   Status on_upload_ready(const wire::UploadReady& ready);
   void on_error(const wire::Error& error);
@@ -98,6 +124,7 @@ class ClientSession {
   // Hands the newest complete task to the host when it is free.
   void start_next_task();
   void fit_done(const Running& task, FitResult fit, double seconds);
+  void evaluate_done(const Running& task, EvaluateResult result, double seconds);
   void send_update_header(const Running& task, FitResult fit);
   // Secure-round output: a masked-input header waits for its slot like an update header.
   void send_secure(const std::vector<wire::Envelope>& envelopes);
@@ -121,7 +148,21 @@ class ClientSession {
   // messages for it are dropped quietly.
   std::optional<std::uint64_t> past_secure_;
   std::uint64_t fits_completed_ = 0;
+  std::uint64_t evaluations_completed_ = 0;
   bool ended_ = false;
 };
+
+// Defined here for session.cpp and session_table.cpp alike.
+template <typename... Args>
+void ClientSession::log(spdlog::level::level_enum level, fmt::format_string<Args...> format,
+                        Args&&... args) {
+  if (!spdlog::should_log(level)) return;
+  std::string text = fmt::format(format, std::forward<Args>(args)...);
+  if (opt_.name.empty()) {
+    spdlog::log(level, "{}", text);
+  } else {
+    spdlog::log(level, "'{}': {}", opt_.name, text);
+  }
+}
 
 }  // namespace federa

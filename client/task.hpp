@@ -1,7 +1,6 @@
 // A task the coordinator asks of a client, as the session hands it to its host, and what the
-// host hands back. Kinds grow with the protocol (fit today; evaluate and statistics next): a host
-// runs any of them with run_task(), so the TLS client and the simulator need no switch of their
-// own.
+// host hands back. Kinds grow with the protocol (fit and evaluate; statistics next): a host runs
+// any of them with run_task(), so the TLS client and the simulator need no switch of their own.
 //
 //   Task t = ...;                                   // from TaskRunner::run
 //   TaskResult r = run_task(trainer, t);            // on a worker thread
@@ -10,8 +9,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "client/trainer.hpp"
 #include "common/model.hpp"
@@ -30,13 +31,22 @@ struct Task {
   // The global model, reassembled and checked by the session. Shared and immutable, so a host
   // may keep one copy for every client that received the same bytes.
   std::shared_ptr<const Model> model;
+  int limb_bits = 0;  // statistics under secure aggregation: the limbs' width
 };
 
 // What a log line calls the work of `kind` ("training", "evaluation").
 std::string_view task_name(Task::Kind kind);
 
-// One alternative per Task::Kind.
-using TaskOutput = std::variant<FitResult>;
+// A statistics task's answer: common/statistics.hpp's JSON of the training rows' figures, and
+// the same figures as fixed-point limbs for a secure sum (when the task asked for limb_bits).
+struct StatisticsOutput {
+  std::string json;
+  std::vector<float> limbs;
+};
+
+// One alternative per Task::Kind: FitResult for fit, EvaluateResult for evaluate,
+// StatisticsOutput for statistics.
+using TaskOutput = std::variant<FitResult, EvaluateResult, StatisticsOutput>;
 
 struct TaskResult {
   Task::Kind kind = Task::Kind::fit;

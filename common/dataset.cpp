@@ -3,50 +3,21 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
+#include <memory>
 #include <optional>
+
+#include "common/csv.hpp"
 
 namespace federa {
 
 namespace {
 
 constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist/";
-
-// gzread reads plain files transparently, so one path serves both .gz and raw IDX files.
-Result<std::vector<std::uint8_t>> read_maybe_gzip(const std::string& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (f == nullptr) return make_error(path + ": cannot open: " + std::strerror(errno));
-  gzbuffer(f, 1 << 20);
-  std::vector<std::uint8_t> out;
-  std::size_t used = 0;
-  out.resize(1 << 20);
-  for (;;) {
-    if (used == out.size()) out.resize(out.size() * 2);
-    const std::size_t want = std::min<std::size_t>(out.size() - used, 1u << 30);
-    const int n = gzread(f, out.data() + used, static_cast<unsigned>(want));
-    if (n < 0) {
-      int code = 0;
-      std::string msg = gzerror(f, &code);
-      gzclose(f);
-      return make_error(path + ": read error: " + msg);
-    }
-    if (n == 0) break;
-    used += static_cast<std::size_t>(n);
-  }
-  // A truncated gzip stream reads as a short file plus Z_BUF_ERROR at the end.
-  int code = Z_OK;
-  std::string msg = gzerror(f, &code);
-  gzclose(f);
-  if (code != Z_OK && code != Z_STREAM_END) {
-    return make_error(path + ": corrupt or truncated gzip stream: " + msg);
-  }
-  out.resize(used);
-  return out;
-}
 
 std::uint32_t be32(const std::uint8_t* p) {
   return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
@@ -55,19 +26,50 @@ std::uint32_t be32(const std::uint8_t* p) {
 
 struct Idx {
   std::vector<std::uint32_t> dims;
-  std::vector<std::uint8_t> bytes;  // whole file; data starts at `data_offset`
+  std::vector<std::uint8_t> bytes;  // header, then the data from `data_offset`
   std::size_t data_offset = 0;
 };
 
+struct GzCloser {
+  void operator()(gzFile_s* f) const { gzclose(f); }
+};
+using GzFile = std::unique_ptr<gzFile_s, GzCloser>;
+
+// Appends up to `n` bytes of the (decompressed) stream to `out`, growing it only as data arrives:
+// a file that promises more than it holds costs what it holds. Returns the bytes read.
+Result<std::size_t> read_up_to(gzFile f, std::vector<std::uint8_t>& out, std::size_t n,
+                               const std::string& path) {
+  std::size_t got = 0;
+  while (got < n) {
+    const std::size_t want = std::min<std::size_t>(n - got, std::size_t{1} << 20);
+    const std::size_t at = out.size();
+    out.resize(at + want);
+    const int r = gzread(f, out.data() + at, static_cast<unsigned>(want));
+    if (r < 0) {
+      int code = 0;
+      return make_error(path + ": read error: " + gzerror(f, &code));
+    }
+    out.resize(at + static_cast<std::size_t>(r));
+    if (r == 0) break;
+    got += static_cast<std::size_t>(r);
+  }
+  return got;
+}
+
 // IDX: 0x00 0x00 type ndims, then ndims big-endian uint32 sizes, then the data. Only unsigned
-// bytes (type 0x08) are accepted: that is what the image and label files use.
+// bytes (type 0x08) are accepted: that is what the image and label files use. gzread reads plain
+// files transparently, so one path serves both .gz and raw files; the stream is read only as far
+// as the header declares (plus one byte to see that nothing follows), so a small .gz that
+// inflates without bound costs no more than the data it claims to hold.
 Result<Idx> read_idx(const std::string& path, std::uint32_t expected_magic) {
-  auto bytes = read_maybe_gzip(path);
-  if (!bytes) return bytes.error();
+  GzFile f(gzopen(path.c_str(), "rb"));
+  if (!f) return make_error(path + ": cannot open: " + std::strerror(errno));
+  gzbuffer(f.get(), 1 << 17);
   Idx idx;
-  idx.bytes = std::move(*bytes);
-  const auto& b = idx.bytes;
-  if (b.size() < 4) return make_error(path + ": too short for an IDX header");
+  auto& b = idx.bytes;
+  auto got = read_up_to(f.get(), b, 4, path);
+  if (!got) return got.error();
+  if (*got < 4) return make_error(path + ": too short for an IDX header");
   const std::uint32_t magic = be32(b.data());
   if (magic != expected_magic) {
     char buf[96];
@@ -76,7 +78,9 @@ Result<Idx> read_idx(const std::string& path, std::uint32_t expected_magic) {
     return make_error(path + buf);
   }
   const std::size_t ndims = magic & 0xff;
-  if (b.size() < 4 + 4 * ndims) return make_error(path + ": truncated IDX header");
+  got = read_up_to(f.get(), b, 4 * ndims, path);
+  if (!got) return got.error();
+  if (*got < 4 * ndims) return make_error(path + ": truncated IDX header");
   std::size_t count = 1;
   for (std::size_t i = 0; i < ndims; ++i) {
     const std::uint32_t d = be32(b.data() + 4 + 4 * i);
@@ -86,14 +90,24 @@ Result<Idx> read_idx(const std::string& path, std::uint32_t expected_magic) {
     count *= d;
   }
   idx.data_offset = 4 + 4 * ndims;
-  const std::size_t have = b.size() - idx.data_offset;
-  if (have < count) {
+  got = read_up_to(f.get(), b, count, path);
+  if (!got) return got.error();
+  if (*got < count) {
     return make_error(path + ": truncated IDX data: header promises " + std::to_string(count) +
-                      " bytes, file has " + std::to_string(have));
+                      " bytes, file has " + std::to_string(*got));
   }
-  if (have > count) {
-    return make_error(path + ": " + std::to_string(have - count) +
-                      " unexpected trailing bytes after IDX data");
+  std::vector<std::uint8_t> extra;
+  got = read_up_to(f.get(), extra, 1, path);
+  if (!got) return got.error();
+  if (*got > 0) {
+    return make_error(path + ": unexpected trailing bytes after the " + std::to_string(count) +
+                      " bytes of IDX data its header declares");
+  }
+  // A truncated gzip stream reads as a short file plus Z_BUF_ERROR at the end.
+  int code = Z_OK;
+  const std::string msg = gzerror(f.get(), &code);
+  if (code != Z_OK && code != Z_STREAM_END) {
+    return make_error(path + ": corrupt or truncated gzip stream: " + msg);
   }
   return idx;
 }
@@ -134,145 +148,16 @@ Result<Dataset> load_idx(const std::string& images_path, const std::string& labe
   return d;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
-    s.remove_suffix(1);
-  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
-  return s;
-}
-
-void split_fields(std::string_view line, std::vector<std::string_view>& out) {
-  out.clear();
-  std::size_t start = 0;
-  for (;;) {
-    const std::size_t comma = line.find(',', start);
-    if (comma == std::string_view::npos) {
-      out.push_back(trim(line.substr(start)));
-      return;
-    }
-    out.push_back(trim(line.substr(start, comma - start)));
-    start = comma + 1;
-  }
-}
-
-std::optional<double> parse_number(std::string_view s) {
-  if (s.empty()) return std::nullopt;
-  if (s.front() == '+') s.remove_prefix(1);
-  double v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-// Labels are mapped to 0..C-1 in numeric order when they are all numbers (so "0".."9" keep
-// their values), otherwise in lexicographic order of the strings. Train and test files with the
-// same label set therefore get the same mapping.
-void assign_label_indices(const std::vector<std::string>& raw_labels, Dataset& d) {
-  bool numeric = true;
-  for (const auto& l : raw_labels) {
-    if (!parse_number(l)) {
-      numeric = false;
-      break;
-    }
-  }
-  std::vector<std::string> distinct = raw_labels;
-  if (numeric) {
-    std::sort(distinct.begin(), distinct.end(), [](const std::string& a, const std::string& b) {
-      return *parse_number(a) < *parse_number(b);
-    });
-    distinct.erase(std::unique(distinct.begin(), distinct.end(),
-                               [](const std::string& a, const std::string& b) {
-                                 return *parse_number(a) == *parse_number(b);
-                               }),
-                   distinct.end());
-  } else {
-    std::sort(distinct.begin(), distinct.end());
-    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-  }
-  d.num_classes = static_cast<int>(distinct.size());
-  d.labels.resize(d.rows);
-  for (std::size_t i = 0; i < d.rows; ++i) {
-    std::size_t k;
-    if (numeric) {
-      const double v = *parse_number(raw_labels[i]);
-      k = static_cast<std::size_t>(
-          std::lower_bound(distinct.begin(), distinct.end(), v,
-                           [](const std::string& a, double b) { return *parse_number(a) < b; }) -
-          distinct.begin());
-    } else {
-      k = static_cast<std::size_t>(
-          std::lower_bound(distinct.begin(), distinct.end(), raw_labels[i]) - distinct.begin());
-    }
-    d.labels[i] = static_cast<std::int32_t>(k);
-  }
-}
-
-// A header row naming the columns, then one row per example; every column but the label is a
-// finite number. Labels are mapped by assign_label_indices.
-Result<Dataset> load_csv(const std::string& path, const std::string& label_column) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(path + ": cannot open: " + std::strerror(errno));
-  std::string line;
-  std::size_t line_no = 0;
-  std::vector<std::string_view> fields;
-  std::size_t label_col = 0;
-  std::size_t columns = 0;
-  // Header: the first non-empty line.
-  for (;;) {
-    if (!std::getline(in, line)) return make_error(path + ": empty file, expected a header row");
-    ++line_no;
-    if (line_no == 1 && line.size() >= 3 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) {
-      line.erase(0, 3);
-    }
-    if (!trim(line).empty()) break;
-  }
-  split_fields(line, fields);
-  columns = fields.size();
-  {
-    auto it = std::find(fields.begin(), fields.end(), std::string_view(label_column));
-    if (it == fields.end()) {
-      return make_error(path + ":" + std::to_string(line_no) + ": no column named '" +
-                        label_column + "' in the header");
-    }
-    label_col = static_cast<std::size_t>(it - fields.begin());
-  }
-  if (columns < 2) return make_error(path + ": need at least one feature column besides the label");
-
-  Dataset d;
-  d.features = columns - 1;
-  std::vector<std::string> raw_labels;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (trim(line).empty()) continue;
-    split_fields(line, fields);
-    if (fields.size() != columns) {
-      return make_error(path + ":" + std::to_string(line_no) + ": expected " +
-                        std::to_string(columns) + " fields, found " +
-                        std::to_string(fields.size()));
-    }
-    for (std::size_t c = 0; c < columns; ++c) {
-      if (c == label_col) {
-        if (fields[c].empty()) {
-          return make_error(path + ":" + std::to_string(line_no) + ": empty label");
-        }
-        raw_labels.emplace_back(fields[c]);
-        continue;
-      }
-      auto v = parse_number(fields[c]);
-      if (!v || !std::isfinite(*v)) {
-        return make_error(path + ":" + std::to_string(line_no) + ": column " +
-                          std::to_string(c + 1) + ": '" + std::string(fields[c]) +
-                          "' is not a finite number");
-      }
-      d.x.push_back(static_cast<float>(*v));
-    }
-  }
-  d.rows = raw_labels.size();
-  if (d.rows == 0) return make_error(path + ": no data rows after the header");
-
-  assign_label_indices(raw_labels, d);
-  return d;
+// A file read through its own schema: what one file alone can say (federa-sim, --eval-data).
+// Clients of a federation read their file through the federation's schema instead (csv.hpp).
+Result<Dataset> load_csv_alone(std::string_view spec) {
+  auto source = parse_csv_spec(spec);
+  if (!source) return source.error();
+  auto scan = scan_csv(*source);
+  if (!scan) return scan.error();
+  auto schema = local_schema(*scan, {});
+  if (!schema) return schema.error();
+  return load_csv(*source, *schema);
 }
 
 }  // namespace
@@ -283,14 +168,15 @@ Result<Dataset> select_rows(const Dataset& d, std::span<const std::size_t> indic
   out.features = d.features;
   out.num_classes = d.num_classes;  // kept even if some class has no row left
   out.x.resize(out.rows * out.features);
-  out.labels.resize(out.rows);
+  if (!d.labels.empty()) out.labels.resize(out.rows);
   for (std::size_t i = 0; i < indices.size(); ++i) {
     if (indices[i] >= d.rows) {
       return make_error("select_rows: index " + std::to_string(indices[i]) +
                         " is outside the dataset (" + std::to_string(d.rows) + " rows)");
     }
     std::copy_n(d.row(indices[i]), d.features, out.x.data() + i * out.features);
-    out.labels[i] = d.labels[indices[i]];
+    if (!d.labels.empty()) out.labels[i] = d.labels[indices[i]];
+    if (!d.targets.empty()) out.targets.push_back(d.targets[indices[i]]);
   }
   return out;
 }
@@ -310,14 +196,7 @@ Result<Dataset> load_dataset(std::string_view spec, Split split) {
     }
     return load_idx(std::string(rest.substr(0, comma)), std::string(rest.substr(comma + 1)), 0);
   }
-  if (spec.starts_with("csv:")) {
-    const std::string_view rest = spec.substr(4);
-    const auto pos = rest.rfind(":label=");
-    if (pos == std::string_view::npos || pos == 0 || pos + 7 == rest.size()) {
-      return make_error("dataset spec '" + std::string(spec) + "': expected csv:FILE:label=COLUMN");
-    }
-    return load_csv(std::string(rest.substr(0, pos)), std::string(rest.substr(pos + 7)));
-  }
+  if (spec.starts_with("csv:")) return load_csv_alone(spec);
   return make_error("unknown dataset spec '" + std::string(spec) +
                     "' (expected fashion-mnist, idx:IMAGES,LABELS or csv:FILE:label=COLUMN)");
 }

@@ -22,7 +22,8 @@ struct Dataset {
   std::size_t features = 0;
   int num_classes = 0;
   std::vector<float> x;              // rows * features, row-major, images scaled to [0, 1]
-  std::vector<std::int32_t> labels;  // rows, each in [0, num_classes)
+  std::vector<std::int32_t> labels;  // rows, each in [0, num_classes); empty for regression
+  std::vector<float> targets;        // regression (num_classes == 0): one value per row
   const float* row(std::size_t i) const { return x.data() + i * features; }
 };
 
@@ -30,7 +31,9 @@ enum class Split { train, test };
 
 // spec: "fashion-mnist" (Debian's dataset-fashion-mnist files; train = 60k, test = 10k),
 //       "idx:IMAGES,LABELS" (IDX files, gzip-compressed or not; the split is ignored),
-//       "csv:FILE:label=COLUMN" (header row; other columns are numeric features; the split is
+//       "csv:FILE:label=COLUMN[:sep=;]" (header row; the file read through its own schema:
+//       numeric columns as they are, text columns one-hot, labels numbered in the file's sorted
+//       order; common/csv.hpp reads it through a federation's schema instead; the split is
 //       ignored). Errors name the file and what was wrong with it.
 Result<Dataset> load_dataset(std::string_view spec, Split split);
 

@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 namespace federa {
@@ -16,37 +19,55 @@ Error sys_error(const std::string& what, const std::filesystem::path& p) {
 }
 }  // namespace
 
-Status write_file_atomic(const std::filesystem::path& path, std::string_view data) {
+Status write_file_atomic(const std::filesystem::path& path, std::string_view data, mode_t mode) {
+  // A unique name beside the target: pid, a counter and random bits, so concurrent writers and
+  // stale leftovers never collide and nobody can plant the file in advance.
+  static std::atomic<std::uint64_t> counter{0};
+  std::random_device rd;
+  char suffix[80];
+  std::snprintf(suffix, sizeof suffix, ".tmp.%ld.%llu.%08x%08x", static_cast<long>(::getpid()),
+                static_cast<unsigned long long>(counter.fetch_add(1)), rd(), rd());
   auto tmp = path;
-  tmp += ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  tmp += suffix;
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) return sys_error("cannot create", tmp);
+  auto fail = [&](const char* what) {
+    auto e = sys_error(what, tmp);
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    return e;
+  };
   const char* p = data.data();
   std::size_t left = data.size();
   while (left > 0) {
     ssize_t n = ::write(fd, p, left);
     if (n < 0) {
       if (errno == EINTR) continue;
-      auto e = sys_error("cannot write", tmp);
-      ::close(fd);
-      return e;
+      return fail("cannot write");
     }
     p += n;
     left -= static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0) {
-    auto e = sys_error("cannot fsync", tmp);
-    ::close(fd);
+  if (::fsync(fd) != 0) return fail("cannot fsync");
+  const int closed = ::close(fd);
+  fd = -1;
+  if (closed != 0) return fail("cannot close");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    auto e = sys_error("cannot rename onto", path);
+    ::unlink(tmp.c_str());
     return e;
   }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return sys_error("cannot rename onto", path);
+  // The rename is durable only once the folder's entry is on disk.
   auto dir = path.parent_path();
   if (dir.empty()) dir = ".";
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
+  if (dfd < 0) return sys_error("cannot open folder", dir);
+  const int synced = ::fsync(dfd);
+  const int err = errno;
+  ::close(dfd);
+  if (synced != 0 && err != EINVAL) {  // EINVAL: this file system cannot sync folders
+    errno = err;
+    return sys_error("cannot fsync folder", dir);
   }
   return {};
 }

@@ -3,6 +3,8 @@
 //   Status s = write_file_atomic(dir / "state.json", bytes);  // temp, fsync, rename, fsync dir
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -13,7 +15,11 @@ namespace federa {
 
 // Writes `data` to `path` so that a crash leaves either the old file or the new one, never a
 // torn one: write to a temp file beside it, fsync it, rename over `path`, fsync the folder.
-Status write_file_atomic(const std::filesystem::path& path, std::string_view data);
+// The temp file has a name no one can predict and is created with O_EXCL | O_NOFOLLOW, so a
+// planted file or symlink is never written through; the new file gets `mode` (owner-only by
+// default: federation state is nobody else's business). Every close and fsync is checked.
+Status write_file_atomic(const std::filesystem::path& path, std::string_view data,
+                         mode_t mode = 0600);
 
 Result<std::string> read_file(const std::filesystem::path& path);
 

@@ -113,23 +113,28 @@ class DenseStack {
 
 class NetworkBase : public Network {
  public:
+  using Network::loss_and_gradient;
   const ModelLayout& layout() const override { return layout_; }
   std::size_t input_features() const override { return in_; }
-  int num_classes() const override { return classes_; }
+  int num_classes() const override { return regression_ ? 0 : classes_; }
+  bool regression() const override { return regression_; }
   std::size_t last_batch_correct() const override { return correct_; }
 
-  double loss_and_gradient(std::span<const float> params, const float* x,
-                           const std::int32_t* labels, std::size_t rows,
-                           std::span<float> grad) override {
+  double loss_and_gradient(std::span<const float> params, const float* x, Targets targets,
+                           std::size_t rows, std::span<float> grad) override {
+    if ((regression_ ? targets.values : reinterpret_cast<const void*>(targets.classes)) == nullptr)
+      return std::numeric_limits<double>::quiet_NaN();
     if (rows == 0) {
       std::fill(grad.begin(), grad.end(), 0.0f);
       correct_ = 0;
       return 0;
     }
-    const float* logits = forward(params, x, rows);
+    const float* out = forward(params, x, rows);
     grow(dlogits_, rows * static_cast<std::size_t>(classes_));
     std::size_t correct = 0;
-    const double loss = cross_entropy(logits, labels, rows, dlogits_.data(), &correct);
+    const double loss = regression_
+                            ? squared_error(out, targets.values, rows, dlogits_.data(), nullptr)
+                            : cross_entropy(out, targets.classes, rows, dlogits_.data(), &correct);
     correct_ = correct;
     backward(params, x, rows, dlogits_.data(), grad);
     return loss;
@@ -139,27 +144,45 @@ class NetworkBase : public Network {
                       std::span<const std::size_t> indices) override {
     EvalResult r;
     const std::size_t n = indices.empty() ? data.rows : indices.size();
-    if (n == 0 || data.features != in_) return r;
+    const bool has_targets =
+        regression_ ? data.targets.size() == data.rows : data.labels.size() == data.rows;
+    if (n == 0 || data.features != in_ || !has_targets) return r;
     grow(batch_x_, kEvalBatch * in_);
     batch_y_.resize(kEvalBatch);
+    batch_t_.resize(kEvalBatch);
     double loss_sum = 0;
     std::size_t correct = 0;
+    RegressionSums sums;
     for (std::size_t start = 0; start < n; start += kEvalBatch) {
       const std::size_t rows = std::min(kEvalBatch, n - start);
       for (std::size_t i = 0; i < rows; ++i) {
         const std::size_t row = indices.empty() ? start + i : indices[start + i];
         std::copy_n(data.row(row), in_, batch_x_.data() + i * in_);
-        batch_y_[i] = data.labels[row];
+        if (regression_) {
+          batch_t_[i] = data.targets[row];
+        } else {
+          batch_y_[i] = data.labels[row];
+        }
       }
-      const float* logits = forward(params, batch_x_.data(), rows);
+      const float* out = forward(params, batch_x_.data(), rows);
       std::size_t c = 0;
-      loss_sum +=
-          cross_entropy(logits, batch_y_.data(), rows, nullptr, &c) * static_cast<double>(rows);
+      loss_sum += (regression_ ? squared_error(out, batch_t_.data(), rows, nullptr, &sums)
+                               : cross_entropy(out, batch_y_.data(), rows, nullptr, &c)) *
+                  static_cast<double>(rows);
       correct += c;
     }
+    const auto nd = static_cast<double>(n);
     r.examples = n;
-    r.loss = loss_sum / static_cast<double>(n);
-    r.accuracy = static_cast<double>(correct) / static_cast<double>(n);
+    r.loss = loss_sum / nd;
+    r.accuracy = regression_ ? 0.0 : static_cast<double>(correct) / nd;
+    if (regression_) {
+      r.rmse = std::sqrt(r.loss);
+      r.mae = sums.abs_error / nd;
+      r.sum_target = sums.target;
+      r.sum_target_sq = sums.target_sq;
+      const double sst = sums.target_sq - sums.target * sums.target / nd;
+      r.r2 = sst > 0 ? 1.0 - loss_sum / sst : 0.0;
+    }
     return r;
   }
 
@@ -167,6 +190,28 @@ class NetworkBase : public Network {
   virtual const float* forward(std::span<const float> params, const float* x, std::size_t rows) = 0;
   virtual void backward(std::span<const float> params, const float* x, std::size_t rows,
                         const float* dlogits, std::span<float> grad) = 0;
+
+  struct RegressionSums {
+    double abs_error = 0, target = 0, target_sq = 0;
+  };
+
+  // Mean of (prediction - target)^2; `dout` receives 2 (prediction - target) / rows.
+  static double squared_error(const float* pred, const float* target, std::size_t rows, float* dout,
+                              RegressionSums* sums) {
+    double total = 0;
+    const double scale = 2.0 / static_cast<double>(rows);
+    for (std::size_t i = 0; i < rows; ++i) {
+      const double e = static_cast<double>(pred[i]) - static_cast<double>(target[i]);
+      total += e * e;
+      if (dout != nullptr) dout[i] = static_cast<float>(scale * e);
+      if (sums != nullptr) {
+        sums->abs_error += std::abs(e);
+        sums->target += target[i];
+        sums->target_sq += static_cast<double>(target[i]) * target[i];
+      }
+    }
+    return total / static_cast<double>(rows);
+  }
 
   // Mean cross-entropy through a max-shifted log-softmax, which cannot overflow. When `dlogits`
   // is given it receives (softmax - onehot) / rows.
@@ -204,16 +249,19 @@ class NetworkBase : public Network {
 
   ModelLayout layout_;
   std::size_t in_ = 0;
-  int classes_ = 0;
+  int classes_ = 0;  // outputs per row: 1 for a regression network
+  bool regression_ = false;
 
  private:
   std::vector<float> dlogits_;
   std::vector<float> batch_x_;
   std::vector<std::int32_t> batch_y_;
+  std::vector<float> batch_t_;
   std::size_t correct_ = 0;
 };
 
-// softmax:IN,C is a single layer ("fc"); mlp:IN,H1,...,C has layers fc1..fcN.
+// softmax:IN,C and linreg:IN are a single layer ("fc"); mlp:IN,H1,...,C has layers fc1..fcN.
+// One output (linreg, mlp ending in 1) is a regression network.
 class Mlp final : public NetworkBase {
  public:
   explicit Mlp(const std::vector<std::size_t>& dims) {
@@ -235,6 +283,7 @@ class Mlp final : public NetworkBase {
     layout_ = ModelLayout(std::move(specs));
     in_ = dims.front();
     classes_ = static_cast<int>(dims.back());
+    regression_ = dims.back() == 1;
     stack_ = DenseStack(std::move(layers));
   }
 
@@ -507,21 +556,28 @@ Result<std::unique_ptr<Network>> make_network(std::string_view spec) {
   if (spec == "cnn:fmnist") return std::unique_ptr<Network>(std::make_unique<FmnistCnn>());
   const auto colon = spec.find(':');
   const std::string_view kind = spec.substr(0, colon);
-  if (colon == std::string_view::npos || (kind != "softmax" && kind != "mlp")) {
+  if (colon == std::string_view::npos || (kind != "softmax" && kind != "mlp" && kind != "linreg")) {
     return make_error("unknown model spec '" + std::string(spec) +
-                      "' (expected softmax:IN,CLASSES, mlp:IN,H1[,H2...],CLASSES or cnn:fmnist)");
+                      "' (expected softmax:IN,CLASSES, mlp:IN,H1[,H2...],CLASSES, cnn:fmnist, "
+                      "linreg:IN or mlp:IN,H1[,H2...],1)");
   }
   auto dims = parse_dims(spec, spec.substr(colon + 1));
   if (!dims) return dims.error();
+  if (kind == "linreg") {
+    if (dims->size() != 1)
+      return make_error("model spec '" + std::string(spec) + "': linreg takes IN only");
+    dims->push_back(1);
+  }
   if (kind == "softmax" && dims->size() != 2) {
     return make_error("model spec '" + std::string(spec) + "': softmax takes IN,CLASSES");
   }
   if (kind == "mlp" && dims->size() < 3) {
     return make_error("model spec '" + std::string(spec) +
-                      "': mlp takes IN, at least one hidden size, and CLASSES");
+                      "': mlp takes IN, at least one hidden size, and CLASSES (1: regression)");
   }
-  if (dims->back() < 2) {
-    return make_error("model spec '" + std::string(spec) + "': need at least 2 classes");
+  if (kind == "softmax" && dims->back() < 2) {
+    return make_error("model spec '" + std::string(spec) +
+                      "': need at least 2 classes (regression: linreg:IN)");
   }
   std::size_t total = 0;
   for (std::size_t l = 0; l + 1 < dims->size(); ++l) {

@@ -121,6 +121,25 @@ class SyslogPriority final : public spdlog::custom_flag_formatter {
   }
 };
 
+// Boost.Program_options (1.81) fills "%value%"-style placeholders in an error message until
+// none is left, so a user's value that itself holds "%value%" made what() loop forever (found by
+// the config fuzz target: `federa-coordinator --rounds '%value%'` hung at start). Every
+// substitution is made inert ("%" -> "%25") before the message is built.
+struct InertSubstitutions : po::error_with_option_name {
+  static void apply(po::error_with_option_name& e) {
+    for (auto& [name, value] : e.*(&InertSubstitutions::m_substitutions)) {
+      std::string out;
+      for (char c : value) out += c == '%' ? std::string("%25") : std::string(1, c);
+      value = std::move(out);
+    }
+  }
+};
+
+std::string safe_message(po::error_with_option_name& e) {
+  InertSubstitutions::apply(e);
+  return e.what();
+}
+
 }  // namespace
 
 std::string resolve_path(const std::string& value, const std::filesystem::path& config_dir) {
@@ -164,6 +183,8 @@ std::optional<po::variables_map> parse_options(int argc, char** argv, po::option
     po::notify(vm);
   } catch (const OptionsError&) {
     throw;
+  } catch (po::error_with_option_name& e) {
+    throw OptionsError(safe_message(e));
   } catch (const po::error& e) {
     throw OptionsError(e.what());
   }

@@ -25,13 +25,14 @@ std::string encode_safetensors(const Model& model, const Metadata& metadata) {
     header["__metadata__"] = std::move(meta);
   }
   const auto& tensors = model.layout.tensors();
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
+  std::uint64_t at = 0;
+  for (const auto& t : tensors) {
     json::array shape;
-    for (auto d : tensors[i].shape) shape.push_back(d);
-    std::uint64_t begin = model.layout.offset(i) * sizeof(float);
-    std::uint64_t end = begin + tensors[i].elements() * sizeof(float);
-    header[tensors[i].name] = {
-        {"dtype", "F32"}, {"shape", std::move(shape)}, {"data_offsets", json::array{begin, end}}};
+    for (auto d : t.shape) shape.push_back(d);
+    header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))},
+                      {"shape", std::move(shape)},
+                      {"data_offsets", json::array{at, at + t.bytes()}}};
+    at += t.bytes();
   }
   std::string h = json::serialize(header);
   // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
@@ -40,7 +41,18 @@ std::string encode_safetensors(const Model& model, const Metadata& metadata) {
   std::uint64_t n = h.size();
   std::memcpy(out.data(), &n, 8);
   out += h;
-  out.append(reinterpret_cast<const char*>(model.data.data()), model.data.size() * sizeof(float));
+  const std::size_t data_start = out.size();
+  out.resize(data_start + at);
+  auto* dst = reinterpret_cast<std::uint8_t*>(out.data() + data_start);
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
+    if (is_float(t.dtype)) {
+      encode_floats(t.dtype, model.tensor(i).data(), t.elements(), dst);
+    } else if (t.bytes() > 0) {
+      std::memcpy(dst, model.carried_tensor(i).data(), t.bytes());
+    }
+    dst += t.bytes();
+  }
   return out;
 }
 
@@ -56,16 +68,20 @@ struct Entry {
   TensorSpec spec;
 };
 
-// One tensor's header entry: F32 only, a shape whose byte size matches its in-bounds offsets.
+// One tensor's header entry: a dtype federa takes, a shape whose byte size matches its in-bounds
+// offsets.
 Result<Entry> parse_entry(const std::string& name, const json::value& value,
                           std::size_t data_size) {
   if (!value.is_object()) return make_error("safetensors: entry '" + name + "' is not an object");
   const auto& o = value.as_object();
   auto dt = o.if_contains("dtype");
   if (!dt || !dt->is_string()) return make_error("safetensors: '" + name + "' has no dtype");
-  if (dt->as_string() != "F32")
-    return make_error("safetensors: '" + name + "' has dtype " + std::string(dt->as_string()) +
-                      ", only F32 is supported");
+  const std::string dtype_text(dt->as_string());
+  auto dtype = dtype_from_name(dtype_text);
+  if (!dtype)
+    return make_error("safetensors: '" + name + "' has dtype " + dtype_text +
+                      ", which federa can neither aggregate nor carry (float tensors must be F32, "
+                      "F16 or BF16; integer ones I64, I32, I16, I8, U8 or BOOL)");
   auto sh = o.if_contains("shape");
   auto off = o.if_contains("data_offsets");
   if (!sh || !sh->is_array()) return make_error("safetensors: '" + name + "' has no shape");
@@ -73,11 +89,12 @@ Result<Entry> parse_entry(const std::string& name, const json::value& value,
     return make_error("safetensors: '" + name + "' needs data_offsets [begin, end]");
   Entry e;
   e.spec.name = name;
+  e.spec.dtype = *dtype;
   std::uint64_t elems = 1;
   for (const auto& d : sh->as_array()) {
     auto v = as_u64(d, "safetensors: a dimension of '" + name + "'");
     if (!v) return v.error();
-    if (*v != 0 && elems > std::numeric_limits<std::uint64_t>::max() / 4 / *v)
+    if (*v != 0 && elems > std::numeric_limits<std::uint64_t>::max() / 8 / *v)
       return make_error("safetensors: '" + name + "' has an impossibly large shape");
     elems *= *v;
     e.spec.shape.push_back(*v);
@@ -90,7 +107,7 @@ Result<Entry> parse_entry(const std::string& name, const json::value& value,
   e.end = *en;
   if (e.end < e.begin || e.end > data_size)
     return make_error("safetensors: data_offsets of '" + name + "' are out of bounds");
-  if (e.end - e.begin != elems * sizeof(float))
+  if (e.end - e.begin != elems * dtype_size(*dtype))
     return make_error("safetensors: '" + name + "' shape does not match its byte size");
   return e;
 }
@@ -141,7 +158,17 @@ Result<SafetensorsFile> decode_safetensors(std::string_view bytes) {
   }
   if (expect != data.size()) return make_error("safetensors: bytes after the last tensor");
   file.model = Model(ModelLayout(std::move(specs)));
-  if (!data.empty()) std::memcpy(file.model.data.data(), data.data(), data.size());
+  const auto* src = reinterpret_cast<const std::uint8_t*>(data.data());
+  const auto& tensors = file.model.layout.tensors();
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
+    if (is_float(t.dtype)) {
+      decode_floats(t.dtype, src, t.elements(), file.model.tensor(i).data());
+    } else if (t.bytes() > 0) {
+      std::memcpy(file.model.carried_tensor(i).data(), src, t.bytes());
+    }
+    src += t.bytes();
+  }
   return file;
 }
 

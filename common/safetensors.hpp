@@ -1,6 +1,9 @@
 // safetensors files (https://huggingface.co/docs/safetensors): an 8-byte little-endian header
-// length, a JSON header, then raw little-endian data. federa writes and reads F32 tensors only;
-// the files open as they are in PyTorch (`safetensors.torch.load_file`) and NumPy.
+// length, a JSON header, then raw little-endian data. federa reads and writes float tensors in
+// F32, F16 and BF16 (held as float32 in memory, converted back on write) and integer or boolean
+// tensors (I64, I32, I16, I8, U8, BOOL, kept as bytes), in file order, so a file it writes has the
+// names, shapes and dtypes it read and opens as it is in PyTorch (`safetensors.torch.load_file`,
+// then `model.load_state_dict`) and NumPy.
 //
 //   std::string bytes = encode_safetensors(model, {{"round", "7"}});
 //   Result<SafetensorsFile> f = decode_safetensors(bytes);   // strict: rejects anything odd
@@ -25,9 +28,10 @@ struct SafetensorsFile {
 };
 
 std::string encode_safetensors(const Model& model, const Metadata& metadata = {});
-// Rejects: short input, header length past the end, non-JSON header, dtypes other than F32,
-// shapes that disagree with byte sizes, offsets that are not contiguous from 0 or run out of
-// bounds, trailing bytes, duplicate names.
+// Rejects, saying why: short input, header length past the end, non-JSON header, dtypes federa
+// can neither aggregate nor carry (F64, U16, U32, U64, F8_*), shapes that disagree with byte
+// sizes, offsets that are not contiguous from 0 or run out of bounds, trailing bytes, duplicate
+// names.
 Result<SafetensorsFile> decode_safetensors(std::string_view bytes);
 
 Status save_safetensors_atomic(const std::filesystem::path& path, const Model& model,

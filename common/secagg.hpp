@@ -180,6 +180,10 @@ struct MaskedInput {
   std::uint64_t round = 0;
   std::uint32_t sender = 0;
   std::vector<std::uint32_t> masked;  // masked_length() words
+  // Neighbours whose forwarded shares did not decrypt or parse: the sender did not mask with
+  // them and holds none of their shares (on the wire: the header's unusable_shares_from). The
+  // server counts this against those neighbours, never against the sender.
+  std::vector<std::uint32_t> unusable_from;
 };
 
 // 3'. server -> client: which of the recipient's neighbours reached MaskedInput. The two lists

@@ -236,6 +236,7 @@ std::vector<wire::Envelope> masked_input_envelopes(const MaskedInput& m, std::si
   h->set_sender(m.sender);
   h->set_total_elements(total);
   h->set_num_chunks(chunks);
+  for (std::uint32_t v : m.unusable_from) h->add_unusable_shares_from(v);
   for (std::uint32_t i = 0; i < chunks; ++i) {
     const std::size_t off = i * chunk_words;
     const std::size_t len = std::min(chunk_words, total - off);
@@ -264,6 +265,9 @@ Status MaskedInputAssembler::begin(const wire::SecAggMaskedInputHeader& header,
                       std::to_string(config.masked_length()));
   if (header.num_chunks() == 0 || header.num_chunks() > header.total_elements())
     return make_error("secagg wire: masked input announces an impossible chunk count");
+  if (std::uint64_t(header.unusable_shares_from_size()) >= config.num_clients)
+    return make_error(
+        "secagg wire: masked input names more unusable shares than the cohort has clients");
   if (dest.size() != header.total_elements())
     return make_error(ErrorCode::internal, "secagg wire: the upload slot has the wrong size");
   dest_ = dest;
@@ -298,6 +302,5 @@ Status MaskedInputAssembler::add(const wire::TensorChunk& chunk) {
     return make_error("secagg wire: chunks end before the announced length");
   return Status::success();
 }
-
 
 }  // namespace federa::secagg

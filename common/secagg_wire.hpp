@@ -66,8 +66,8 @@ std::vector<wire::Envelope> masked_input_envelopes(const MaskedInput& m,
 class MaskedInputAssembler {
  public:
   // `dest` must hold config.masked_length() words.
-  [[nodiscard]] Status begin(const wire::SecAggMaskedInputHeader& header,
-                             const RoundConfig& config, std::span<std::uint32_t> dest);
+  [[nodiscard]] Status begin(const wire::SecAggMaskedInputHeader& header, const RoundConfig& config,
+                             std::span<std::uint32_t> dest);
   [[nodiscard]] Status add(const wire::TensorChunk& chunk);
   bool complete() const { return active_ && next_chunk_ == num_chunks_ && filled_ == total_; }
 

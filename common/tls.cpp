@@ -221,7 +221,9 @@ Status set_client_tls_hostname(SSL* ssl, const std::string& host_in) {
   if (SSL_set_tlsext_host_name(ssl, host.c_str()) != 1 || SSL_set1_host(ssl, host.c_str()) != 1)
     return make_error(ErrorCode::invalid_argument,
                       with_detail("cannot require the coordinator name '" + host + "'", {}));
-  // A wildcard in the certificate must not stand for our name: the federation issues exact names.
+  // Partial wildcards ("w*.example.com") never match. A whole-label wildcard ("*.example.com")
+  // still matches one label, as OpenSSL's default and RFC 6125 allow; `federa-pki` issues exact
+  // names only, so a wildcard certificate can come only from another CA the client trusts.
   SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   return Status::success();
 }

@@ -1,5 +1,6 @@
 #include "common/wire.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -39,9 +40,28 @@ wire::Layout to_wire(const ModelLayout& layout) {
     auto* s = w.add_tensors();
     s->set_name(t.name);
     for (auto d : t.shape) s->add_shape(d);
+    s->set_dtype(static_cast<wire::DType>(t.dtype));  // the enums share their numbering
   }
   w.set_hash(layout.hash());
   return w;
+}
+
+Status check_wire_layout(const ModelLayout& layout) {
+  if (layout.tensors().empty()) return make_error("layout has no tensors");
+  if (layout.tensors().size() > 10000) return make_error("layout has more than 10000 tensors");
+  for (const auto& t : layout.tensors()) {
+    if (t.name.empty() || t.name.size() > 256)
+      return make_error("layout has a tensor with a bad name (1 to 256 bytes)");
+    if (t.shape.size() > 8) return make_error("tensor '" + t.name + "' has more than 8 dimensions");
+  }
+  if (layout.size() > kMaxModelElements) return make_error("layout exceeds the model size limit");
+  if (layout.size() == 0)
+    return make_error("the model has no floating-point (F32, F16, BF16) values to aggregate");
+  if (layout.carried_bytes() > kMaxCarriedBytes)
+    return make_error("the model's integer tensors take " + std::to_string(layout.carried_bytes()) +
+                      " bytes, more than the " + std::to_string(kMaxCarriedBytes) +
+                      " a task can carry");
+  return {};
 }
 
 Result<ModelLayout> from_wire(const wire::Layout& w) {
@@ -54,10 +74,13 @@ Result<ModelLayout> from_wire(const wire::Layout& w) {
       return make_error("layout has a tensor with a bad name");
     if (s.shape_size() > 8)
       return make_error("tensor '" + s.name() + "' has more than 8 dimensions");
-    TensorSpec t{s.name(), {}};
+    if (s.dtype() < 0 || s.dtype() > wire::DTYPE_BOOL)
+      return make_error("tensor '" + s.name() + "' has an unknown dtype " +
+                        std::to_string(s.dtype()) + " (upgrade federa)");
+    TensorSpec t{s.name(), {}, static_cast<DType>(s.dtype())};
     std::uint64_t n = 1;
     for (auto d : s.shape()) {
-      if (d == 0 || d > kMaxModelElements || n > kMaxModelElements / d)
+      if (d > kMaxModelElements || (d != 0 && n > kMaxModelElements / d))
         return make_error("tensor '" + s.name() + "' has a bad or oversized shape");
       n *= d;
       t.shape.push_back(d);
@@ -67,6 +90,7 @@ Result<ModelLayout> from_wire(const wire::Layout& w) {
     specs.push_back(std::move(t));
   }
   ModelLayout layout(std::move(specs));
+  if (Status s = check_wire_layout(layout); !s) return s.error();
   if (layout.hash() != w.hash()) return make_error("layout hash does not match its tensors");
   return layout;
 }
@@ -75,29 +99,94 @@ std::uint32_t chunk_count(std::size_t elements, std::size_t chunk_elements) {
   return static_cast<std::uint32_t>((elements + chunk_elements - 1) / chunk_elements);
 }
 
-std::vector<wire::Envelope> make_chunks(std::uint64_t round, std::span<const float> data,
-                                        std::size_t chunk_elements) {
-  std::vector<wire::Envelope> out;
-  std::uint32_t n = chunk_count(data.size(), chunk_elements);
-  out.reserve(n);
-  for (std::uint32_t i = 0; i < n; ++i) {
-    std::size_t off = std::size_t(i) * chunk_elements;
-    std::size_t len = std::min(chunk_elements, data.size() - off);
-    wire::Envelope e;
-    auto* c = e.mutable_chunk();
-    c->set_round(round);
-    c->set_index(i);
-    c->set_offset(off);
-    c->set_data(reinterpret_cast<const char*>(data.data() + off), len * sizeof(float));
-    out.push_back(std::move(e));
+namespace {
+
+bool all_f32(std::span<const DTypeRun> runs) {
+  return std::all_of(runs.begin(), runs.end(),
+                     [](const DTypeRun& r) { return r.dtype == DType::f32; });
+}
+
+// Walks `count` elements from the cursor (run index, elements of it used), calling
+// f(dtype, n) for each piece that lies in one run. Elements past the last run count as F32.
+template <typename F>
+void walk_runs(std::span<const DTypeRun> runs, std::size_t& run, std::uint64_t& used,
+               std::uint64_t count, F&& f) {
+  while (count > 0) {
+    if (run >= runs.size()) {
+      f(DType::f32, count);
+      return;
+    }
+    const std::uint64_t n = std::min(count, runs[run].elements - used);
+    f(runs[run].dtype, n);
+    used += n;
+    count -= n;
+    if (used == runs[run].elements) {
+      ++run;
+      used = 0;
+    }
   }
+}
+
+std::uint64_t bytes_from(std::span<const DTypeRun> runs, std::size_t run, std::uint64_t used,
+                         std::uint64_t count) {
+  std::uint64_t bytes = 0;
+  walk_runs(runs, run, used, count, [&](DType d, std::uint64_t n) { bytes += n * dtype_size(d); });
+  return bytes;
+}
+
+}  // namespace
+
+std::uint64_t wire_bytes(std::span<const DTypeRun> runs, std::uint64_t first, std::uint64_t count) {
+  std::size_t run = 0;
+  std::uint64_t used = 0;
+  walk_runs(runs, run, used, first, [](DType, std::uint64_t) {});
+  return bytes_from(runs, run, used, count);
+}
+
+wire::Envelope make_chunk(std::uint64_t round, std::span<const float> data,
+                          std::size_t chunk_elements, std::span<const DTypeRun> runs,
+                          std::uint32_t index) {
+  const std::size_t off = std::size_t(index) * chunk_elements;
+  const std::size_t len = std::min(chunk_elements, data.size() - off);
+  wire::Envelope e;
+  auto* c = e.mutable_chunk();
+  c->set_round(round);
+  c->set_index(index);
+  c->set_offset(off);
+  if (all_f32(runs)) {
+    c->set_data(reinterpret_cast<const char*>(data.data() + off), len * sizeof(float));
+    return e;
+  }
+  std::size_t run = 0;
+  std::uint64_t used = 0;
+  walk_runs(runs, run, used, off, [](DType, std::uint64_t) {});  // to the chunk's first element
+  std::string bytes(bytes_from(runs, run, used, len), '\0');
+  auto* to = reinterpret_cast<std::uint8_t*>(bytes.data());
+  const float* from = data.data() + off;
+  walk_runs(runs, run, used, len, [&](DType d, std::uint64_t k) {
+    encode_floats(d, from, k, to);
+    from += k;
+    to += k * dtype_size(d);
+  });
+  c->set_data(std::move(bytes));
+  return e;
+}
+
+std::vector<wire::Envelope> make_chunks(std::uint64_t round, std::span<const float> data,
+                                        std::size_t chunk_elements,
+                                        std::span<const DTypeRun> runs) {
+  const std::uint32_t n = chunk_count(data.size(), chunk_elements);
+  std::vector<wire::Envelope> out;
+  out.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i)
+    out.push_back(make_chunk(round, data, chunk_elements, runs, i));
   return out;
 }
 
 Status ChunkAssembler::begin(std::uint64_t round, std::uint64_t total_elements,
                              std::uint32_t num_chunks, std::size_t chunk_elements,
                              std::span<float> dest, bool require_finite,
-                             std::span<const float> reference) {
+                             std::span<const float> reference, std::span<const DTypeRun> runs) {
   active_ = false;
   if (!reference.empty() && reference.size() != dest.size())
     return make_error(ErrorCode::invalid_argument,
@@ -111,6 +200,12 @@ Status ChunkAssembler::begin(std::uint64_t round, std::uint64_t total_elements,
   if (num_chunks != chunk_count(total_elements, chunk_elements))
     return make_error("announced " + std::to_string(num_chunks) + " chunks, expected " +
                       std::to_string(chunk_count(total_elements, chunk_elements)));
+  std::uint64_t typed = 0;
+  for (const auto& r : runs) typed += r.elements;
+  if (!runs.empty() && typed != total_elements)
+    return make_error(ErrorCode::invalid_argument,
+                      "the layout's dtypes cover " + std::to_string(typed) +
+                          " elements, the vector has " + std::to_string(total_elements));
   dest_ = dest;
   round_ = round;
   total_ = total_elements;
@@ -118,6 +213,9 @@ Status ChunkAssembler::begin(std::uint64_t round, std::uint64_t total_elements,
   chunk_elements_ = chunk_elements;
   require_finite_ = require_finite;
   reference_ = reference;
+  runs_ = all_f32(runs) ? std::span<const DTypeRun>{} : runs;
+  run_ = 0;
+  run_used_ = 0;
   sums_ = SquareSums(!reference.empty());
   next_ = 0;
   active_ = true;
@@ -136,11 +234,23 @@ Status ChunkAssembler::add(const wire::TensorChunk& c) {
   std::uint64_t off = std::uint64_t(next_) * chunk_elements_;
   std::uint64_t len = std::min<std::uint64_t>(chunk_elements_, total_ - off);
   if (c.offset() != off) return make_error("chunk offset does not match its index");
-  if (c.data().size() != len * sizeof(float))
+  const std::uint64_t bytes =
+      runs_.empty() ? len * sizeof(float) : bytes_from(runs_, run_, run_used_, len);
+  if (c.data().size() != bytes)
     return make_error("chunk " + std::to_string(next_) + " has " + std::to_string(c.data().size()) +
-                      " bytes, expected " + std::to_string(len * sizeof(float)));
+                      " bytes, expected " + std::to_string(bytes));
   float* out = dest_.data() + off;
-  std::memcpy(out, c.data().data(), len * sizeof(float));
+  if (runs_.empty()) {
+    std::memcpy(out, c.data().data(), bytes);
+  } else {
+    const auto* from = reinterpret_cast<const std::uint8_t*>(c.data().data());
+    float* to = out;
+    walk_runs(runs_, run_, run_used_, len, [&](DType d, std::uint64_t k) {
+      decode_floats(d, from, k, to);
+      from += k * dtype_size(d);
+      to += k;
+    });
+  }
   // The sums are taken from the copy, still in cache. A finite float's square cannot overflow a
   // double, so a non-finite running sum means a non-finite value: only then look for it.
   const double before = sums_.sum_sq();
@@ -191,6 +301,16 @@ const char* payload_name(const wire::Envelope& e) {
       return "bye";
     case wire::Envelope::kUploadReady:
       return "upload_ready";
+    case wire::Envelope::kEvaluateTask:
+      return "evaluate_task";
+    case wire::Envelope::kEvaluateResult:
+      return "evaluate_result";
+    case wire::Envelope::kTableReport:
+      return "table_report";
+    case wire::Envelope::kStatisticsTask:
+      return "statistics_task";
+    case wire::Envelope::kStatisticsResult:
+      return "statistics_result";
     case wire::Envelope::PAYLOAD_NOT_SET:
       return "empty";
     default:

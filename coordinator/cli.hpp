@@ -30,6 +30,9 @@ struct CoordinatorConfig {
   std::string state_dir;
   bool resume = false;
   std::string metrics_out;
+  std::size_t keep_models = 5;          // committed models kept in STATE_DIR/history
+  std::size_t max_connections = 10000;  // open client connections, handshakes included
+  std::string client_metrics_out;       // per-client evaluation results (JSON lines)
   std::string device = "auto";
   unsigned threads = 1;
   std::string log_level = "info";

@@ -9,6 +9,7 @@
 #include "common/tls.hpp"
 #include "coordinator/aggregation_backend.hpp"
 #include "coordinator/cli.hpp"
+#include "coordinator/initial_model.hpp"
 #include "coordinator/state_store.hpp"
 
 namespace federa {
@@ -123,7 +124,8 @@ void check_committed_state(DoctorReport& report, const CoordinatorConfig& cfg) {
     report.add(
         check_fail("state", at + " and --resume is off: the coordinator refuses to start",
                    "set \"resume\": true to continue it, or move the folder away for a new job"));
-  else if (c.model_spec != cfg.orchestrator.train.model)
+  else if (auto initial = load_initial_model(cfg.orchestrator.train.model, cfg.orchestrator.seed);
+           initial && c.model_spec != initial->wire_spec)
     report.add(check_fail(
         "state", at + " of --model " + c.model_spec + ", not " + cfg.orchestrator.train.model,
         "set \"model\" back, or move the folder away for a new job"));
@@ -151,27 +153,32 @@ void check_state(DoctorReport& report, const CoordinatorConfig& cfg,
 }
 
 void check_model(DoctorReport& report, const CoordinatorConfig& cfg) {
-  auto net = make_network(cfg.orchestrator.train.model);
-  if (!net) {
-    report.add(
-        check_fail("model", net.error().message, "see `federa-coordinator --help` for --model"));
+  auto initial = load_initial_model(cfg.orchestrator.train.model, cfg.orchestrator.seed);
+  if (!initial) {
+    report.add(check_fail("model", initial.error().message,
+                          "see `federa-coordinator --help` for --model"));
     return;
   }
-  report.add(check_ok("model", cfg.orchestrator.train.model + ": " +
-                                   std::to_string((*net)->layout().size()) + " parameters"));
+  report.add(check_ok("model", cfg.orchestrator.train.model + ": " + initial->description));
   if (cfg.eval_data.empty()) {
     report.add(check_skip("eval-data", "no --eval-data: no centralised evaluation"));
     return;
   }
+  if (!initial->network) {
+    report.add(check_fail("eval-data", "--eval-data evaluates built-in models only",
+                          "drop \"eval-data\": the clients evaluate a model from a file"));
+    return;
+  }
+  const auto& net = initial->network;
   auto data = load_dataset(cfg.eval_data, Split::test);
   if (!data) {
     report.add(check_fail("eval-data", data.error().message,
                           "point \"eval-data\" at a readable held-out set"));
-  } else if (data->features != (*net)->input_features()) {
+  } else if (data->features != net->input_features()) {
     report.add(check_fail("eval-data",
                           cfg.eval_data + " has " + std::to_string(data->features) +
                               " features; the model expects " +
-                              std::to_string((*net)->input_features()),
+                              std::to_string(net->input_features()),
                           "use the federation's data set, or a --model for its features"));
   } else {
     report.add(check_ok("eval-data", cfg.eval_data + ": " + std::to_string(data->rows) +

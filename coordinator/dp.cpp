@@ -1,16 +1,16 @@
 #include "coordinator/dp.hpp"
 
-#include <cmath>
-#include <cstdio>
-#include <cstdlib>
-#include <algorithm>
-#include <limits>
-#include <sstream>
-#include <vector>
-
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <sstream>
+#include <vector>
 
 namespace federa {
 
@@ -160,7 +160,8 @@ Status RdpAccountant::deserialize(const std::string& text) {
   while (in >> tok) {
     char* end = nullptr;
     double v = std::strtod(tok.c_str(), &end);
-    if (end == tok.c_str() || *end != '\0') return make_error("DP accountant state: bad value '" + tok + "'");
+    if (end == tok.c_str() || *end != '\0')
+      return make_error("DP accountant state: bad value '" + tok + "'");
     rdp.push_back(v);
   }
   if (rdp.size() != orders_.size())

@@ -38,14 +38,22 @@ void EventBus::deliver(const OrchestratorEvent& event) {
     std::visit(
         [o](const auto& e) {
           using T = std::decay_t<decltype(e)>;
-          if constexpr (std::is_same_v<T, ClientJoined>) o->on_client_joined(e);
-          else if constexpr (std::is_same_v<T, ClientLeft>) o->on_client_left(e);
-          else if constexpr (std::is_same_v<T, ClientRefused>) o->on_client_refused(e);
-          else if constexpr (std::is_same_v<T, RoundStarted>) o->on_round_started(e);
-          else if constexpr (std::is_same_v<T, UpdateEvent>) o->on_update(e);
-          else if constexpr (std::is_same_v<T, RoundFailed>) o->on_round_failed(e);
-          else if constexpr (std::is_same_v<T, RoundReport>) o->on_round_committed(e);
-          else o->on_job_finished(e);
+          if constexpr (std::is_same_v<T, ClientJoined>)
+            o->on_client_joined(e);
+          else if constexpr (std::is_same_v<T, ClientLeft>)
+            o->on_client_left(e);
+          else if constexpr (std::is_same_v<T, ClientRefused>)
+            o->on_client_refused(e);
+          else if constexpr (std::is_same_v<T, RoundStarted>)
+            o->on_round_started(e);
+          else if constexpr (std::is_same_v<T, UpdateEvent>)
+            o->on_update(e);
+          else if constexpr (std::is_same_v<T, RoundFailed>)
+            o->on_round_failed(e);
+          else if constexpr (std::is_same_v<T, RoundReport>)
+            o->on_round_committed(e);
+          else
+            o->on_job_finished(e);
         },
         event);
   }

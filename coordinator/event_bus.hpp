@@ -30,7 +30,7 @@ class EventBus {
  private:
   void deliver(const OrchestratorEvent& event);
 
-  std::mutex queue_mu_;     // guards queue_ and observers_
+  std::mutex queue_mu_;  // guards queue_ and observers_
   std::vector<OrchestratorEvent> queue_;
   std::vector<OrchestratorObserver*> observers_;
   std::mutex delivery_mu_;  // one delivery at a time

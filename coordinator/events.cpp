@@ -1,19 +1,22 @@
 #include "coordinator/events.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <set>
 
-#include <fmt/format.h>
-
 namespace federa {
 
 std::string_view outcome_name(UpdateOutcome outcome) {
   switch (outcome) {
-    case UpdateOutcome::accepted: return "accepted";
-    case UpdateOutcome::rejected: return "rejected";
-    case UpdateOutcome::dropped: return "dropped";
+    case UpdateOutcome::accepted:
+      return "accepted";
+    case UpdateOutcome::rejected:
+      return "rejected";
+    case UpdateOutcome::dropped:
+      return "dropped";
   }
   return "?";
 }
@@ -26,7 +29,9 @@ bool plain_key(std::string_view k) {
   });
 }
 
-std::string number(double v) { return std::isfinite(v) ? fmt::format("{}", v) : std::string("null"); }
+std::string number(double v) {
+  return std::isfinite(v) ? fmt::format("{}", v) : std::string("null");
+}
 
 std::string number(const std::optional<double>& v) { return v ? number(*v) : std::string("null"); }
 
@@ -50,11 +55,27 @@ std::string format_metrics_line(const RoundReport& r, const std::map<std::string
   add("loss", number(r.loss));
   add("accuracy", number(r.accuracy));
   add("train_loss", number(r.train_loss));
+  if (r.r2) {
+    add("rmse", number(r.rmse));
+    add("mae", number(r.mae));
+    add("r2", number(r.r2));
+  }
   add("duration_ms", number(std::round(r.duration_ms * 10) / 10));
   std::string strategy;  // names are [a-z-]; anything else is dropped rather than escaped
   for (char c : r.strategy)
     if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') strategy += c;
   add("strategy", "\"" + strategy + "\"");
+  if (const auto& e = r.evaluation) {
+    add("fed_clients", std::to_string(e->clients));
+    add("fed_loss", number(e->loss));
+    add("fed_accuracy", number(e->accuracy));
+    add("fed_loss_min", number(e->loss_min));
+    add("fed_loss_max", number(e->loss_max));
+    add("fed_accuracy_min", number(e->accuracy_min));
+    add("fed_accuracy_max", number(e->accuracy_max));
+    for (const auto& [k, v] : e->metrics)
+      if (plain_key(k)) add("fed_" + k, number(v));
+  }
   for (const auto& [k, v] : r.stats)
     if (plain_key(k)) add(k, number(v));
   for (const auto& [k, v] : extra)

@@ -28,7 +28,6 @@
 
 namespace federa {
 
-
 // The fate of one selected client's answer in one round attempt.
 enum class UpdateOutcome {
   accepted,  // validated and aggregated (or, under secure aggregation, included in the sum)
@@ -40,16 +39,43 @@ std::string_view outcome_name(UpdateOutcome outcome);
 struct ClientOutcome {
   std::string client;
   UpdateOutcome outcome = UpdateOutcome::dropped;
-  std::string reason;                      // empty when accepted
-  std::uint64_t num_examples = 0;          // as announced with the update
-  std::map<std::string, double> metrics;   // the client's own figures (train_loss, ...)
+  std::string reason;                     // empty when accepted
+  std::uint64_t num_examples = 0;         // as announced with the update
+  std::map<std::string, double> metrics;  // the client's own figures (train_loss, ...)
+};
+
+// One selected client's answer to an evaluate task (federated evaluation).
+struct ClientEvaluation {
+  std::string client;
+  UpdateOutcome outcome = UpdateOutcome::dropped;  // accepted: it answered; rejected: a bad answer
+  std::string reason;                              // empty when accepted
+  // The client asked to keep its own values out of logs and files: in a report the fields below
+  // are empty (its values count in the federation's means only).
+  bool keep_private = false;
+  std::uint64_t num_examples = 0;  // 0: no held-out data
+  std::optional<double> loss, accuracy;
+  std::map<std::string, double> metrics;
+};
+
+// The federation's figures for one evaluation. Means are weighted by num_examples over the
+// clients that answered with held-out examples (`clients` of them), and reported only when
+// `clients` reaches --min-evaluate-clients (and, when one private client is all there is, not at
+// all: the mean would be its value). Min and max range over the clients that did not ask for
+// privacy.
+struct FederatedEvaluation {
+  std::uint64_t round = 0;
+  std::size_t selected = 0;
+  std::size_t clients = 0;
+  std::optional<double> loss, accuracy, loss_min, loss_max, accuracy_min, accuracy_max;
+  std::map<std::string, double> metrics;     // weighted means of the clients' other figures
+  std::vector<ClientEvaluation> per_client;  // sorted by client; private ones without values
 };
 
 struct ClientJoined {
   std::string client;
-  std::string address;             // peer address as the transport knows it ("" in process)
+  std::string address;  // peer address as the transport knows it ("" in process)
   std::uint64_t num_train_examples = 0;
-  std::string software;            // as the client announced it
+  std::string software;  // as the client announced it
 };
 
 struct ClientLeft {
@@ -65,11 +91,11 @@ struct ClientRefused {
 
 struct RoundStarted {
   std::uint64_t round = 0;
-  std::uint32_t attempt = 1;                 // 1 for the first try, 2 for the first retry, ...
+  std::uint32_t attempt = 1;  // 1 for the first try, 2 for the first retry, ...
   TaskKind kind = TaskKind::fit;
-  std::vector<std::string> selected;         // sorted; every task has been queued to them
-  std::size_t connected = 0;                 // ready clients when the cohort was drawn
-  bool secure = false;                       // SecAgg+ round
+  std::vector<std::string> selected;  // sorted; every task has been queued to them
+  std::size_t connected = 0;          // ready clients when the cohort was drawn
+  bool secure = false;                // SecAgg+ round
   std::chrono::system_clock::time_point deadline;
 };
 
@@ -93,14 +119,17 @@ struct RoundReport {
   std::uint64_t round = 0;
   std::uint32_t attempt = 1;
   std::size_t selected = 0, accepted = 0, rejected = 0, dropped = 0;
-  std::optional<double> loss;        // centralised evaluation loss, else the weighted train loss
-  std::optional<double> accuracy;    // centralised evaluation accuracy
-  std::optional<double> train_loss;  // weighted by num_examples over accepted updates
+  std::optional<double> loss;           // centralised evaluation loss, else the weighted train loss
+  std::optional<double> accuracy;       // centralised evaluation accuracy
+  std::optional<double> rmse, mae, r2;  // centralised evaluation of a regression model
+  std::optional<double> train_loss;     // weighted by num_examples over accepted updates
   double duration_ms = 0;
   std::string strategy;
   std::map<std::string, double> stats;  // the strategy's own figures (dp_epsilon, ...)
   std::vector<ClientOutcome> clients;   // per selected client, sorted by name
   std::string metrics_line;             // the JSON line committed with the round
+  // Federated evaluation of this round's model, when one ran (fed_* fields of the line).
+  std::optional<FederatedEvaluation> evaluation;
 };
 
 // The JSON line of --metrics-out for `report`, with `extra` fields appended (a simulator's

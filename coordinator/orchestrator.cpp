@@ -3,22 +3,36 @@
 // orchestrator_round.cpp.
 #include "coordinator/orchestrator.hpp"
 
-#include <algorithm>
-
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 #include "coordinator/orchestrator_internal.hpp"
 
 namespace federa {
 
-Orchestrator::Orchestrator(OrchestratorOptions options, std::unique_ptr<Strategy> strategy, Model global,
-                           std::optional<StateStore> store, std::optional<Evaluator> evaluator)
+Orchestrator::Orchestrator(OrchestratorOptions options, std::unique_ptr<Strategy> strategy,
+                           Model global, std::optional<StateStore> store,
+                           std::optional<Evaluator> evaluator)
     : opt_(std::move(options)),
       strategy_(std::move(strategy)),
+      screen_(opt_.outlier_factor),
       global_(std::move(global)),
       store_(std::move(store)),
       evaluator_(std::move(evaluator)),
-      pool_(opt_.max_inflight_uploads, opt_.backend) {}
+      pool_(opt_.max_inflight_uploads, opt_.backend) {
+  opt_.max_examples_per_client = std::max<std::uint64_t>(1, opt_.max_examples_per_client);
+  // The data a client needs for this model; unknown for specs the built-in networks do not
+  // cover (a user's safetensors model), and then not checked.
+  if (auto net = make_network(opt_.train.model); net && (*net)->layout() == global_.layout) {
+    model_features_ = (*net)->input_features();
+    model_classes_ = (*net)->num_classes();
+  }
+  if (opt_.table) {
+    table_ = std::make_unique<FederationTable>(*opt_.table);
+    tabular_ = opt_.table->schema.has_value();
+  }
+}
 
 // The links are dropped, not closed: their transport may be gone already. A program closes
 // them with release_links() while its transport still runs.
@@ -28,9 +42,17 @@ Status Orchestrator::restore(CommittedState state) {
   if (!(state.model.layout == global_.layout))
     return make_error(ErrorCode::failed_precondition,
                       "the committed model's layout differs from --model " + opt_.train.model);
-  Status loaded = worker_.call([&] { return strategy_->load_state(state.strategy); });
+  Status loaded = worker_.call([&] {
+    Status s = strategy_->load_state(state.strategy);
+    if (s) {
+      committed_strategy_ = state.strategy;
+      screen_.set_history(state.update_norms);
+    }
+    return s;
+  });
   if (!loaded)
-    return make_error(ErrorCode::data_loss, "cannot restore the strategy's state: " + loaded.message());
+    return make_error(ErrorCode::data_loss,
+                      "cannot restore the strategy's state: " + loaded.message());
   std::lock_guard lk(mu_);
   global_ = std::move(state.model);
   completed_ = state.round;
@@ -59,7 +81,8 @@ std::set<std::string> Orchestrator::members() const {
 }
 
 std::size_t Orchestrator::ready_count() const {
-  return std::size_t(std::count_if(clients_.begin(), clients_.end(), [](const auto& kv) { return kv.second.ready; }));
+  return std::size_t(std::count_if(clients_.begin(), clients_.end(),
+                                   [](const auto& kv) { return kv.second.ready; }));
 }
 
 void Orchestrator::stop() {
@@ -92,7 +115,8 @@ void Orchestrator::set_members(std::set<std::string> members) {
     }
     const std::string id = it->first;
     spdlog::warn("client '{}' is no longer a member; closing its session", id);
-    it->second.link->close_with_error(wire::Error::NOT_A_MEMBER, "'" + id + "' is no longer a member of this federation");
+    it->second.link->close_with_error(wire::Error::NOT_A_MEMBER,
+                                      "'" + id + "' is no longer a member of this federation");
     it = clients_.erase(it);
     drop_if_pending(id, "membership revoked");
     events_.queue(ClientLeft{id, "membership revoked"});
@@ -110,12 +134,32 @@ void Orchestrator::release_links() {
 }
 
 void Orchestrator::drop_if_pending(const std::string& id, const std::string& why) {
+  drop_evaluation(id, why);
   auto sel = round_.selected.find(id);
   if (!round_.open || sel == round_.selected.end()) return;
-  if (sel->second.stage == Stage::waiting || sel->second.stage == Stage::uploading) {
-    release_upload(id);
-    settle(id, Stage::dropped, why);
+  if (sel->second.stage != Stage::waiting && sel->second.stage != Stage::uploading) return;
+  if (round_.secure && round_.secure->phase == SecureState::Phase::unmasking) {
+    // Its masked input is already in the sum the survivors unmask: whether it counts is the
+    // protocol's to say (apply_secure_result), not its connection's (it was reported dropped
+    // while its update was in the model).
+    if (auto idx = round_.secure->index.find(id);
+        idx != round_.secure->index.end() && round_.secure->masking.count(idx->second)) {
+      note_secure_failure(id, why);
+      return;
+    }
   }
+  release_upload(id);
+  settle(id, Stage::dropped, why);
+}
+
+void Orchestrator::reject_if_pending(const std::string& id, const std::string& why) {
+  auto sel = round_.selected.find(id);
+  // Under SecAgg+ the protocol must see it leave (a dropout); evaluation keeps its own outcome.
+  if (!round_.open || round_.secure || sel == round_.selected.end() ||
+      sel->second.stage != Stage::waiting)
+    return drop_if_pending(id, why);
+  drop_evaluation(id, why);
+  settle(id, Stage::rejected, why);
 }
 
 void Orchestrator::settle(const std::string& id, Stage stage, std::string reason) {
@@ -126,7 +170,14 @@ void Orchestrator::settle(const std::string& id, Stage stage, std::string reason
   if (s.stage == Stage::aggregating) --round_.in_flight;
   s.stage = stage;
   s.reason = std::move(reason);
-  UpdateEvent e{round_.round, round_.attempt, {id, UpdateOutcome::dropped, s.reason, s.num_examples, s.metrics}};
+  if (statistics_limb_bits_ >
+      0) {  // a secure statistics round (orchestrator_table.cpp): no update events
+    cv_.notify_all();
+    return;
+  }
+  UpdateEvent e{round_.round,
+                round_.attempt,
+                {id, UpdateOutcome::dropped, s.reason, s.num_examples, s.metrics}};
   switch (stage) {
     case Stage::accepted:
       ++round_.accepted;
@@ -157,7 +208,8 @@ Status Orchestrator::on_connect(const std::shared_ptr<ClientLink>& link) {
   std::lock_guard lk(mu_);
   const std::string& id = link->id();
   if (!opt_.members.empty() && !opt_.members.count(id)) {
-    Error e = make_error(ErrorCode::permission_denied, "'" + id + "' is not a member of this federation");
+    Error e =
+        make_error(ErrorCode::permission_denied, "'" + id + "' is not a member of this federation");
     events_.queue(ClientRefused{id, link->address(), e});
     return e;
   }
@@ -186,6 +238,7 @@ void Orchestrator::on_disconnect(const std::shared_ptr<ClientLink>& link, const 
   const bool was_ready = it->second.ready;
   clients_.erase(it);
   drop_if_pending(id, "disconnected: " + why);
+  forget_statistics(id);
   if (was_ready) events_.queue(ClientLeft{id, why});
   cv_.notify_all();
 }
@@ -195,7 +248,8 @@ void Orchestrator::on_refused(const std::string& address, const std::string& why
   events_.flush();
 }
 
-Status Orchestrator::on_message(const std::shared_ptr<ClientLink>& link, const wire::Envelope& msg) {
+Status Orchestrator::on_message(const std::shared_ptr<ClientLink>& link,
+                                const wire::Envelope& msg) {
   // Chunks carry the bulk of the data: they are copied outside the state lock.
   if (msg.payload_case() == wire::Envelope::kChunk) return handle_chunk(link, msg.chunk());
   FlushOnExit flush(events_);
@@ -204,8 +258,11 @@ Status Orchestrator::on_message(const std::shared_ptr<ClientLink>& link, const w
   if (it == clients_.end() || it->second.link != link)
     return make_error(ErrorCode::failed_precondition, "connection was replaced");
   Client& c = it->second;
+  if (msg.payload_case() == wire::Envelope::kTableReport)
+    return handle_table_report(c, msg.table_report());
   if (!c.ready && msg.payload_case() != wire::Envelope::kHello)
-    return make_error(ErrorCode::failed_precondition, std::string("expected hello first, got ") + payload_name(msg));
+    return make_error(ErrorCode::failed_precondition,
+                      std::string("expected hello first, got ") + payload_name(msg));
   switch (msg.payload_case()) {
     case wire::Envelope::kHello:
       return handle_hello(c, msg.hello());
@@ -213,17 +270,27 @@ Status Orchestrator::on_message(const std::shared_ptr<ClientLink>& link, const w
       return handle_update_header(c, msg.update_header());
     case wire::Envelope::kSecaggMaskedInput:
       return handle_masked_header(c, msg.secagg_masked_input());
+    case wire::Envelope::kEvaluateResult:
+      return handle_evaluate_result(c, msg.evaluate_result());
     case wire::Envelope::kSecaggAdvertiseKeys:
     case wire::Envelope::kSecaggShareKeys:
     case wire::Envelope::kSecaggUnmaskResponse:
       return handle_secagg(c, msg);
+    case wire::Envelope::kStatisticsResult:
+      return handle_statistics_result(c, msg.statistics_result());
     case wire::Envelope::kError:
-      spdlog::warn("client '{}' reported an error: {}", link->id(), msg.error().message());
-      drop_if_pending(link->id(), "client reported: " + msg.error().message());
+      log_client_error(link->id(), msg.error().message());
+      // BAD_UPDATE from a client: its trainer failed, a rejection with the client's reason
+      // (issue 10); any other error (try later, stopped, secure protocol) is a dropout.
+      if (msg.error().code() == wire::Error::BAD_UPDATE)
+        reject_if_pending(link->id(), "client reported: " + printable(msg.error().message()));
+      else
+        drop_if_pending(link->id(), "client reported: " + printable(msg.error().message()));
+      forget_statistics(link->id());
       return {};
     default:
-      return make_error(ErrorCode::invalid_argument,
-                        std::string("unexpected message '") + payload_name(msg) + "' from a client");
+      return make_error(ErrorCode::invalid_argument, std::string("unexpected message '") +
+                                                         payload_name(msg) + "' from a client");
   }
 }
 
@@ -233,20 +300,76 @@ Status Orchestrator::handle_hello(Client& c, const wire::Hello& hello) {
   if (hello.protocol_version() != kProtocolVersion) {
     c.link->close_with_error(wire::Error::PROTOCOL_VERSION,
                              "protocol version " + std::to_string(hello.protocol_version()) +
-                                 " not supported; this coordinator speaks " + std::to_string(kProtocolVersion));
+                                 " not supported; this coordinator speaks " +
+                                 std::to_string(kProtocolVersion));
     return {};
   }
-  c.ready = true;
-  c.num_train_examples = hello.num_train_examples();
+  if (Status fit = check_data_shape(hello); !fit) {
+    refuse(c, fit);
+    return {};
+  }
+  if (Status fit = check_table_hello(c, hello); !fit) {
+    refuse(c, fit);
+    return {};
+  }
+  c.software = printable(hello.software(), 64);
+  c.num_train_examples = std::min(hello.num_train_examples(), opt_.max_examples_per_client);
+  if (hello.num_train_examples() > opt_.max_examples_per_client)
+    spdlog::warn("client '{}' announced {} examples; counted as {} (--max-examples-per-client)", id,
+                 hello.num_train_examples(), opt_.max_examples_per_client);
+  c.evaluates = hello.evaluates();
   wire::Envelope w;
   w.mutable_welcome()->set_protocol_version(kProtocolVersion);
   w.mutable_welcome()->set_client_id(id);
   w.mutable_welcome()->set_federation(opt_.federation);
+  // A table site joins once its report fits (handle_table_report).
+  c.table = hello.table() && table_;
+  if (c.table) w.mutable_welcome()->set_table(table_->schema_json());
   c.link->send(serialize_shared(w));
-  spdlog::info("client '{}' joined ({} examples, {} ready)", id, c.num_train_examples, ready_count());
-  events_.queue(ClientJoined{id, c.link->address(), c.num_train_examples, hello.software()});
-  cv_.notify_all();
+  if (c.table) {
+    c.table_pending = true;
+    return {};
+  }
+  join(c);
   return {};
+}
+
+void Orchestrator::join(Client& c) {
+  c.ready = true;
+  spdlog::info("client '{}' joined ({} examples, {} ready)", c.link->id(), c.num_train_examples,
+               ready_count());
+  events_.queue(ClientJoined{c.link->id(), c.link->address(), c.num_train_examples, c.software});
+  cv_.notify_all();
+}
+
+void Orchestrator::refuse(Client& c, const Status& why) {
+  spdlog::warn("client '{}' refused: {}", c.link->id(), printable(why.message()));
+  events_.queue(ClientRefused{c.link->id(), c.link->address(), why.error()});
+  c.link->close_with_error(wire::Error::DATA_MISMATCH, why.message());
+}
+
+Status Orchestrator::check_data_shape(const wire::Hello& hello) const {
+  if (hello.num_features() != 0 && model_features_ != 0 && hello.num_features() != model_features_)
+    return make_error(ErrorCode::failed_precondition,
+                      "its data has " + std::to_string(hello.num_features()) +
+                          " input features; the model " + opt_.train.model + " takes " +
+                          std::to_string(model_features_));
+  if (hello.num_classes() != 0 && model_classes_ > 0 &&
+      hello.num_classes() > std::uint32_t(model_classes_))
+    return make_error(ErrorCode::failed_precondition,
+                      "its data has " + std::to_string(hello.num_classes()) +
+                          " classes; the model " + opt_.train.model + " has " +
+                          std::to_string(model_classes_) + " outputs");
+  return {};
+}
+
+void Orchestrator::log_client_error(const std::string& id, const std::string& message) {
+  auto& limiter = client_logs_[id];
+  if (!limiter) limiter = std::make_unique<LogLimiter>(std::chrono::seconds(10));
+  if (auto suppressed = limiter->allow())
+    spdlog::warn(
+        "client '{}' reported an error: {}{}", id, printable(message),
+        *suppressed ? fmt::format(" ({} more from it not logged)", *suppressed) : std::string());
 }
 
 }  // namespace federa

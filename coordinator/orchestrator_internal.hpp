@@ -42,10 +42,10 @@ struct Orchestrator::SecureState {
   std::map<std::string, std::uint32_t> index;
   std::vector<std::string> ids;
   Phase phase = Phase::advertise_keys;
-  std::set<std::uint32_t> expected;   // who the current phase waits for
-  std::set<std::uint32_t> answered;   // answered (or failed) in the current phase
-  std::set<std::uint32_t> may_mask;   // completed ShareKeys: may send a masked input
-  std::set<std::uint32_t> masking;    // sent a masked-input header this round
+  std::set<std::uint32_t> expected;  // who the current phase waits for
+  std::set<std::uint32_t> answered;  // answered (or failed) in the current phase
+  std::set<std::uint32_t> may_mask;  // completed ShareKeys: may send a masked input
+  std::set<std::uint32_t> masking;   // sent a masked-input header this round
   std::map<std::string, int> rejected_messages;
   std::map<std::string, std::string> failures;  // why a client left the protocol
 };

@@ -1,10 +1,10 @@
 // Rounds: wait for clients -> select -> broadcast -> collect -> close -> aggregate (on the
 // worker) -> evaluate -> commit (outside the lock) -> report.
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cmath>
 #include <random>
-
-#include <spdlog/spdlog.h>
 
 #include "common/seeds.hpp"
 #include "coordinator/orchestrator.hpp"
@@ -13,6 +13,11 @@
 namespace federa {
 
 namespace {
+
+struct CommitExtras {
+  StrategyState strategy;
+  std::vector<double> update_norms;
+};
 
 bool retryable(ErrorCode code) {
   return code == ErrorCode::unavailable || code == ErrorCode::aborted ||
@@ -26,9 +31,11 @@ std::string seconds(std::chrono::milliseconds ms) {
 }  // namespace
 
 Status Orchestrator::run() {
+  if (opt_.evaluation.only) return run_evaluate_only();
+  prepare_best();
   const std::uint64_t start = completed_rounds();
   if (start >= opt_.rounds) spdlog::info("all {} rounds already committed", opt_.rounds);
-  Status result;
+  Status result = prepare_table();
   for (std::uint64_t r = start + 1; r <= opt_.rounds && result; ++r) {
     for (std::uint32_t attempt = 1;; ++attempt) {
       Status s = run_round(r, attempt);
@@ -37,20 +44,25 @@ Status Orchestrator::run() {
         result = s;
         break;
       }
-      const bool retry = retryable(s.code()) && attempt <= std::uint32_t(std::max(0, opt_.round_retries));
+      const bool retry =
+          retryable(s.code()) && attempt <= std::uint32_t(std::max(0, opt_.round_retries));
+      worker_.call([&] { screen_.end_round(false); });
       {
         std::lock_guard lk(mu_);
-        events_.queue(RoundFailed{r, attempt, s.error(), retry, round_.selected.size(), round_.accepted,
-                                  round_.rejected, round_.dropped});
+        events_.queue(RoundFailed{r, attempt, s.error(), retry, round_.selected.size(),
+                                  round_.accepted, round_.rejected, round_.dropped});
+        if (retry) exclude_culprits(r);
       }
       events_.flush();
       if (!retry) {
-        result = make_error(s.code(), "round " + std::to_string(r) + " failed" +
-                                          (retryable(s.code()) ? " " + std::to_string(attempt) + " times" : "") +
-                                          ": " + s.message());
+        result = make_error(
+            s.code(), "round " + std::to_string(r) + " failed" +
+                          (retryable(s.code()) ? " " + std::to_string(attempt) + " times" : "") +
+                          ": " + s.message());
         break;
       }
-      spdlog::warn("round {}: {}; retrying ({} of {})", r, s.message(), attempt, opt_.round_retries);
+      spdlog::warn("round {}: {}; retrying ({} of {})", r, s.message(), attempt,
+                   opt_.round_retries);
     }
   }
   if (result) say_goodbye();
@@ -62,7 +74,8 @@ Status Orchestrator::run() {
 void Orchestrator::say_goodbye() {
   std::lock_guard lk(mu_);
   wire::Envelope bye;
-  bye.mutable_bye()->set_reason("federation complete after " + std::to_string(opt_.rounds) + " rounds");
+  bye.mutable_bye()->set_reason("federation complete after " + std::to_string(opt_.rounds) +
+                                " rounds");
   bye.mutable_bye()->set_federation_complete(true);
   auto bytes = serialize_shared(bye);
   for (auto& [id, c] : clients_) {
@@ -76,21 +89,35 @@ Status Orchestrator::run_round(std::uint64_t round, std::uint32_t attempt) {
   const auto started = Clock::now();
   TrainConfig cfg = opt_.train;
   cfg.seed = mix_seeds(opt_.seed, round);
-  worker_.call([&] {
+  Status began = worker_.call([&] {
     strategy_->configure_fit(cfg);
-    strategy_->begin_round(global_.data, round);
+    Status s = strategy_->begin_round(global_.data, round);
+    screen_.begin_round(global_.data);
+    round_norms_.clear();
+    suspect_.clear();
+    return s;
   });
+  // Before any client is asked: nothing to undo (device memory may come back for a retry).
+  if (!began)
+    return make_error(began.code(), "the strategy cannot begin the round: " + began.message());
   Clock::time_point deadline;
   {
     FlushOnExit flush(events_);
     std::lock_guard lk(mu_);
     if (stopping_) return make_error(ErrorCode::cancelled, "stopped");
+    fill_table_config(cfg);
     auto cohort = select_cohort(round, attempt);
     if (Status s = open_round(round, attempt, cohort); !s) return s;
     broadcast_task(round, attempt, cfg, cohort);
     deadline = started + opt_.round_timeout;
-    spdlog::info("round {}/{}: training on {} of {} clients", round, opt_.rounds, cohort.size(), ready_count());
-    RoundStarted e{round, attempt, TaskKind::fit, cohort, ready_count(), round_.secure != nullptr,
+    spdlog::info("round {}/{}: training on {} of {} clients", round, opt_.rounds, cohort.size(),
+                 ready_count());
+    RoundStarted e{round,
+                   attempt,
+                   TaskKind::fit,
+                   cohort,
+                   ready_count(),
+                   round_.secure != nullptr,
                    std::chrono::system_clock::now() + opt_.round_timeout};
     std::sort(e.selected.begin(), e.selected.end());
     events_.queue(std::move(e));
@@ -115,8 +142,11 @@ Status Orchestrator::wait_for_clients(std::uint64_t round) {
   while (!stopping_ && (paused_ || ready_count() < needed)) {
     cv_.wait_for(lk, std::chrono::seconds(1));
     if (Clock::now() - last_note > std::chrono::seconds(10)) {
-      if (paused_) spdlog::info("round {}: paused", round);
-      else spdlog::info("round {}: waiting for clients ({} of {} needed connected)", round, ready_count(), needed);
+      if (paused_)
+        spdlog::info("round {}: paused", round);
+      else
+        spdlog::info("round {}: waiting for clients ({} of {} needed connected)", round,
+                     ready_count(), needed);
       last_note = Clock::now();
     }
   }
@@ -124,13 +154,45 @@ Status Orchestrator::wait_for_clients(std::uint64_t round) {
   return {};
 }
 
-std::vector<std::string> Orchestrator::select_cohort(std::uint64_t round, std::uint32_t attempt) const {
+// After a failed attempt, the clients whose updates were rejected (and, in a secure round, the
+// ones the protocol blamed) sit out the round's retries, so the retry is not spoiled again by the
+// same member. They are back for the next round.
+void Orchestrator::exclude_culprits(std::uint64_t round) {
+  if (excluded_round_ != round) {
+    excluded_.clear();
+    excluded_round_ = round;
+  }
+  for (const auto& [id, s] : round_.selected)
+    if (s.stage == Stage::rejected) excluded_.emplace(id, s.reason);
+  for (const auto& [id, why] : blamed_) excluded_.emplace(id, why);
+  for (const auto& [id, why] : excluded_)
+    spdlog::warn("round {}: '{}' sits out the retries of this round: {}", round, id, why);
+}
+
+std::vector<std::string> Orchestrator::select_cohort(std::uint64_t round,
+                                                     std::uint32_t attempt) const {
   std::vector<std::string> ready;
-  for (const auto& [id, c] : clients_)
-    if (c.ready) ready.push_back(id);
-  std::size_t want = opt_.clients_per_round
-                         ? opt_.clients_per_round
-                         : std::max<std::size_t>(opt_.min_clients, std::size_t(std::ceil(opt_.fraction_fit * double(ready.size()))));
+  std::size_t left_out = 0;
+  const bool excluding = excluded_round_ == round && !excluded_.empty();
+  for (const auto& [id, c] : clients_) {
+    if (!c.ready) continue;
+    if (excluding && excluded_.count(id)) {
+      ++left_out;
+      continue;
+    }
+    ready.push_back(id);
+  }
+  if (left_out > 0 && ready.size() < opt_.min_clients) {
+    // Without them the round cannot complete at all: try everyone again rather than fail.
+    for (const auto& [id, c] : clients_)
+      if (c.ready && excluded_.count(id)) ready.push_back(id);
+    std::sort(ready.begin(), ready.end());
+  }
+  std::size_t want =
+      opt_.clients_per_round
+          ? opt_.clients_per_round
+          : std::max<std::size_t>(opt_.min_clients,
+                                  std::size_t(std::ceil(opt_.fraction_fit * double(ready.size()))));
   want = std::min(want, ready.size());
   // The first attempt's draw depends on (seed, round) only; a retry draws afresh, so a cohort
   // that failed (a member that spoils secure rounds, say) is not simply tried again.
@@ -142,11 +204,13 @@ std::vector<std::string> Orchestrator::select_cohort(std::uint64_t round, std::u
   return ready;
 }
 
-Status Orchestrator::open_round(std::uint64_t round, std::uint32_t attempt, std::vector<std::string>& cohort) {
+Status Orchestrator::open_round(std::uint64_t round, std::uint32_t attempt,
+                                std::vector<std::string>& cohort) {
   round_ = RoundState{};
   round_.round = round;
   round_.attempt = attempt;
   round_.generation = ++generation_;
+  blamed_.clear();
   for (const auto& id : cohort) round_.selected[id] = Selected{};
   if (!opt_.secure_aggregation.empty()) {
     std::sort(cohort.begin(), cohort.end());  // cohort index = position; any fixed order works
@@ -156,8 +220,8 @@ Status Orchestrator::open_round(std::uint64_t round, std::uint32_t attempt, std:
   return {};
 }
 
-void Orchestrator::broadcast_task(std::uint64_t round, std::uint32_t attempt, const TrainConfig& cfg,
-                                  const std::vector<std::string>& cohort) {
+void Orchestrator::broadcast_task(std::uint64_t round, std::uint32_t attempt,
+                                  const TrainConfig& cfg, const std::vector<std::string>& cohort) {
   wire::Envelope task;
   auto* t = task.mutable_fit_task();
   t->set_round(round);
@@ -169,15 +233,19 @@ void Orchestrator::broadcast_task(std::uint64_t round, std::uint32_t attempt, co
   t->set_num_chunks(chunk_count(global_.data.size(), opt_.chunk_elements));
   t->set_chunk_elements(static_cast<std::uint32_t>(opt_.chunk_elements));
   t->set_secure_aggregation(opt_.secure_aggregation);
+  t->set_carried(global_.carried.data(), global_.carried.size());
   // Serialized once, shared by every session's queue.
   std::vector<std::shared_ptr<const std::string>> messages{serialize_shared(task)};
-  for (const auto& e : make_chunks(round, global_.data, opt_.chunk_elements)) messages.push_back(serialize_shared(e));
+  for (const auto& e :
+       make_chunks(round, global_.data, opt_.chunk_elements, global_.layout.float_runs()))
+    messages.push_back(serialize_shared(e));
   for (const auto& id : cohort) {
     auto& link = clients_[id].link;
     for (const auto& m : messages) link->send(m);
     if (round_.secure) {
       wire::Envelope setup;
-      secagg::to_wire(round_.secure->config, round_.secure->index[id], setup.mutable_secagg_setup());
+      secagg::to_wire(round_.secure->config, round_.secure->index[id],
+                      setup.mutable_secagg_setup());
       link->send(serialize_shared(setup));
     }
   }
@@ -189,7 +257,12 @@ Status Orchestrator::collect_plain(Clock::time_point deadline) {
     return round_.accepted + round_.rejected + round_.dropped == round_.selected.size();
   };
   while (!stopping_ && !all_answered()) {
-    if (cv_.wait_until(lk, deadline) == std::cv_status::timeout && Clock::now() >= deadline) break;
+    const auto wake = std::min(deadline, reap_stalled_uploads());
+    lk.unlock();
+    events_.flush();  // drops the reaper settled
+    lk.lock();
+    if (stopping_ || all_answered()) break;
+    if (cv_.wait_until(lk, wake) == std::cv_status::timeout && Clock::now() >= deadline) break;
   }
   if (stopping_) return make_error(ErrorCode::cancelled, "stopped");
   return {};
@@ -212,15 +285,18 @@ void Orchestrator::close_round() {
       ++late;
     }
   }
-  cv_.wait(lk, [&] { return round_.in_flight == 0; });
+  cv_.wait(lk, [&] { return round_.in_flight == 0 && round_.copying == 0; });
   round_.secure.reset();  // nothing on the worker refers to it any more
   if (late > 0 && !round_.secure && !stopping_)
-    spdlog::warn("round {}: {} client(s) missed the {} deadline", round_.round, late, seconds(opt_.round_timeout));
+    spdlog::warn("round {}: {} client(s) missed the {} deadline", round_.round, late,
+                 seconds(opt_.round_timeout));
 }
 
 std::string Orchestrator::shortfall_reason(std::size_t needed) const {
-  std::string out = "only " + std::to_string(round_.accepted) + " of " + std::to_string(round_.selected.size()) +
-                    " selected clients' updates were accepted, " + std::to_string(needed) + " needed (--min-clients)";
+  std::string out = "only " + std::to_string(round_.accepted) + " of " +
+                    std::to_string(round_.selected.size()) +
+                    " selected clients' updates were accepted, " + std::to_string(needed) +
+                    " needed (--min-clients)";
   for (Stage stage : {Stage::rejected, Stage::dropped}) {
     std::vector<std::string> who;
     for (const auto& [id, s] : round_.selected)
@@ -233,21 +309,85 @@ std::string Orchestrator::shortfall_reason(std::size_t needed) const {
   return out;
 }
 
-Status Orchestrator::aggregate_and_commit(std::uint64_t round, std::uint32_t attempt, Clock::time_point started) {
-  auto stats = worker_.call([&] { return strategy_->finish_round(global_.data); });
-  if (!stats) return make_error(ErrorCode::aborted, "aggregation failed: " + stats.error().message);
+// On the worker. The last line of defence: whatever got past the checks, a model with a NaN or
+// an Inf is never committed (nor sent to anyone). The round's attempt fails, the global model and
+// the strategy's state go back to the last commit, and the round is retried.
+Result<RoundStats> Orchestrator::aggregate_finite() {
+  previous_.assign(global_.data.begin(), global_.data.end());
+  auto stats = strategy_->finish_round(global_.data);
+  if (!stats) return stats;
+  // A BF16 or F16 tensor holds what its file and the wire will hold (F16 may overflow to Inf
+  // here, which the check below then refuses like any other non-finite aggregate).
+  round_to_dtypes(global_);
+  const auto bad = std::find_if(global_.data.begin(), global_.data.end(),
+                                [](float v) { return !std::isfinite(v); });
+  Result<StrategyState> saved =
+      bad == global_.data.end() ? strategy_->save_state() : Result<StrategyState>(StrategyState{});
+  if (bad == global_.data.end() && saved) {
+    committed_strategy_ = std::move(*saved);
+    screen_.end_round(true);
+    return stats;
+  }
+  if (!saved) {  // the model is fine, but --resume could not continue from it: commit nothing
+    std::copy(previous_.begin(), previous_.end(), global_.data.begin());
+    if (Status s = strategy_->load_state(committed_strategy_); !s)
+      return make_error(ErrorCode::internal, "the strategy cannot be restored: " + s.message());
+    return make_error(ErrorCode::aborted,
+                      "the strategy's state cannot be saved: " + saved.error().message);
+  }
+  const std::size_t at = std::size_t(bad - global_.data.begin());
+  std::copy(previous_.begin(), previous_.end(), global_.data.begin());
+  // Finite inputs overflowed the sum: the largest change is the likeliest culprit.
+  auto largest = std::max_element(round_norms_.begin(), round_norms_.end(),
+                                  [](const auto& a, const auto& b) { return a.second < b.second; });
+  if (largest != round_norms_.end()) {
+    suspect_ =
+        fmt::format("sent the largest change (norm {:.4g}) into an aggregate that was not finite",
+                    largest->second);
+    suspect_id_ = largest->first;
+  }
+  if (Status s = strategy_->load_state(committed_strategy_); !s)
+    return make_error(
+        ErrorCode::internal,
+        "the aggregate is not finite and the strategy cannot be restored: " + s.message());
+  return make_error(ErrorCode::aborted, "the aggregate is not finite (element " +
+                                            std::to_string(at) +
+                                            "); nothing of this attempt is committed");
+}
+
+Status Orchestrator::aggregate_and_commit(std::uint64_t round, std::uint32_t attempt,
+                                          Clock::time_point started) {
+  auto stats = worker_.call([&] { return aggregate_finite(); });
+  if (!stats && !suspect_.empty()) {
+    std::lock_guard lk(mu_);
+    blamed_.emplace(suspect_id_, suspect_);
+  }
+  if (!stats)
+    return make_error(
+        stats.error().code == ErrorCode::unknown ? ErrorCode::aborted : stats.error().code,
+        "aggregation failed: " + stats.error().message);
   std::optional<EvalResult> eval;
   if (evaluator_) eval = evaluator_->network->evaluate(global_.data, evaluator_->data);
+  std::optional<FederatedEvaluation> fed = evaluate_if_due(round);
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   RoundReport report;
   {
     std::lock_guard lk(mu_);
     report = make_report(round, attempt, ms, *stats, eval ? &*eval : nullptr);
+    attach_evaluation(report, std::move(fed));
   }
   if (store_) {
-    StrategyState state = worker_.call([&] { return strategy_->save_state(); });
-    if (Status s = store_->commit(round, global_, state, report.metrics_line, opt_.train.model); !s)
-      return make_error(ErrorCode::data_loss, "cannot commit round " + std::to_string(round) + ": " + s.message());
+    CommitExtras extras;
+    worker_.call([&] {
+      extras.strategy = committed_strategy_;
+      extras.update_norms = screen_.history();
+    });
+    if (Status s = store_->commit(round, global_, extras.strategy, report.metrics_line,
+                                  opt_.train.model, extras.update_norms);
+        !s)
+      return make_error(ErrorCode::data_loss,
+                        "cannot commit round " + std::to_string(round) + ": " + s.message());
+    keep_best(round, report);
   }
   {
     std::lock_guard lk(mu_);
@@ -259,8 +399,9 @@ Status Orchestrator::aggregate_and_commit(std::uint64_t round, std::uint32_t att
   return {};
 }
 
-RoundReport Orchestrator::make_report(std::uint64_t round, std::uint32_t attempt, double duration_ms,
-                                      const RoundStats& stats, const EvalResult* eval) const {
+RoundReport Orchestrator::make_report(std::uint64_t round, std::uint32_t attempt,
+                                      double duration_ms, const RoundStats& stats,
+                                      const EvalResult* eval) const {
   RoundReport r;
   r.round = round;
   r.attempt = attempt;
@@ -272,6 +413,12 @@ RoundReport Orchestrator::make_report(std::uint64_t round, std::uint32_t attempt
   if (eval) {
     r.loss = eval->loss;
     r.accuracy = eval->accuracy;
+    if (evaluator_->network->regression()) {  // no accuracy: rmse, mae, r2 instead
+      r.accuracy.reset();
+      r.rmse = eval->rmse;
+      r.mae = eval->mae;
+      r.r2 = eval->r2;
+    }
   } else {
     r.loss = r.train_loss;
   }

@@ -23,7 +23,7 @@ class MetricsWriter : public OrchestratorObserver {
  public:
   // See MetricsLog::open. An empty path writes nothing.
   Status open(const std::filesystem::path& path, std::uint64_t committed_round,
-              const std::string& committed_line);
+              const std::string& committed_line, MetricsStart start = MetricsStart::replace);
   void on_round_committed(const RoundReport& report) override;
   // The first append that failed, if any (logged when it happens).
   Status status() const;

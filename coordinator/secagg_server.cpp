@@ -1,11 +1,8 @@
 #include "coordinator/secagg_server.hpp"
 
-#include "coordinator/aggregation_backend.hpp"
-
-#include <openssl/crypto.h>
-
 #include <algorithm>
-#include <thread>
+
+#include "coordinator/aggregation_backend.hpp"
 
 namespace federa::secagg {
 namespace {
@@ -14,25 +11,21 @@ std::string idx(std::uint64_t v) { return std::to_string(v); }
 
 const char* phase_name(Server::Phase p) {
   switch (p) {
-    case Server::Phase::advertise_keys: return "AdvertiseKeys";
-    case Server::Phase::share_keys: return "ShareKeys";
-    case Server::Phase::masked_input: return "MaskedInput";
-    case Server::Phase::unmasking: return "Unmasking";
-    case Server::Phase::done: return "done";
-    case Server::Phase::abandoned: return "abandoned";
+    case Server::Phase::advertise_keys:
+      return "AdvertiseKeys";
+    case Server::Phase::share_keys:
+      return "ShareKeys";
+    case Server::Phase::masked_input:
+      return "MaskedInput";
+    case Server::Phase::unmasking:
+      return "Unmasking";
+    case Server::Phase::done:
+      return "done";
+    case Server::Phase::abandoned:
+      return "abandoned";
   }
   return "?";
 }
-
-// A mask to remove in finish(): the self mask of a survivor, or the pair mask between a
-// dropped client u (whose key s_u was reconstructed) and a surviving neighbour v.
-struct MaskJob {
-  Key32 key;           // b_u, or s_u (private) for a pair job
-  std::uint32_t u = 0;
-  std::uint32_t v = 0;
-  bool pair = false;
-  crypto::PrgOp op = crypto::PrgOp::subtract;
-};
 
 }  // namespace
 
@@ -77,11 +70,20 @@ std::vector<std::uint32_t> Server::pending() const {
     const ClientState& c = clients_[u];
     bool waiting = false;
     switch (phase_) {
-      case Phase::advertise_keys: waiting = !c.advertised; break;
-      case Phase::share_keys: waiting = c.advertised && !c.shared; break;
-      case Phase::masked_input: waiting = c.shared && !c.masked; break;
-      case Phase::unmasking: waiting = c.masked && !c.answered; break;
-      default: break;
+      case Phase::advertise_keys:
+        waiting = !c.advertised;
+        break;
+      case Phase::share_keys:
+        waiting = c.advertised && !c.shared;
+        break;
+      case Phase::masked_input:
+        waiting = c.shared && !c.masked;
+        break;
+      case Phase::unmasking:
+        waiting = c.masked && !c.answered;
+        break;
+      default:
+        break;
     }
     if (waiting) out.push_back(u);
   }
@@ -140,9 +142,9 @@ Result<std::vector<KeysBroadcast>> Server::end_advertise_keys() {
     out.push_back(std::move(b));
   }
   if (out.size() < config_.min_clients)
-    return abandon(idx(out.size()) + " clients advertised keys with at least t=" +
-                   idx(config_.threshold) + " advertising neighbours; " +
-                   idx(config_.min_clients) + " needed");
+    return abandon(idx(out.size()) +
+                   " clients advertised keys with at least t=" + idx(config_.threshold) +
+                   " advertising neighbours; " + idx(config_.min_clients) + " needed");
   phase_ = Phase::share_keys;
   return out;
 }
@@ -227,9 +229,9 @@ Result<std::vector<SharesForward>> Server::end_share_keys() {
     out.push_back(std::move(f));
   }
   if (out.size() < config_.min_clients)
-    return abandon(idx(out.size()) + " clients completed ShareKeys with at least t=" +
-                   idx(config_.threshold) + " sharing neighbours; " + idx(config_.min_clients) +
-                   " needed");
+    return abandon(idx(out.size()) +
+                   " clients completed ShareKeys with at least t=" + idx(config_.threshold) +
+                   " sharing neighbours; " + idx(config_.min_clients) + " needed");
   if (options_.backend) {
     auto dev = options_.backend->make_u32_sum(config_.masked_length());
     if (!dev) return abandon("cannot allocate the masked sum: " + dev.error().message);
@@ -247,7 +249,7 @@ Result<std::vector<SharesForward>> Server::end_share_keys() {
 
 Status Server::on_masked_input(std::uint32_t sender, const MaskedInput& msg) {
   if (msg.sender != sender) return reject(sender, "message claims sender " + idx(msg.sender));
-  return on_masked_input(sender, msg.round, msg.masked);
+  return on_masked_input(sender, msg.round, msg.masked, msg.unusable_from);
 }
 
 Status Server::expect_masked_input(std::uint32_t sender) const {
@@ -256,17 +258,58 @@ Status Server::expect_masked_input(std::uint32_t sender) const {
   const ClientState& c = clients_[sender];
   if (!c.shared) return reject(sender, "did not complete ShareKeys");
   if (c.masked) return reject(sender, "second MaskedInput");
+  if (auto b = blamed_.find(sender); b != blamed_.end())
+    return reject(sender, "treated as dropped: " + b->second);
+  return Status::success();
+}
+
+void Server::blame(std::uint32_t client, std::string why) {
+  blamed_.emplace(client, std::move(why));
+}
+
+bool Server::reported_unusable(std::uint32_t holder, std::uint32_t owner) const {
+  const auto& u = clients_[holder].unusable_from;
+  return std::binary_search(u.begin(), u.end(), owner);
+}
+
+bool Server::holds(std::uint32_t holder, std::uint32_t owner) const {
+  return clients_[holder].masked && !reported_unusable(holder, owner);
+}
+
+Status Server::report_unusable_shares(std::uint32_t sender, std::span<const std::uint32_t> from) {
+  if (Status s = check_phase(Phase::masked_input, "a report of unusable shares"); !s) return s;
+  if (sender >= clients_.size()) return reject(sender, "not in the cohort");
+  ClientState& c = clients_[sender];
+  if (!c.shared) return reject(sender, "did not complete ShareKeys");
+  if (c.masked) return reject(sender, "reported unusable shares after its MaskedInput");
+  std::vector<std::uint32_t> sorted(from.begin(), from.end());
+  std::sort(sorted.begin(), sorted.end());
+  if (c.reported) {
+    if (sorted == c.unusable_from) return Status::success();
+    return reject(sender, "a second, different report of unusable shares");
+  }
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+    return reject(sender, "names one client twice as sending unusable shares");
+  for (std::uint32_t v : sorted)
+    if (v >= clients_.size() || !graph_.adjacent(sender, v) || !clients_[v].shared)
+      return reject(sender, "reports unusable shares from " + idx(v) + ", which forwarded it none");
+  c.reported = true;
+  c.unusable_from = std::move(sorted);
+  for (std::uint32_t v : c.unusable_from)
+    blame(v, "its shares to client " + idx(sender) + " did not decrypt");
   return Status::success();
 }
 
 Status Server::on_masked_input(std::uint32_t sender, std::uint64_t round,
-                               std::span<const std::uint32_t> masked) {
+                               std::span<const std::uint32_t> masked,
+                               std::span<const std::uint32_t> unusable_from) {
   if (Status s = expect_masked_input(sender); !s) return s;
   ClientState& c = clients_[sender];
   if (round != config_.round) return reject(sender, "wrong round " + idx(round));
   if (masked.size() != config_.masked_length())
     return reject(sender, "masked vector has " + idx(masked.size()) + " words, expected " +
                               idx(config_.masked_length()));
+  if (Status s = report_unusable_shares(sender, unusable_from); !s) return s;
   if (device_sum_) {
     if (Status st = device_sum_->add(masked); !st) return abandon("masked sum: " + st.message());
   } else {
@@ -283,26 +326,14 @@ Status Server::on_masked_input(std::uint32_t sender, std::uint64_t round,
 Result<std::vector<UnmaskRequest>> Server::end_masked_input() {
   if (Status s = check_phase(Phase::masked_input, "end of MaskedInput"); !s) return s.error();
   if (masked_count_ < config_.min_clients)
-    return abandon(idx(masked_count_) + " clients sent MaskedInput; " +
-                   idx(config_.min_clients) + " needed");
+    return abandon(idx(masked_count_) + " clients sent MaskedInput; " + idx(config_.min_clients) +
+                   " needed");
   if (device_sum_) {
     sum_.assign(config_.masked_length(), 0);
     if (Status st = device_sum_->read(sum_); !st) return abandon("masked sum: " + st.message());
     device_sum_.reset();
   }
-  // Every survivor's self mask, and the pair masks of every dropped client that a survivor
-  // used, need t shares from neighbours that reached MaskedInput (only they are asked).
-  for (std::uint32_t u = 0; u < clients_.size(); ++u) {
-    const ClientState& c = clients_[u];
-    if (!c.shared) continue;
-    std::uint32_t alive = 0;
-    for (std::uint32_t v : graph_.neighbors(u)) alive += clients_[v].masked;
-    if (alive == 0 && !c.masked) continue;  // dropped, and no survivor masked with it
-    if (alive < config_.threshold)
-      return abandon("client " + idx(u) + (c.masked ? " (survived)" : " (dropped)") +
-                     ": only " + idx(alive) + " of its neighbours reached MaskedInput, t=" +
-                     idx(config_.threshold));
-  }
+  if (Status s = check_recoverable(); !s) return s.error();
   std::vector<UnmaskRequest> out;
   for (std::uint32_t u = 0; u < clients_.size(); ++u) {
     if (!clients_[u].masked) continue;
@@ -310,6 +341,7 @@ Result<std::vector<UnmaskRequest>> Server::end_masked_input() {
     r.round = config_.round;
     r.recipient = u;
     for (std::uint32_t v : graph_.neighbors(u)) {
+      if (reported_unusable(u, v)) continue;  // u holds none of v's shares
       if (clients_[v].masked)
         r.survivors.push_back(v);
       else if (clients_[v].shared)
@@ -319,6 +351,30 @@ Result<std::vector<UnmaskRequest>> Server::end_masked_input() {
   }
   phase_ = Phase::unmasking;
   return out;
+}
+
+// Every survivor's self mask, and the pair masks of every dropped client that a survivor used,
+// need t shares from neighbours that reached MaskedInput holding usable shares of it (only they
+// are asked). A survivor one of whose surviving neighbours could not use its shares masked with
+// that neighbour alone: the sum holds half a pair mask nobody can remove.
+Status Server::check_recoverable() {
+  for (std::uint32_t u = 0; u < clients_.size(); ++u) {
+    const ClientState& c = clients_[u];
+    if (!c.shared) continue;
+    std::uint32_t alive = 0;
+    for (std::uint32_t v : graph_.neighbors(u)) {
+      alive += holds(v, u);
+      if (c.masked && clients_[v].masked && reported_unusable(v, u))
+        return abandon("client " + idx(u) + " sent its MaskedInput, but client " + idx(v) +
+                       " could not use its shares: " + blamed_[u]);
+    }
+    if (alive == 0 && !c.masked) continue;  // dropped, and no survivor masked with it
+    if (alive < config_.threshold)
+      return abandon(
+          "client " + idx(u) + (c.masked ? " (survived)" : " (dropped)") + ": only " + idx(alive) +
+          " of its neighbours reached MaskedInput holding its shares, t=" + idx(config_.threshold));
+  }
+  return Status::success();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,21 +391,21 @@ Status Server::on_unmask(std::uint32_t sender, const UnmaskResponse& msg) {
   // Exactly the requested shares: b for surviving neighbours, s for dropped ones.
   std::vector<std::uint32_t> requested;
   for (std::uint32_t v : graph_.neighbors(sender))
-    if (clients_[v].shared) requested.push_back(v);
+    if (clients_[v].shared && !reported_unusable(sender, v)) requested.push_back(v);
   std::vector<std::uint32_t> got;
   std::vector<shamir::Share> parsed;
   for (const RevealedShare& r : msg.shares) {
     if (r.owner >= clients_.size() || !graph_.adjacent(sender, r.owner) ||
-        !clients_[r.owner].shared)
+        !clients_[r.owner].shared || reported_unusable(sender, r.owner))
       return reject(sender, "share of client " + idx(r.owner) + ", which was not requested");
     const ShareKind want = clients_[r.owner].masked ? ShareKind::self_mask : ShareKind::mask_key;
     if (r.kind != want)
-      return reject(sender, std::string("share of client ") + idx(r.owner) + " of the wrong kind (" +
-                                (want == ShareKind::self_mask ? "self-mask" : "mask-key") +
-                                " requested)");
+      return reject(sender,
+                    std::string("share of client ") + idx(r.owner) + " of the wrong kind (" +
+                        (want == ShareKind::self_mask ? "self-mask" : "mask-key") + " requested)");
     auto s = shamir::parse_y(share_point(sender), r.share);
-    if (!s) return reject(sender, "malformed share of client " + idx(r.owner) + ": " +
-                                      s.error().message);
+    if (!s)
+      return reject(sender, "malformed share of client " + idx(r.owner) + ": " + s.error().message);
     parsed.push_back(*s);
     got.push_back(r.owner);
   }
@@ -367,128 +423,6 @@ Status Server::on_unmask(std::uint32_t sender, const UnmaskResponse& msg) {
     (owner.masked ? owner.b_shares : owner.s_shares).push_back(parsed[i]);
   }
   return Status::success();
-}
-
-Result<AggregateResult> Server::finish() {
-  if (Status s = check_phase(Phase::unmasking, "finish"); !s) return s.error();
-  const std::uint32_t t = config_.threshold;
-  shamir::LagrangeCache cache;
-  std::vector<MaskJob> jobs;
-  AggregateResult result;
-
-  // Reconstructs from t of the revealed shares and accepts the result only if `verify` holds.
-  // With spare shares, a single bad share among the first t is tolerated: each leave-one-out
-  // subset of the first t+1 is tried (coefficients come from the cache when point sets repeat).
-  auto recover = [&](std::vector<shamir::Share>& shares,
-                     auto&& verify) -> Result<Key32> {
-    // Sort by x so clients whose first responders coincide share cached coefficients.
-    std::sort(shares.begin(), shares.end(),
-              [](const shamir::Share& a, const shamir::Share& b) { return a.x < b.x; });
-    const std::size_t m = std::min<std::size_t>(shares.size(), std::size_t{t} + 1);
-    const std::size_t attempts = m > t ? std::size_t{t} + 1 : 1;
-    std::vector<shamir::Share> subset(t);
-    std::vector<std::uint32_t> xs(t);
-    for (std::size_t attempt = 0; attempt < attempts; ++attempt) {
-      const std::size_t skip = attempt == 0 ? t : attempt - 1;  // attempt 0: the first t
-      for (std::size_t i = 0, j = 0; i < m && j < t; ++i)
-        if (i != skip) subset[j++] = shares[i];
-      for (std::uint32_t i = 0; i < t; ++i) xs[i] = subset[i].x;
-      auto coeffs = cache.at_zero(xs);
-      if (!coeffs) return coeffs.error();
-      auto secret = shamir::reconstruct(subset, **coeffs);
-      if (secret && verify(*secret)) return secret;
-    }
-    return make_error("no consistent subset of the revealed shares");
-  };
-
-  for (std::uint32_t u = 0; u < clients_.size(); ++u) {
-    ClientState& c = clients_[u];
-    if (c.masked) {
-      result.included.push_back(u);
-      if (c.b_shares.size() < t)
-        return abandon("self mask of client " + idx(u) + ": " + idx(c.b_shares.size()) +
-                       " shares revealed, t=" + idx(t));
-      auto b = recover(c.b_shares, [&](const Key32& seed) {
-        return self_mask_commitment(config_, u, seed) == c.keys.self_mask_commitment;
-      });
-      if (!b)
-        return abandon("self mask of client " + idx(u) +
-                       " failed verification against its commitment (bad shares)");
-      jobs.push_back({*b, u, u, false, crypto::PrgOp::subtract});
-    } else if (c.shared) {
-      std::vector<std::uint32_t> users;  // survivors that masked with u
-      for (std::uint32_t v : graph_.neighbors(u))
-        if (clients_[v].masked) users.push_back(v);
-      result.dropped.push_back(u);
-      if (users.empty()) continue;
-      if (c.s_shares.size() < t)
-        return abandon("mask key of dropped client " + idx(u) + ": " +
-                       idx(c.s_shares.size()) + " shares revealed, t=" + idx(t));
-      auto s = recover(c.s_shares, [&](const Key32& key) {
-        auto pub = crypto::x25519_public_from_private(key);
-        return pub && *pub == c.keys.mask_public;
-      });
-      if (!s)
-        return abandon("mask key of dropped client " + idx(u) +
-                       " failed verification against its public key (bad shares)");
-      // v applied pair_mask_op(v, u); undo it.
-      for (std::uint32_t v : users)
-        jobs.push_back({*s, u, v, true,
-                        pair_mask_op(v, u) == crypto::PrgOp::add ? crypto::PrgOp::subtract
-                                                                 : crypto::PrgOp::add});
-    }
-  }
-
-  // Regenerate and remove masks. Each worker owns an accumulator; they are summed at the end.
-  const unsigned threads =
-      std::max(1u, std::min<unsigned>(options_.threads, static_cast<unsigned>(jobs.size())));
-  std::vector<std::vector<std::uint32_t>> partial(threads > 1 ? threads - 1 : 0);
-  std::vector<Status> status(threads);
-  auto work = [&](unsigned w, std::span<std::uint32_t> acc) {
-    for (std::size_t j = w; j < jobs.size(); j += threads) {
-      const MaskJob& job = jobs[j];
-      Key32 seed = job.key;
-      if (job.pair) {
-        auto s = derive_mask_seed(config_, job.key, clients_[job.v].keys.mask_public, job.u,
-                                  job.v);
-        if (!s) {
-          status[w] = s.error();
-          return;
-        }
-        seed = *s;
-      }
-      if (Status st = crypto::prg_accumulate(seed, acc, job.op); !st) {
-        status[w] = st;
-        return;
-      }
-      OPENSSL_cleanse(seed.data(), seed.size());
-    }
-  };
-  {
-    std::vector<std::thread> pool;
-    for (unsigned w = 1; w < threads; ++w) {
-      partial[w - 1].assign(sum_.size(), 0);
-      pool.emplace_back(work, w, std::span<std::uint32_t>(partial[w - 1]));
-    }
-    work(0, sum_);
-    for (auto& th : pool) th.join();
-  }
-  for (MaskJob& j : jobs) OPENSSL_cleanse(j.key.data(), j.key.size());
-  for (const Status& s : status)
-    if (!s) return abandon("mask regeneration failed: " + s.message());
-  for (const auto& p : partial)
-    for (std::size_t i = 0; i < sum_.size(); ++i) sum_[i] += p[i];
-
-  for (ClientState& c : clients_) {
-    c.b_shares.clear();
-    c.s_shares.clear();
-  }
-  result.sum = sum_;
-  result.decoded = dequantize(sum_, config_.quant);
-  result.error_bound =
-      quantization_error_bound(config_.quant, static_cast<std::uint32_t>(result.included.size()));
-  phase_ = Phase::done;
-  return result;
 }
 
 }  // namespace federa::secagg

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -48,8 +49,8 @@ struct ServerOptions {
 };
 
 struct AggregateResult {
-  std::vector<std::uint32_t> sum;  // sum of the survivors' quantized vectors, mod 2^32
-  Decoded decoded;                 // sum w_u clip(x_u) and sum w_u over the survivors
+  std::vector<std::uint32_t> sum;       // sum of the survivors' quantized vectors, mod 2^32
+  Decoded decoded;                      // sum w_u clip(x_u) and sum w_u over the survivors
   std::vector<std::uint32_t> included;  // clients whose input is in the sum (sent MaskedInput)
   std::vector<std::uint32_t> dropped;   // sent shares but no MaskedInput; masks removed
   double error_bound = 0.0;             // quantization error bound per coordinate
@@ -59,8 +60,7 @@ class Server {
  public:
   enum class Phase { advertise_keys, share_keys, masked_input, unmasking, done, abandoned };
 
-  [[nodiscard]] static Result<Server> create(const RoundConfig& config,
-                                             ServerOptions options = {});
+  [[nodiscard]] static Result<Server> create(const RoundConfig& config, ServerOptions options = {});
 
   [[nodiscard]] Status on_advertise_keys(std::uint32_t sender, const AdvertiseKeys& msg);
   [[nodiscard]] Result<std::vector<KeysBroadcast>> end_advertise_keys();
@@ -70,7 +70,15 @@ class Server {
   // The same, from a reassembled upload slot (the transport checked `sender` against the
   // authenticated connection).
   [[nodiscard]] Status on_masked_input(std::uint32_t sender, std::uint64_t round,
-                                       std::span<const std::uint32_t> masked);
+                                       std::span<const std::uint32_t> masked,
+                                       std::span<const std::uint32_t> unusable_from = {});
+  // `sender` could not use the shares that the clients in `from` sent it (they did not decrypt
+  // or parse): it masks without them and holds none of their shares. This counts against each
+  // of `from` (blamed()), never against the sender: one that has not sent its MaskedInput yet is
+  // treated as dropped and its input refused. Sent with the masked-input header, before the
+  // input itself; on_masked_input must then name the same clients.
+  [[nodiscard]] Status report_unusable_shares(std::uint32_t sender,
+                                              std::span<const std::uint32_t> from);
   // Ok when a MaskedInput from `sender` would be taken now (right phase, completed ShareKeys,
   // none yet): the transport asks before it grants an upload slot.
   [[nodiscard]] Status expect_masked_input(std::uint32_t sender) const;
@@ -83,6 +91,10 @@ class Server {
   // transport can call end_* as soon as this is empty instead of waiting for the deadline.
   std::vector<std::uint32_t> pending() const;
   const RoundConfig& config() const { return config_; }
+  // Clients the round holds responsible for trouble, with the reason: shares that did not
+  // decrypt for a neighbour, revealed shares that do not match the owner's commitment or public
+  // key. Kept after the round is abandoned, so the coordinator can leave them out of a retry.
+  const std::map<std::uint32_t, std::string>& blamed() const { return blamed_; }
   const NeighborGraph& graph() const { return graph_; }
   // What the server holds of the clients' inputs: the running masked sum (for inspection;
   // with a backend, the host copy is filled at the end of MaskedInput).
@@ -93,6 +105,25 @@ class Server {
   Error abandon(std::string reason);
   Status check_phase(Phase expected, const char* what) const;
   Error reject(std::uint32_t sender, const std::string& why) const;
+  // True when `holder` took part in MaskedInput with `owner`'s shares usable: it masked with
+  // `owner` and can reveal a share of its secrets.
+  bool holds(std::uint32_t holder, std::uint32_t owner) const;
+  bool reported_unusable(std::uint32_t holder, std::uint32_t owner) const;
+  void blame(std::uint32_t client, std::string why);
+  Status check_recoverable();  // end of MaskedInput: every mask in the sum can be removed
+  // A mask finish() removes: the self mask of a survivor u, or the pair mask between a dropped
+  // client u (whose key s_u was reconstructed) and a surviving neighbour v.
+  struct MaskJob {
+    Key32 key;  // b_u, or s_u (private) for a pair job
+    std::uint32_t u = 0;
+    std::uint32_t v = 0;
+    bool pair = false;
+    crypto::PrgOp op = crypto::PrgOp::subtract;
+  };
+  // Reconstructs the secrets finish() needs (self masks of survivors, mask keys of dropped
+  // clients a survivor masked with) and says which masks to remove; fills included/dropped.
+  Result<std::vector<MaskJob>> reconstruct_masks(AggregateResult& result);
+  Status remove_masks(std::vector<MaskJob>& jobs);
 
   struct ClientState {
     bool advertised = false;  // U1 (after pruning)
@@ -101,8 +132,10 @@ class Server {
     bool answered = false;    // U4 (sent a valid UnmaskResponse)
     bool share_msg_seen = false;
     bool unmask_msg_seen = false;
+    bool reported = false;                     // sent its list of unusable shares (possibly empty)
+    std::vector<std::uint32_t> unusable_from;  // sorted: neighbours it did not mask with
     AdvertiseKeys keys;
-    std::vector<EncryptedShare> inbox;  // shares addressed to this client (relayed)
+    std::vector<EncryptedShare> inbox;              // shares addressed to this client (relayed)
     std::vector<shamir::Share> b_shares, s_shares;  // revealed shares of this client's secrets
   };
 
@@ -113,6 +146,7 @@ class Server {
   std::string abandon_reason_;
   std::vector<ClientState> clients_;
   std::unordered_set<std::string> seen_tags_;  // AES-GCM tags of relayed shares (replays)
+  std::map<std::uint32_t, std::string> blamed_;
   std::vector<std::uint32_t> sum_;
   std::shared_ptr<U32Sum> device_sum_;  // when options_.backend is set
   std::size_t masked_count_ = 0;

@@ -34,7 +34,8 @@ std::string reject_message(const ClientUpdate& u, const std::string& why) {
 
 // The checks every strategy makes before an update reaches the backend; a rejection is counted.
 template <typename Count>
-Status precheck(const ClientUpdate& u, bool began, const Status& setup, std::size_t n, Count& rejected) {
+Status precheck(const ClientUpdate& u, bool began, const Status& setup, std::size_t n,
+                Count& rejected) {
   if (!began) return make_error("add_update called before begin_round");
   if (!setup) return make_error("aggregation backend: " + setup.message());
   if (u.weights.size() != n) {
@@ -78,7 +79,7 @@ class StreamingStrategy final : public Strategy {
   bool supports_secure_aggregation() const override { return !dp_ && o_.max_update_norm <= 0.0; }
   bool measures_change() const override { return dp_ || o_.max_update_norm > 0.0; }
 
-  void begin_round(std::span<const float> global, std::uint64_t round) override {
+  Status begin_round(std::span<const float> global, std::uint64_t round) override {
     round_ = round;
     accepted_ = rejected_ = unclipped_ = 0;
     total_weight_ = 0.0;
@@ -89,19 +90,19 @@ class StreamingStrategy final : public Strategy {
       if (!s) {
         sum_.reset();
         setup_ = Status(s.error());
-        return;
+        return setup_;
       }
       sum_ = std::move(s.value());
     } else if (Status st = sum_->reset(); !st) {
       setup_ = st;
-      return;
+      return setup_;
     }
     if (pending_state_) {  // loaded before the model size was known
       setup_ = sum_->set_optimizer_state(pending_m_, pending_v_);
       pending_state_ = false;
       pending_m_.clear();
       pending_v_.clear();
-      if (!setup_) return;
+      if (!setup_) return setup_;
     }
     // The round's starting point is needed for server optimisers, for DP (which clips changes)
     // and for --max-update-norm (which bounds changes); plain FedAvg keeps no copy.
@@ -111,6 +112,7 @@ class StreamingStrategy final : public Strategy {
     else
       x_t_.clear();
     began_ = true;
+    return {};
   }
 
   Status add_update(const ClientUpdate& u) override {
@@ -138,7 +140,8 @@ class StreamingStrategy final : public Strategy {
     if (!setup_) return make_error("aggregation backend: " + setup_.message());
     if (global.size() != n_) return make_error("finish_round: the model changed size in the round");
     if (accepted_ == 0)
-      return make_error("no usable updates this round (" + std::to_string(rejected_) + " rejected)");
+      return make_error("no usable updates this round (" + std::to_string(rejected_) +
+                        " rejected)");
     RoundStats stats;
     stats["accepted"] = static_cast<double>(accepted_);
     stats["rejected"] = static_cast<double>(rejected_);
@@ -154,12 +157,13 @@ class StreamingStrategy final : public Strategy {
     return stats;
   }
 
-  StrategyState save_state() const override {
+  Result<StrategyState> save_state() const override {
     StrategyState s;
     s.values["strategy"] = name();
     std::vector<float> m = pending_m_, v = pending_v_;
     if (sum_ && !pending_state_) {
-      if (Status st = sum_->optimizer_state(m, v); !st) s.values["error"] = st.message();
+      if (Status st = sum_->optimizer_state(m, v); !st)
+        return make_error(st.code(), "cannot read the server optimiser's moments: " + st.message());
     }
     if (!m.empty()) s.tensors["server_m"] = std::move(m);
     if (!v.empty()) s.tensors["server_v"] = std::move(v);
@@ -237,8 +241,8 @@ class StreamingStrategy final : public Strategy {
       clip_norm_ *= std::exp(-o_.dp_clip_lr * (b / k - o_.dp_target_quantile));
     }
     if (z > 0.0) accountant_.add_steps(o_.dp_sampling_rate, z, 1);
-    stats["dp_epsilon"] = z > 0.0 ? accountant_.epsilon(o_.dp_delta)
-                                  : std::numeric_limits<double>::infinity();
+    stats["dp_epsilon"] =
+        z > 0.0 ? accountant_.epsilon(o_.dp_delta) : std::numeric_limits<double>::infinity();
     stats["dp_delta"] = o_.dp_delta;
     stats["dp_next_clip_norm"] = clip_norm_;
     return {};
@@ -280,7 +284,7 @@ class RobustStrategy final : public Strategy {
   bool needs_all_updates() const override { return true; }
   bool measures_change() const override { return o_.max_update_norm > 0.0; }
 
-  void begin_round(std::span<const float> global, std::uint64_t round) override {
+  Status begin_round(std::span<const float> global, std::uint64_t round) override {
     rejected_ = 0;
     weights_.clear();
     setup_ = Status{};
@@ -290,12 +294,12 @@ class RobustStrategy final : public Strategy {
       if (!s) {
         set_.reset();
         setup_ = Status(s.error());
-        return;
+        return setup_;
       }
       set_ = std::move(s.value());
     } else if (Status st = set_->clear(); !st) {
       setup_ = st;
-      return;
+      return setup_;
     }
     delta_mode_ = measures_change();
     if (delta_mode_)
@@ -303,6 +307,7 @@ class RobustStrategy final : public Strategy {
     else
       x_t_.clear();
     began_ = true;
+    return {};
   }
 
   Status add_update(const ClientUpdate& u) override {
@@ -328,7 +333,8 @@ class RobustStrategy final : public Strategy {
     if (global.size() != n_) return make_error("finish_round: the model changed size in the round");
     const std::size_t k = set_->count();
     if (k == 0)
-      return make_error("no usable updates this round (" + std::to_string(rejected_) + " rejected)");
+      return make_error("no usable updates this round (" + std::to_string(rejected_) +
+                        " rejected)");
     out_.resize(n_);
     RoundStats stats;
     stats["accepted"] = static_cast<double>(k);
@@ -369,7 +375,8 @@ class RobustStrategy final : public Strategy {
     const std::size_t f = o_.krum_f;
     if (k <= 2 * f + 2)
       return make_error("krum needs more than 2f + 2 = " + std::to_string(2 * f + 2) +
-                        " updates, got " + std::to_string(k) + " (--krum-f " + std::to_string(f) + ")");
+                        " updates, got " + std::to_string(k) + " (--krum-f " + std::to_string(f) +
+                        ")");
     auto d = set_->pairwise_sq_distances();
     if (!d) return d.error();
     const std::size_t nearest = k - f - 2;
@@ -383,9 +390,11 @@ class RobustStrategy final : public Strategy {
     }
     std::vector<std::size_t> order(k);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return score[a] < score[b]; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](auto a, auto b) { return score[a] < score[b]; });
     std::size_t m = 1;
-    if (kind_ == Robust::multi_krum) m = o_.krum_m > 0 ? std::min<std::size_t>(o_.krum_m, k) : k - f;
+    if (kind_ == Robust::multi_krum)
+      m = o_.krum_m > 0 ? std::min<std::size_t>(o_.krum_m, k) : k - f;
     order.resize(m);
     return order;
   }
@@ -417,36 +426,44 @@ bool is_known(const std::string& s) {
 
 void add_strategy_options(po::options_description& desc) {
   po::options_description s("Aggregation strategy", 110);
-  s.add_options()
-    ("strategy", po::value<std::string>()->default_value("fedavg"),
-     (std::string("how updates become the next model: ") + kStrategyNames).c_str())
-    ("server-lr", po::value<double>(),
-     "server learning rate eta (fedavgm default 1.0, fedadam 0.1, fedyogi 0.01, fedadagrad 0.1)")
-    ("server-momentum", po::value<double>(), "fedavgm server momentum beta (default 0.9)")
-    ("beta1", po::value<double>()->default_value(0.9), "fedadam/fedyogi/fedadagrad first-moment decay")
-    ("beta2", po::value<double>()->default_value(0.99), "fedadam/fedyogi second-moment decay")
-    ("tau", po::value<double>(), "fedadam/fedyogi/fedadagrad adaptivity tau (default 1e-9; fedyogi 1e-3)")
-    ("mu", po::value<double>()->default_value(0.01), "fedprox proximal term mu, sent to clients")
-    ("trim-beta", po::value<double>()->default_value(0.1),
-     "trimmed-mean: drop floor(beta K) largest and smallest values per coordinate (beta < 0.5)")
-    ("krum-f", po::value<unsigned>()->default_value(1), "krum/multi-krum: Byzantine clients tolerated (K > 2f + 2)")
-    ("krum-m", po::value<unsigned>()->default_value(0), "multi-krum: updates averaged (0 = K - f)")
-    ("max-update-norm", po::value<double>()->default_value(0.0),
-     "reject an update whose change from the global model has a larger L2 norm (0 = no bound)")
-    ("dp-noise-multiplier", po::value<double>()->default_value(0.0),
-     "central DP: Gaussian noise std = multiplier x clip norm on the sum (0 = no noise)")
-    ("dp-clip-norm", po::value<double>()->default_value(0.0),
-     "central DP: clip each update's change to this L2 norm (initial value when adaptive; 0 = 0.1)")
-    ("dp-adaptive-clip", po::bool_switch(), "central DP: adapt the clip norm to a quantile of update norms")
-    ("dp-target-quantile", po::value<double>()->default_value(0.5), "adaptive clipping: target unclipped fraction")
-    ("dp-clip-lr", po::value<double>()->default_value(0.2), "adaptive clipping: geometric learning rate")
-    ("dp-clip-count-stddev", po::value<double>()->default_value(0.0),
-     "adaptive clipping: noise std on the unclipped count (0 = cohort / 20)")
-    ("dp-delta", po::value<double>()->default_value(1e-5), "central DP: delta for the reported epsilon")
-    ("dp-sampling-rate", po::value<double>()->default_value(1.0),
-     "central DP: fraction of the population sampled per round, for the accountant (1 = no amplification)")
-    ("dp-seed", po::value<std::uint64_t>()->default_value(0),
-     "central DP: noise seed for repeatable runs (0 = fresh OS randomness; use 0 in deployments)");
+  s.add_options()("strategy", po::value<std::string>()->default_value("fedavg"),
+                  (std::string("how updates become the next model: ") + kStrategyNames).c_str())(
+      "server-lr", po::value<double>(),
+      "server learning rate eta (fedavgm default 1.0, fedadam 0.1, fedyogi 0.01, fedadagrad 0.1)")(
+      "server-momentum", po::value<double>(), "fedavgm server momentum beta (default 0.9)")(
+      "beta1", po::value<double>()->default_value(0.9),
+      "fedadam/fedyogi/fedadagrad first-moment decay")(
+      "beta2", po::value<double>()->default_value(0.99), "fedadam/fedyogi second-moment decay")(
+      "tau", po::value<double>(),
+      "fedadam/fedyogi/fedadagrad adaptivity tau (default 1e-9; fedyogi 1e-3)")(
+      "mu", po::value<double>()->default_value(0.01), "fedprox proximal term mu, sent to clients")(
+      "trim-beta", po::value<double>()->default_value(0.1),
+      "trimmed-mean: drop floor(beta K) largest and smallest values per coordinate (beta < 0.5)")(
+      "krum-f", po::value<unsigned>()->default_value(1),
+      "krum/multi-krum: Byzantine clients tolerated (K > 2f + 2)")(
+      "krum-m", po::value<unsigned>()->default_value(0),
+      "multi-krum: updates averaged (0 = K - f)")(
+      "max-update-norm", po::value<double>()->default_value(0.0),
+      "reject an update whose change from the global model has a larger L2 norm (0 = no bound)")(
+      "dp-noise-multiplier", po::value<double>()->default_value(0.0),
+      "central DP: Gaussian noise std = multiplier x clip norm on the sum (0 = no noise)")(
+      "dp-clip-norm", po::value<double>()->default_value(0.0),
+      "central DP: clip each update's change to this L2 norm (initial value when adaptive; 0 = "
+      "0.1)")("dp-adaptive-clip", po::bool_switch(),
+              "central DP: adapt the clip norm to a quantile of update norms")(
+      "dp-target-quantile", po::value<double>()->default_value(0.5),
+      "adaptive clipping: target unclipped fraction")("dp-clip-lr",
+                                                      po::value<double>()->default_value(0.2),
+                                                      "adaptive clipping: geometric learning rate")(
+      "dp-clip-count-stddev", po::value<double>()->default_value(0.0),
+      "adaptive clipping: noise std on the unclipped count (0 = cohort / 20)")(
+      "dp-delta", po::value<double>()->default_value(1e-5),
+      "central DP: delta for the reported epsilon")(
+      "dp-sampling-rate", po::value<double>()->default_value(1.0),
+      "central DP: fraction of the population sampled per round, for the accountant (1 = no "
+      "amplification)")(
+      "dp-seed", po::value<std::uint64_t>()->default_value(0),
+      "central DP: noise seed for repeatable runs (0 = fresh OS randomness; use 0 in deployments)");
   desc.add(s);
 }
 
@@ -484,29 +501,36 @@ Result<StrategyOptions> strategy_options_from(const po::variables_map& vm) {
   auto in = [](double v, double lo, double hi) { return std::isfinite(v) && v >= lo && v <= hi; };
   if (o.server_lr && !(*o.server_lr > 0.0 && std::isfinite(*o.server_lr)))
     return make_error("--server-lr must be > 0");
-  if (o.server_momentum && !in(*o.server_momentum, 0.0, 1.0) ) return make_error("--server-momentum must be in [0, 1]");
+  if (o.server_momentum && !in(*o.server_momentum, 0.0, 1.0))
+    return make_error("--server-momentum must be in [0, 1]");
   if (!in(o.beta1, 0.0, 1.0) || o.beta1 == 1.0) return make_error("--beta1 must be in [0, 1)");
   if (!in(o.beta2, 0.0, 1.0) || o.beta2 == 1.0) return make_error("--beta2 must be in [0, 1)");
   if (o.tau && !(*o.tau > 0.0)) return make_error("--tau must be > 0");
   if (!in(o.mu, 0.0, 1e6)) return make_error("--mu must be >= 0");
-  if (!in(o.trim_beta, 0.0, 0.5) || o.trim_beta == 0.5) return make_error("--trim-beta must be in [0, 0.5)");
+  if (!in(o.trim_beta, 0.0, 0.5) || o.trim_beta == 0.5)
+    return make_error("--trim-beta must be in [0, 0.5)");
   if (!in(o.max_update_norm, 0.0, 1e300)) return make_error("--max-update-norm must be >= 0");
   if (!in(o.dp_noise_multiplier, 0.0, 1e6)) return make_error("--dp-noise-multiplier must be >= 0");
   if (!in(o.dp_clip_norm, 0.0, 1e300)) return make_error("--dp-clip-norm must be >= 0");
-  if (!in(o.dp_target_quantile, 0.0, 1.0)) return make_error("--dp-target-quantile must be in [0, 1]");
+  if (!in(o.dp_target_quantile, 0.0, 1.0))
+    return make_error("--dp-target-quantile must be in [0, 1]");
   if (!in(o.dp_clip_lr, 0.0, 1e3)) return make_error("--dp-clip-lr must be >= 0");
-  if (!in(o.dp_clip_count_stddev, 0.0, 1e9)) return make_error("--dp-clip-count-stddev must be >= 0");
+  if (!in(o.dp_clip_count_stddev, 0.0, 1e9))
+    return make_error("--dp-clip-count-stddev must be >= 0");
   if (!(o.dp_delta > 0.0 && o.dp_delta < 1.0)) return make_error("--dp-delta must be in (0, 1)");
   if (!(o.dp_sampling_rate > 0.0 && o.dp_sampling_rate <= 1.0))
     return make_error("--dp-sampling-rate must be in (0, 1]");
   if (o.dp_noise_multiplier > 0.0 && o.dp_clip_norm == 0.0 && !o.dp_adaptive_clip)
-    return make_error("--dp-noise-multiplier needs --dp-clip-norm (or --dp-adaptive-clip): noise is scaled to the clip norm");
+    return make_error(
+        "--dp-noise-multiplier needs --dp-clip-norm (or --dp-adaptive-clip): noise is scaled to "
+        "the clip norm");
   if (o.dp_enabled() && is_robust(o.strategy))
     return make_error("central DP wraps the FedAvg family only, not --strategy " + o.strategy);
   return o;
 }
 
-Result<std::unique_ptr<Strategy>> make_strategy(const StrategyOptions& o, AggregationBackend& backend) {
+Result<std::unique_ptr<Strategy>> make_strategy(const StrategyOptions& o,
+                                                AggregationBackend& backend) {
   const std::string& s = o.strategy;
   if (o.dp_enabled() && is_robust(s))
     return make_error("central DP wraps the FedAvg family only, not --strategy " + s);

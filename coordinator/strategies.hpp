@@ -24,12 +24,11 @@
 // norm and the RDP accountant's position, all exact (hex floats).
 #pragma once
 
+#include <boost/program_options.hpp>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
-
-#include <boost/program_options.hpp>
 
 #include "common/result.hpp"
 #include "coordinator/aggregation_backend.hpp"
@@ -46,11 +45,11 @@ struct StrategyOptions {
   double beta1 = 0.9;
   double beta2 = 0.99;
   std::optional<double> tau;
-  double mu = 0.01;           // FedProx proximal term sent to clients
-  double trim_beta = 0.1;     // trimmed mean drops floor(beta K) from each end, beta < 0.5
-  unsigned krum_f = 1;        // assumed Byzantine clients; Krum needs K > 2f + 2
-  unsigned krum_m = 0;        // Multi-Krum averages the m best; 0 = K - f
-  double max_update_norm = 0; // reject updates with a larger L2 norm; 0 = no bound
+  double mu = 0.01;            // FedProx proximal term sent to clients
+  double trim_beta = 0.1;      // trimmed mean drops floor(beta K) from each end, beta < 0.5
+  unsigned krum_f = 1;         // assumed Byzantine clients; Krum needs K > 2f + 2
+  unsigned krum_m = 0;         // Multi-Krum averages the m best; 0 = K - f
+  double max_update_norm = 0;  // reject updates with a larger L2 norm; 0 = no bound
 
   // Central DP (DP-FedAvg). On when dp_noise_multiplier > 0 or dp_clip_norm > 0.
   double dp_noise_multiplier = 0.0;  // z: noise std = z x clip norm, on the sum
@@ -60,15 +59,19 @@ struct StrategyOptions {
   double dp_clip_lr = 0.2;
   double dp_clip_count_stddev = 0.0;  // noise on the clipped count; 0 = cohort size / 20
   double dp_delta = 1e-5;
-  double dp_sampling_rate = 1.0;  // q = cohort / population, for the accountant; 1 = no amplification
-  std::uint64_t dp_seed = 0;      // 0 = fresh OS randomness each round (deployments); else repeatable
+  double dp_sampling_rate =
+      1.0;                    // q = cohort / population, for the accountant; 1 = no amplification
+  std::uint64_t dp_seed = 0;  // 0 = fresh OS randomness each round (deployments); else repeatable
 
-  bool dp_enabled() const { return dp_noise_multiplier > 0.0 || dp_clip_norm > 0.0 || dp_adaptive_clip; }
+  bool dp_enabled() const {
+    return dp_noise_multiplier > 0.0 || dp_clip_norm > 0.0 || dp_adaptive_clip;
+  }
 };
 
 // The strategy names make_strategy accepts.
 inline constexpr const char* kStrategyNames =
-    "fedavg, fedavgm, fedprox, fedadam, fedyogi, fedadagrad, median, trimmed-mean, krum, multi-krum";
+    "fedavg, fedavgm, fedprox, fedadam, fedyogi, fedadagrad, median, trimmed-mean, krum, "
+    "multi-krum";
 
 void add_strategy_options(boost::program_options::options_description& desc);
 

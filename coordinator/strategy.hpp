@@ -56,7 +56,9 @@ class Strategy {
   virtual void configure_fit(TrainConfig& config) const {}
   // True when every update must be held at once (median, trimmed mean, Krum).
   virtual bool needs_all_updates() const = 0;
-  virtual void begin_round(std::span<const float> global, std::uint64_t round) = 0;
+  // Prepares a round from the global model. Fails when the backend cannot hold the round (out
+  // of device memory, a restored optimiser state of another size); add_update then refuses too.
+  virtual Status begin_round(std::span<const float> global, std::uint64_t round) = 0;
   // Validates (finite values, norm bound when set) and folds in or keeps the update. A rejected
   // update returns an Error naming the reason and leaves the round as it was.
   virtual Status add_update(const ClientUpdate& update) = 0;
@@ -73,8 +75,12 @@ class Strategy {
   // (--max-update-norm, central DP): the receive path should then measure |x - global| too,
   // passing the global model to ChunkAssembler::begin as its reference.
   virtual bool measures_change() const { return false; }
-  virtual Status add_cohort_mean(const ClientUpdate& mean, std::size_t clients) { return add_update(mean); }
-  virtual StrategyState save_state() const { return {}; }
+  virtual Status add_cohort_mean(const ClientUpdate& mean, std::size_t clients) {
+    return add_update(mean);
+  }
+  // What --resume needs to continue the strategy (optimiser moments, DP accounting); fails when
+  // the backend cannot hand its state back.
+  virtual Result<StrategyState> save_state() const { return StrategyState{}; }
   virtual Status load_state(const StrategyState& state) { return {}; }
 };
 

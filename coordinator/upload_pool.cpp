@@ -6,7 +6,8 @@ Result<std::span<float>> UploadBuffer::floats(std::size_t n, AggregationBackend*
   if (float_count_ != n) {
     if (backend) {
       auto b = backend->make_host_buffer(n);
-      if (!b) return make_error(ErrorCode::resource_exhausted, "upload buffer: " + b.error().message);
+      if (!b)
+        return make_error(ErrorCode::resource_exhausted, "upload buffer: " + b.error().message);
       floats_ = std::move(*b);
     } else {
       floats_ = AggregationBackend::HostBuffer(new float[n], [](float* p) { delete[] p; });

@@ -34,7 +34,8 @@ class UploadBuffer {
 
 class UploadPool {
  public:
-  UploadPool(std::size_t slots, AggregationBackend* backend) : slots_(slots ? slots : 1), backend_(backend) {}
+  UploadPool(std::size_t slots, AggregationBackend* backend)
+      : slots_(slots ? slots : 1), backend_(backend) {}
   // A free buffer, or nullptr when every slot is in use. Thread-safe.
   std::unique_ptr<UploadBuffer> acquire();
   void release(std::unique_ptr<UploadBuffer> buffer);

@@ -14,12 +14,19 @@ packages=(
   doctest-dev
   dataset-fashion-mnist
   libopenmpi-dev openmpi-bin
+  # numpy: the examples' centralised references (examples/tabular/reference.py). The tabular
+  # example takes its data from python3-sklearn with `apt-get download` at run time instead of
+  # installing it: on Debian 12 it cannot be installed beside libboost1.81-dev.
   python3 python3-numpy
   # Debian packages (scripts/package.sh): CPack's dpkg-shlibdeps, man pages from --help, and
   # systemd-analyze for the packaging test's unit checks
   dpkg-dev fakeroot help2man systemd
   # the admin listener's tests: the dashboard in a real browser, a real Prometheus scraping it
   chromium prometheus
+  iproute2
+  clang libclang-rt-14-dev
+  # PyTorch: models from a file (PyTorch state dicts) and the external-trainer example (examples/pytorch)
+  python3-torch
 )
 
 missing=()

@@ -51,7 +51,9 @@ Status Driver::connect_all() {
     std::string name = client_name(i, o_.clients);
     index_[name] = i;
     links_.push_back(std::make_shared<SimLink>(name, i, inbox_));
-    clients_.push_back(std::make_unique<VirtualClient>(i, name, cd_.parts[i].size(), *this));
+    const std::size_t held_out = i < cd_.tests.size() ? cd_.tests[i].size() : 0;
+    clients_.push_back(
+        std::make_unique<VirtualClient>(i, name, cd_.parts[i].size(), held_out, *this));
     if (Status s = orch_.on_connect(links_.back()); !s)
       return Error{s.code(), "connecting " + name + ": " + s.message()};
     clients_.back()->session().start();  // Hello
@@ -127,6 +129,10 @@ void Driver::close_link(std::size_t c, const std::string& why) {
 }
 
 void Driver::task_requested(std::size_t c, Task task) {
+  if (task.kind == TaskKind::evaluate) {
+    batch_.push_back(Request{c, std::move(task)});
+    return;
+  }
   const ClientFate fate = draw_fate(clock_, task.round, task.attempt, c);
   if (fate.outcome != ClientFate::Outcome::train) {
     // It never trains; it says so at once, as a real client that went away would not (the
@@ -140,7 +146,8 @@ void Driver::task_requested(std::size_t c, Task task) {
 
 std::shared_ptr<const Model> Driver::share_model(std::shared_ptr<const Model> model) {
   // Every selected client reassembled the same bytes: keep one copy of the model.
-  if (round_model_ && round_model_->layout == model->layout && round_model_->data == model->data)
+  if (round_model_ && round_model_->layout == model->layout && round_model_->data == model->data &&
+      round_model_->carried == model->carried)
     return round_model_;
   round_model_ = std::move(model);
   return round_model_;
@@ -166,6 +173,7 @@ Status Driver::on_round_started(const RoundStarted& e) {
       return Error{ErrorCode::internal, "a task of another round attempt was left over"};
   std::sort(batch.begin(), batch.end(),
             [](const Request& a, const Request& b) { return a.client < b.client; });
+  if (e.kind == TaskKind::evaluate) return evaluate_batch(batch);
 
   AttemptFigures fig = figures_for(e);
   in_round_ = true;
@@ -178,6 +186,32 @@ Status Driver::on_round_started(const RoundStarted& e) {
   Status s = hand_back(batch, *outcomes, e.secure);
   in_round_ = false;
   return s;
+}
+
+Status Driver::evaluate_batch(const std::vector<Request>& batch) {
+  if (batch.empty()) return {};
+  std::vector<std::size_t> clients;
+  for (const auto& r : batch) {
+    if (r.task.model != batch.front().task.model)
+      return Error{ErrorCode::internal, "the clients of one evaluation received different models"};
+    clients.push_back(r.client);
+  }
+  auto results = evaluate_clients(cd_, clients, *batch.front().task.model,
+                                  batch.front().task.config, o_.threads);
+  for (std::size_t k = 0; k < batch.size(); ++k) {
+    const std::size_t c = batch[k].client;
+    if (closed_[c]) continue;
+    if (!results[k]) {
+      clients_[c]->session().on_task_done(failed_task(batch[k].task, results[k].error()));
+      continue;
+    }
+    TaskResult r;
+    r.kind = batch[k].task.kind;
+    r.round = batch[k].task.round;
+    r.output = TaskOutput(std::move(results[k].value()));
+    clients_[c]->session().on_task_done(std::move(r));
+  }
+  return {};
 }
 
 AttemptFigures Driver::figures_for(const RoundStarted& e) const {

@@ -14,7 +14,9 @@
 // queued) is the barrier: the batch trains over threads and ranks (sim/training.hpp), then the
 // results go back to the sessions one at a time in client order, each plain update uploaded
 // before the next one starts, so the strategy sums them in the same order whatever the thread
-// or rank count (the orchestrator's aggregation queue is FIFO).
+// or rank count (the orchestrator's aggregation queue is FIFO). An evaluation (RoundStarted of
+// kind evaluate) is the same barrier: its batch evaluates on rank 0's threads and the results go
+// back in client order; dropouts and the simulated clock do not apply to it.
 #pragma once
 
 #include <atomic>
@@ -78,6 +80,8 @@ class Driver final : public ClientHost {
   // Hands back the failures of clients that do not train (after the delivery that asked).
   void settle_failures();
   Status on_round_started(const RoundStarted& e);
+  // An evaluation's batch: every client evaluates on its held-out rows (no dropouts, no clock).
+  Status evaluate_batch(const std::vector<Request>& batch);
   AttemptFigures figures_for(const RoundStarted& e) const;
   Result<std::vector<TrainOutcome>> train(std::uint64_t round, const std::vector<Request>& batch);
   Status hand_back(std::vector<Request>& batch, std::vector<TrainOutcome>& outcomes, bool secure);

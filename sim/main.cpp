@@ -37,6 +37,10 @@ void describe_flags(po::options_description& desc) {
       ("partition", po::value<std::string>()->default_value("iid"), "iid | dirichlet:ALPHA | labels:K | quantity:ALPHA")
       ("eval-data", po::value<std::string>(), "held-out set for central evaluation (default: fashion-mnist's test split when --data is fashion-mnist; 'none' to skip)")
       ("eval-limit", po::value<std::size_t>()->default_value(0), "use only the first N evaluation rows (0 = all)")
+      ("test-fraction", po::value<double>()->default_value(0.0), "share of each virtual client's rows held out for federated evaluation (0 = none)")
+      ("evaluate-every", po::value<std::uint64_t>()->default_value(1), "federated evaluation after every Nth round and the last (0 = never; needs --test-fraction)")
+      ("fraction-evaluate", po::value<double>()->default_value(1.0), "share of the clients asked to evaluate each time (0, 1]")
+      ("min-evaluate-clients", po::value<std::size_t>()->default_value(1), "answers with held-out data needed for fed_loss and fed_accuracy")
       ("metrics-out", po::value<std::string>()->default_value(""), "JSON lines per round, as the coordinator writes; a plot goes beside it (.svg)")
       ("device", po::value<std::string>()->default_value("auto"), "aggregation device: auto | cpu | cuda")
       ("agg-threads", po::value<unsigned>()->default_value(1), "aggregation threads (keep fixed when comparing runs: norms are summed per thread)")
@@ -88,6 +92,14 @@ SimOptions sim_options(const po::variables_map& vm) {
     o.eval_data = "fashion-mnist";
   }
   o.eval_limit = vm["eval-limit"].as<std::size_t>();
+  o.test_fraction = vm["test-fraction"].as<double>();
+  o.evaluation.every = vm["evaluate-every"].as<std::uint64_t>();
+  o.evaluation.fraction = vm["fraction-evaluate"].as<double>();
+  o.evaluation.min_clients = vm["min-evaluate-clients"].as<std::size_t>();
+  if (!(o.evaluation.fraction > 0 && o.evaluation.fraction <= 1))
+    throw OptionsError("--fraction-evaluate must be in (0, 1]");
+  if (o.evaluation.min_clients == 0)
+    throw OptionsError("--min-evaluate-clients must be at least 1");
   o.metrics_out = vm["metrics-out"].as<std::string>();
   o.dropout = vm["dropout"].as<double>();
   auto latency = parse_latency(vm["straggler"].as<std::string>());

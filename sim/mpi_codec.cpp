@@ -23,7 +23,9 @@ class Writer {
   std::string take() { return std::move(out_); }
 
  private:
-  void raw(const void* p, std::size_t n) { out_.append(static_cast<const char*>(p), n); }
+  void raw(const void* p, std::size_t n) {
+    if (n > 0) out_.append(static_cast<const char*>(p), n);
+  }
   std::string out_;
 };
 
@@ -66,7 +68,7 @@ class Reader {
   void fail() { ok_ = false; }
   void raw(void* p, std::size_t n) {
     if (!ok_ || n > s_.size() - at_) return fail();
-    std::memcpy(p, s_.data() + at_, n);
+    if (n > 0) std::memcpy(p, s_.data() + at_, n);  // an empty vector's data() may be null
     at_ += n;
   }
   const std::string& s_;

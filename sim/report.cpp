@@ -79,6 +79,7 @@ std::vector<RoundPoint> parse_metrics(const std::vector<std::string>& lines) {
     p.accuracy = number(o, "accuracy");
     p.loss = number(o, "loss");
     p.train_loss = number(o, "train_loss");
+    p.fed_accuracy = number(o, "fed_accuracy");
     p.clients = number(o, "clients").value_or(0);
     p.selected = number(o, "selected").value_or(0);
     p.dropped = number(o, "dropped").value_or(0);
@@ -111,6 +112,7 @@ Summary summarize(const SimReport& report, const std::vector<RoundPoint>& points
       }
       if (target > 0 && !s.rounds_to_target && *p.accuracy >= target) s.rounds_to_target = p.round;
     }
+    if (p.fed_accuracy) s.final_fed_accuracy = p.fed_accuracy;
   }
   if (!points.empty()) {
     s.final_accuracy = points.back().accuracy;
@@ -129,6 +131,9 @@ std::string format_summary(const Summary& s) {
   out += fmt::format("  best accuracy         {}{}\n", pct(s.best_accuracy),
                      s.best_accuracy ? fmt::format(" (round {})", s.best_round) : std::string());
   if (s.final_loss) out += fmt::format("  final loss            {:.4f}\n", *s.final_loss);
+  if (s.final_fed_accuracy)
+    out += fmt::format("  final fed accuracy    {:.2f} % (the clients' held-out rows)\n",
+                       *s.final_fed_accuracy * 100);
   if (s.target > 0)
     out += fmt::format(
         "  rounds to {:.2f} %     {}\n", s.target * 100,
@@ -157,7 +162,7 @@ struct PlotFrame {
   double pw = 0, ph = 0;  // the drawing area
   std::uint64_t r_max = 1;
   double loss_max = 0;
-  bool have_acc = false, have_loss = false;
+  bool have_acc = false, have_loss = false, have_fed = false;
   double x(double r) const { return left + (r_max > 1 ? (r - 1) / double(r_max - 1) : 0.5) * pw; }
   double y_acc(double a) const { return top + (1 - a) * ph; }
   double y_loss(double l) const { return top + (1 - l / loss_max) * ph; }
@@ -174,6 +179,7 @@ PlotFrame frame_for(const std::vector<RoundPoint>& points) {
       f.have_loss = true;
     }
     f.have_acc = f.have_acc || p.accuracy.has_value();
+    f.have_fed = f.have_fed || p.fed_accuracy.has_value();
   }
   if (!(f.loss_max > 0)) f.loss_max = 1;
   f.loss_max *= 1.05;
@@ -217,7 +223,7 @@ std::string svg_axes(const PlotFrame& f) {
 
 template <typename Value, typename Y>
 std::string svg_polyline(const std::vector<RoundPoint>& points, const PlotFrame& f, Value value,
-                         Y y, const char* colour) {
+                         Y y, const char* colour, const char* dash = "") {
   std::string pts, dots;
   for (const auto& p : points) {
     std::optional<double> v = value(p);
@@ -228,8 +234,9 @@ std::string svg_polyline(const std::vector<RoundPoint>& points, const PlotFrame&
                           f.x(double(p.round)), y(*v), colour);
   }
   if (pts.empty()) return std::string();
-  return fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n",
-                     pts, colour) +
+  return fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{}/>\n",
+                     pts, colour,
+                     *dash ? fmt::format(" stroke-dasharray=\"{}\"", dash) : std::string()) +
          dots;
 }
 
@@ -243,7 +250,12 @@ std::string svg_legend(const PlotFrame& f) {
       "<line x1=\"{0}\" x2=\"{1}\" y1=\"38\" y2=\"38\" stroke=\"#d62728\" stroke-width=\"2\"/>"
       "<text x=\"{2}\" y=\"42\">loss</text>\n",
       w - right - 90, w - right - 70, w - right - 65);
-  if (!f.have_acc)
+  if (f.have_fed)
+    s += fmt::format(
+        "<line x1=\"{0}\" x2=\"{1}\" y1=\"22\" y2=\"22\" stroke=\"#1f77b4\" stroke-width=\"2\" "
+        "stroke-dasharray=\"6 3\"/><text x=\"{2}\" y=\"26\">fed accuracy</text>\n",
+        w - right - 190, w - right - 170, w - right - 165);
+  if (!f.have_acc && !f.have_fed)
     s += fmt::format(
         "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"#888\">no accuracy: run "
         "with --eval-data</text>\n",
@@ -271,6 +283,9 @@ std::string render_svg(const std::vector<RoundPoint>& points, const std::string&
   if (f.have_acc)
     s += svg_polyline(
         points, f, [](const RoundPoint& p) { return p.accuracy; }, y_acc, "#1f77b4");
+  if (f.have_fed)
+    s += svg_polyline(
+        points, f, [](const RoundPoint& p) { return p.fed_accuracy; }, y_acc, "#1f77b4", "6 3");
   s += svg_legend(f);
   return s + "</svg>\n";
 }

@@ -23,6 +23,7 @@ struct RoundPoint {
   std::optional<double> accuracy;  // central evaluation; absent without --eval-data
   std::optional<double> loss;      // evaluation loss, else the weighted train loss
   std::optional<double> train_loss;
+  std::optional<double> fed_accuracy;  // federated evaluation on the clients' held-out rows
   double clients = 0, selected = 0, dropped = 0, dropped_out = 0, missed_deadline = 0;
   double sim_clock_s = 0;
 };
@@ -33,6 +34,7 @@ std::vector<RoundPoint> parse_metrics(const std::vector<std::string>& lines);
 struct Summary {
   std::uint64_t rounds = 0;
   std::optional<double> final_accuracy, best_accuracy, final_loss;
+  std::optional<double> final_fed_accuracy;  // the last federated evaluation
   std::uint64_t best_round = 0;
   std::optional<std::uint64_t> rounds_to_target;  // first round with accuracy >= target
   double target = 0;
@@ -48,7 +50,8 @@ Summary summarize(const SimReport& report, const std::vector<RoundPoint>& points
                   double target_accuracy);
 std::string format_summary(const Summary& s);
 
-// A self-contained SVG: accuracy (left axis) and loss (right axis) against the round.
+// A self-contained SVG: accuracy and, dashed, federated accuracy (left axis) and loss (right axis)
+// against the round.
 std::string render_svg(const std::vector<RoundPoint>& points, const std::string& title);
 
 // `metrics` with its extension replaced by ".svg" ("runs/a.jsonl" -> "runs/a.svg").

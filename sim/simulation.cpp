@@ -31,6 +31,8 @@ Status validate(const SimOptions& o) {
   if (!(o.dropout >= 0 && o.dropout <= 1)) return bad("--dropout must be in [0, 1]");
   if (!(o.round_timeout_s >= 0)) return bad("--round-timeout must be >= 0");
   if (o.rounds == 0) return bad("--rounds must be at least 1");
+  if (!(o.test_fraction >= 0 && o.test_fraction < 1))
+    return bad("--test-fraction must be in [0, 1)");
   return {};
 }
 
@@ -39,6 +41,17 @@ void limit_rows(Dataset& d, std::size_t limit) {
   d.rows = limit;
   d.x.resize(limit * d.features);
   d.labels.resize(limit);
+}
+
+// Each client's last `fraction` of rows become its held-out ones (its test split).
+Partitions hold_out(Partitions& parts, double fraction) {
+  Partitions tests(parts.size());
+  for (std::size_t c = 0; c < parts.size(); ++c) {
+    const auto n = static_cast<std::size_t>(fraction * double(parts[c].size()));
+    tests[c].assign(parts[c].end() - static_cast<std::ptrdiff_t>(n), parts[c].end());
+    parts[c].resize(parts[c].size() - n);
+  }
+  return tests;
 }
 
 // Every rank loads and partitions the same data (deterministic in the seed); trainers are index
@@ -55,6 +68,7 @@ Result<ClientData> load_clients(const SimOptions& o, const Network& net) {
   auto parts = partition_dataset(train->labels, train->num_classes, o.partition, o.clients, o.seed);
   if (!parts) return bad("--partition: " + parts.error().message);
   cd.parts = std::move(*parts);
+  cd.tests = hold_out(cd.parts, o.test_fraction);
   cd.data = std::make_shared<const Dataset>(std::move(*train));
   return cd;
 }
@@ -83,6 +97,7 @@ OrchestratorOptions orchestrator_options(const SimOptions& o, AggregationBackend
   oo.train = o.train;
   oo.federation = "federa-sim";
   oo.backend = &backend;
+  oo.evaluation = o.evaluation;
   if (o.secure_aggregation) {
     oo.secure_aggregation = "secagg+";
     oo.secagg_threads = std::max(1u, o.agg_threads);

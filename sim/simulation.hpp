@@ -26,6 +26,7 @@
 
 #include "common/result.hpp"
 #include "common/train_config.hpp"
+#include "coordinator/evaluation.hpp"
 #include "coordinator/strategies.hpp"
 #include "sim/latency.hpp"
 #include "sim/rank_group.hpp"
@@ -46,7 +47,11 @@ struct SimOptions {
   std::string data = "fashion-mnist";
   std::size_t train_limit = 0;  // use the first N training rows only (0 = all)
   std::string partition = "iid";
-  std::string eval_data;              // empty = no central evaluation
+  std::string eval_data;  // empty = no central evaluation
+  // Federated evaluation: each virtual client holds out this share of its rows (0 = none, and no
+  // federated evaluation) and evaluates the new model on them as the orchestrator asks.
+  double test_fraction = 0.0;
+  EvaluationOptions evaluation;
   std::size_t eval_limit = 0;         // first N evaluation rows only (0 = all)
   std::filesystem::path metrics_out;  // JSON lines, as the coordinator writes; empty = none
   unsigned threads = 0;               // client-training threads per rank; 0 = cores

@@ -8,36 +8,61 @@
 
 namespace federa {
 
+namespace {
+
+// Runs work(k) for k in [0, n) on up to `threads` threads, the caller's included.
+template <typename Work>
+void on_threads(std::size_t n, unsigned threads, Work work) {
+  std::atomic<std::size_t> next{0};
+  auto loop = [&] {
+    for (std::size_t k; (k = next.fetch_add(1)) < n;) work(k);
+  };
+  const unsigned t = static_cast<unsigned>(std::min<std::size_t>(std::max(1u, threads), n));
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < t; ++i) pool.emplace_back(loop);
+  loop();
+  for (auto& th : pool) th.join();
+}
+
+// Client c's built-in trainer over its rows of the shared data.
+std::unique_ptr<Trainer> trainer_for(const ClientData& cd, std::size_t c) {
+  return make_builtin_trainer(cd.data, cd.parts[c],
+                              c < cd.tests.size() ? cd.tests[c] : std::vector<std::size_t>{},
+                              mix_seeds(cd.seed, c + 1));
+}
+
+}  // namespace
+
 std::vector<TrainOutcome> train_clients(const ClientData& cd,
                                         const std::vector<std::size_t>& clients,
                                         const Model& global, const TrainConfig& config,
                                         unsigned threads, std::atomic<std::size_t>* done) {
   std::vector<TrainOutcome> out(clients.size());
-  std::atomic<std::size_t> next{0};
-  auto work = [&] {
-    for (std::size_t k; (k = next.fetch_add(1)) < clients.size();) {
-      const std::size_t c = clients[k];
-      TrainOutcome& o = out[k];
-      o.client = c;
-      auto trainer = make_builtin_trainer(cd.data, cd.parts[c], {}, mix_seeds(cd.seed, c + 1));
-      Result<FitResult> r = trainer->fit(global, config);
-      if (r) {
-        o.ok = true;
-        o.num_examples = r->num_examples;
-        o.metrics = std::move(r->metrics);
-        o.weights = std::move(r->weights);
-      } else {
-        o.error = r.error().message;
-      }
-      if (done) done->fetch_add(1);
+  on_threads(clients.size(), threads, [&](std::size_t k) {
+    TrainOutcome& o = out[k];
+    o.client = clients[k];
+    Result<FitResult> r = trainer_for(cd, o.client)->fit(global, config);
+    if (r) {
+      o.ok = true;
+      o.num_examples = r->num_examples;
+      o.metrics = std::move(r->metrics);
+      o.weights = std::move(r->weights);
+    } else {
+      o.error = r.error().message;
     }
-  };
-  const unsigned n =
-      static_cast<unsigned>(std::min<std::size_t>(std::max(1u, threads), clients.size()));
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < n; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
+    if (done) done->fetch_add(1);
+  });
+  return out;
+}
+
+std::vector<Result<EvaluateResult>> evaluate_clients(const ClientData& cd,
+                                                     const std::vector<std::size_t>& clients,
+                                                     const Model& model, const TrainConfig& config,
+                                                     unsigned threads) {
+  std::vector<Result<EvaluateResult>> out(clients.size(),
+                                          Error{ErrorCode::internal, "not evaluated"});
+  on_threads(clients.size(), threads,
+             [&](std::size_t k) { out[k] = trainer_for(cd, clients[k])->evaluate(model, config); });
   return out;
 }
 

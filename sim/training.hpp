@@ -14,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include "client/trainer.hpp"
 #include "common/dataset.hpp"
 #include "common/model.hpp"
 #include "common/result.hpp"
@@ -25,6 +26,7 @@ namespace federa {
 struct ClientData {
   std::shared_ptr<const Dataset> data;
   Partitions parts;  // each client's training rows
+  Partitions tests;  // each client's held-out rows (empty without --test-fraction)
   std::uint64_t seed = 1;
 };
 
@@ -34,6 +36,13 @@ std::vector<TrainOutcome> train_clients(const ClientData& cd,
                                         const std::vector<std::size_t>& clients,
                                         const Model& global, const TrainConfig& config,
                                         unsigned threads, std::atomic<std::size_t>* done);
+
+// Evaluates `model` on each client's held-out rows, on up to `threads` threads (rank 0 alone:
+// evaluation is a forward pass, small next to training).
+std::vector<Result<EvaluateResult>> evaluate_clients(const ClientData& cd,
+                                                     const std::vector<std::size_t>& clients,
+                                                     const Model& model, const TrainConfig& config,
+                                                     unsigned threads);
 
 // This rank's share of `clients`: the positions k with k mod size == rank.
 std::vector<std::size_t> share_of(const std::vector<std::size_t>& clients, int rank, int size);

@@ -41,10 +41,13 @@ void SimLink::close_with_error(wire::Error::Code code, const std::string& reason
 void SimLink::close() { inbox_.push(CloseDelivery{index_, "closed by the coordinator"}); }
 
 namespace {
-SessionOptions virtual_client_options(std::string name, std::uint64_t examples, ClientHost& host) {
+SessionOptions virtual_client_options(std::string name, std::uint64_t examples,
+                                      std::uint64_t test_examples, ClientHost& host) {
   SessionOptions o;
   o.software = "federa-sim 0.1.0";
   o.num_train_examples = examples;
+  o.num_test_examples = test_examples;
+  o.evaluates = test_examples > 0;
   o.name = std::move(name);
   o.progress_level = spdlog::level::debug;  // thousands of clients: routine lines only on demand
   o.share_model = [&host](std::shared_ptr<const Model> m) {
@@ -55,10 +58,11 @@ SessionOptions virtual_client_options(std::string name, std::uint64_t examples, 
 }  // namespace
 
 VirtualClient::VirtualClient(std::size_t index, std::string name, std::uint64_t num_train_examples,
-                             ClientHost& host)
+                             std::uint64_t num_test_examples, ClientHost& host)
     : index_(index),
       host_(host),
-      session_(virtual_client_options(std::move(name), num_train_examples, host), *this, *this) {}
+      session_(virtual_client_options(std::move(name), num_train_examples, num_test_examples, host),
+               *this, *this) {}
 
 std::string client_name(std::size_t index, std::size_t count) {
   std::string digits = std::to_string(count > 0 ? count - 1 : 0);

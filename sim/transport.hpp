@@ -7,7 +7,7 @@
 //
 //   Inbox inbox;
 //   auto link = std::make_shared<SimLink>("sim-007", 7, inbox);   // orchestrator.on_connect(link)
-//   VirtualClient vc(7, "sim-007", examples, dispatcher);         // vc.session().start()
+//   VirtualClient vc(7, "sim-007", examples, 0, dispatcher);      // vc.session().start()
 //   EventForwarder events(inbox);  orchestrator.add_observer(&events);
 //   Delivery d = inbox.pop();                                     // blocks for the next one
 #pragma once
@@ -98,8 +98,9 @@ class ClientHost {
 // session refers to it).
 class VirtualClient final : public ServerLink, public TaskRunner {
  public:
+  // A client with held-out examples says it evaluates.
   VirtualClient(std::size_t index, std::string name, std::uint64_t num_train_examples,
-                ClientHost& host);
+                std::uint64_t num_test_examples, ClientHost& host);
   VirtualClient(const VirtualClient&) = delete;
   VirtualClient& operator=(const VirtualClient&) = delete;
 

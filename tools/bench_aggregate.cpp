@@ -206,7 +206,8 @@ Result<Measured> run_rounds(Strategy& s, const Config& c, float* update) {
   for (int rep = 0; rep < c.reps + 1; ++rep) {
     double ms = 0.0;
     auto t0 = Clock::now();
-    s.begin_round(global, static_cast<std::uint64_t>(rep) + 1);
+    if (Status st = s.begin_round(global, static_cast<std::uint64_t>(rep) + 1); !st)
+      return st.error();
     ms += elapsed_ms(t0);
     for (std::size_t j = 0; j < c.clients; ++j) {
       UpdateFacts facts = regenerate(update, c.params, static_cast<std::uint32_t>(j + 1000 * rep));

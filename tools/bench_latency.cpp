@@ -4,6 +4,8 @@
 // microseconds; with aggregation under the lock it is the length of one O(model) pass.
 //
 //   federa-bench latency --params 100000000 --repeats 5 --json
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -11,8 +13,6 @@
 #include <iostream>
 #include <mutex>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "common/options.hpp"
 #include "common/wire.hpp"
@@ -75,8 +75,8 @@ wire::Envelope hello() {
 
 // One round: the uploader's last chunk is handed over, then a newcomer says Hello at once.
 double one_round(Orchestrator& orch, TimedLink& up_link, const std::shared_ptr<TimedLink>& uploader,
-                 const std::vector<wire::Envelope>& chunks, std::uint64_t round, const ModelLayout& layout,
-                 int repeat) {
+                 const std::vector<wire::Envelope>& chunks, std::uint64_t round,
+                 const ModelLayout& layout, int repeat) {
   up_link.wait_task();
   wire::Envelope h;
   auto* uh = h.mutable_update_header();
@@ -103,18 +103,22 @@ double one_round(Orchestrator& orch, TimedLink& up_link, const std::shared_ptr<T
 }  // namespace
 
 int latency_main(int argc, char** argv) {
-  po::options_description desc("federa-bench latency: Hello -> Welcome while a large update is aggregated\n\nflags", 100);
-  desc.add_options()
-      ("params", po::value<std::size_t>()->default_value(100'000'000), "model parameters (float32)")
-      ("repeats", po::value<int>()->default_value(5), "rounds, one Hello measured in each")
-      ("threads", po::value<unsigned>()->default_value(2), "aggregation backend threads")
-      ("json", po::bool_switch(), "print one JSON object as the last line");
+  po::options_description desc(
+      "federa-bench latency: Hello -> Welcome while a large update is aggregated\n\nflags", 100);
+  desc.add_options()("params", po::value<std::size_t>()->default_value(100'000'000),
+                     "model parameters (float32)")("repeats", po::value<int>()->default_value(5),
+                                                   "rounds, one Hello measured in each")(
+      "threads", po::value<unsigned>()->default_value(2), "aggregation backend threads")(
+      "json", po::bool_switch(), "print one JSON object as the last line");
   auto vm = parse_options(argc, argv, desc);
   if (!vm) {
     std::cout << desc << "\n";
     return 0;
   }
-  setup_logging((*vm)["log-level"].as<std::string>() == "info" ? "warn" : (*vm)["log-level"].as<std::string>(), "bench");
+  setup_logging((*vm)["log-level"].as<std::string>() == "info"
+                    ? "warn"
+                    : (*vm)["log-level"].as<std::string>(),
+                "bench");
   const std::size_t params = (*vm)["params"].as<std::size_t>();
   const int repeats = std::max(1, (*vm)["repeats"].as<int>());
   auto backend = make_backend("cpu", (*vm)["threads"].as<unsigned>());
@@ -144,11 +148,13 @@ int latency_main(int argc, char** argv) {
   runner.join();
   std::sort(ms.begin(), ms.end());
   const double median = ms[ms.size() / 2];
-  std::cerr << fmt::format("median {:.3f} ms, max {:.3f} ms over {} rounds at {} parameters\n", median, ms.back(),
-                           ms.size(), params);
+  std::cerr << fmt::format("median {:.3f} ms, max {:.3f} ms over {} rounds at {} parameters\n",
+                           median, ms.back(), ms.size(), params);
   if ((*vm)["json"].as<bool>())
-    std::cout << fmt::format("{{\"params\":{},\"repeats\":{},\"hello_ms_median\":{:.3f},\"hello_ms_max\":{:.3f}}}",
-                             params, ms.size(), median, ms.back())
+    std::cout << fmt::format(
+                     "{{\"params\":{},\"repeats\":{},\"hello_ms_median\":{:.3f},\"hello_ms_max\":{:"
+                     ".3f}}}",
+                     params, ms.size(), median, ms.back())
               << std::endl;
   return 0;
 }

@@ -56,6 +56,7 @@ std::string_view reason_class(UpdateOutcome outcome, std::string_view r) {
   if (contains(r, "secure protocol") || contains(r, "masked") || contains(r, "secagg") ||
       contains(r, "SecAgg"))
     return "secure_protocol";
+  if (r.substr(0, 8) == "outlier:") return "outlier";  // the screen (--outlier-factor)
   if (contains(r, "layout")) return "layout";
   if (contains(r, "finite")) return "non_finite";
   if (contains(r, "norm")) return "norm";
@@ -163,7 +164,9 @@ void AdminState::on_round_started(const RoundStarted& e) {
     current_.connected = e.connected;
     current_.started = Clock::now();
     current_.deadline = e.deadline;
-    for (const auto& id : e.selected) ++clients_[id].selected;
+    // "rounds taken part in" counts training; an evaluation phase of the same round is not one more
+    if (e.kind == TaskKind::fit)
+      for (const auto& id : e.selected) ++clients_[id].selected;
   }
   json::array sel;
   for (const auto& id : e.selected) sel.emplace_back(id);

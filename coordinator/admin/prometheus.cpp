@@ -93,6 +93,23 @@ ProcessFacts read_process() {
   return p;
 }
 
+// The process_* families Prometheus' client libraries export, from /proc/self.
+void write_process_facts(Writer& w) {
+  if (ProcessFacts p = read_process(); p.ok) {
+    w.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    w.sample("process_resident_memory_bytes", p.rss);
+    w.family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+    w.sample("process_virtual_memory_bytes", p.vsize);
+    w.family("process_cpu_seconds_total", "counter", "User and system CPU time in seconds.");
+    w.sample("process_cpu_seconds_total", p.cpu);
+    w.family("process_start_time_seconds", "gauge",
+             "Start time of the process since the Unix epoch in seconds.");
+    w.sample("process_start_time_seconds", p.start);
+    w.family("process_open_fds", "gauge", "Open file descriptors.");
+    w.sample("process_open_fds", p.fds);
+  }
+}
+
 }  // namespace
 
 std::string AdminState::prometheus(const LiveFacts& f) const {
@@ -172,19 +189,7 @@ std::string AdminState::prometheus(const LiveFacts& f) const {
   for (const auto& [code, n] : f.admin_responses)
     w.sample("federa_admin_responses_total", static_cast<double>(n),
              fmt::format("code=\"{}\"", code));
-  if (ProcessFacts p = read_process(); p.ok) {
-    w.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-    w.sample("process_resident_memory_bytes", p.rss);
-    w.family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
-    w.sample("process_virtual_memory_bytes", p.vsize);
-    w.family("process_cpu_seconds_total", "counter", "User and system CPU time in seconds.");
-    w.sample("process_cpu_seconds_total", p.cpu);
-    w.family("process_start_time_seconds", "gauge",
-             "Start time of the process since the Unix epoch in seconds.");
-    w.sample("process_start_time_seconds", p.start);
-    w.family("process_open_fds", "gauge", "Open file descriptors.");
-    w.sample("process_open_fds", p.fds);
-  }
+  write_process_facts(w);
   return w.take();
 }
 

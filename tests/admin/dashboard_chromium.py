@@ -131,8 +131,11 @@ def main():
         for series in ("loss", "accuracy"):
             points = dt.js("document.querySelectorAll('#chart circle.point-%s').length" % series)
             check(points == completed, "%d %s points for %d rounds" % (points, series, completed))
-        events = dt.js("document.querySelectorAll('#events li.ev-round_committed').length")
-        check(events == completed, "%s round_committed events listed for %d rounds" % (events, completed))
+        # The event list fills from the stream's replay, which may land after the REST refresh
+        # that drew the chart.
+        events = "document.querySelectorAll('#events li.ev-round_committed').length"
+        check(wait_for(lambda: dt.js(events) == completed, 20),
+              "%s round_committed events listed for %d rounds" % (dt.js(events), completed))
         check(dt.js("document.getElementById('phase').textContent") == "paused", "phase shown")
         check(dt.js("document.body.classList.contains('operator')"), "operator controls hidden for an operator")
         revoke = dt.js("[...document.querySelectorAll('#clients button')].filter(b => b.offsetParent).length")

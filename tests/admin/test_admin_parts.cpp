@@ -206,5 +206,10 @@ TEST_CASE("admin: update reasons fall into a few classes for /metrics") {
         "disconnected");
   CHECK(reason_class(UpdateOutcome::dropped, "client reported: out of memory") == "client_error");
   CHECK(reason_class(UpdateOutcome::rejected, "second update in the round") == "duplicate");
+  CHECK(
+      reason_class(
+          UpdateOutcome::rejected,
+          "outlier: the update's change from the global model has norm 1e+39, over the bound 12") ==
+      "outlier");
   CHECK(reason_class(UpdateOutcome::rejected, "something new") == "other");
 }

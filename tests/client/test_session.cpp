@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -154,8 +155,22 @@ TEST_CASE("session: a failed training is reported, and nothing else is sent") {
       failed_task(f.runner.tasks[0], Error{ErrorCode::internal, "out of memory"}));
   REQUIRE(f.link.sent.size() == 1);
   CHECK(f.link.sent[0].error().message() == "training failed: out of memory");
+  // A trainer that failed made no usable update: the coordinator counts it as rejected.
+  CHECK(f.link.sent[0].error().code() == wire::Error::BAD_UPDATE);
   CHECK(f.session.fits_completed() == 0);
   CHECK_FALSE(f.session.upload_pending());
+}
+
+TEST_CASE("session: a training that is only not possible now is reported as a dropout") {
+  for (ErrorCode code :
+       {ErrorCode::unavailable, ErrorCode::cancelled, ErrorCode::deadline_exceeded}) {
+    Fixture f;
+    f.deliver(task_envelopes(3, model_values(0.1f)));
+    REQUIRE(f.runner.tasks.size() == 1);
+    f.session.on_task_done(failed_task(f.runner.tasks[0], Error{code, "try later"}));
+    REQUIRE(f.link.sent.size() == 1);
+    CHECK(f.link.sent[0].error().code() == wire::Error::UNKNOWN);
+  }
 }
 
 TEST_CASE("session: a trained model of the wrong size is refused here, not uploaded") {
@@ -210,6 +225,22 @@ TEST_CASE("session: the coordinator's errors") {
     CHECK(f.runner.tasks.empty());
     CHECK(f.link.sent.empty());
   }
+  SUBCASE("shutting down: the session ends to be retried (sanitizer finding 4: it gave up)") {
+    Fixture f;
+    f.session.on_message(
+        coordinator_error(wire::Error::SHUTTING_DOWN, "the coordinator is shutting down"));
+    REQUIRE(f.link.closed);
+    CHECK(f.link.closed->kind == SessionEnd::Kind::retry);
+    CHECK(f.link.closed->reason.find("shutting down") != std::string::npos);
+  }
+  SUBCASE("data that does not fit the model: fatal, with the coordinator's reason") {
+    Fixture f;
+    f.session.on_message(
+        coordinator_error(wire::Error::DATA_MISMATCH, "its data has 100 input features"));
+    REQUIRE(f.link.closed);
+    CHECK(f.link.closed->kind == SessionEnd::Kind::fatal);
+    CHECK(f.link.closed->reason.find("100 input features") != std::string::npos);
+  }
   SUBCASE("another protocol version: fatal") {
     Fixture f;
     f.session.on_message(coordinator_error(wire::Error::PROTOCOL_VERSION, "speaks 2"));
@@ -253,4 +284,52 @@ TEST_CASE("session: Bye ends the session, complete or not") {
   c.session.on_message(bye(true));
   c.session.on_task_done(fit_result(c.runner.tasks[0], model_values(0.2f)));
   CHECK(c.link.sent.empty());
+}
+
+TEST_CASE(
+    "session: a BF16 model with integer tensors arrives whole; the update goes back in BF16") {
+  const ModelLayout typed({{"conv.weight", {2, 5}, DType::bf16},
+                           {"bn.num_batches_tracked", {}, DType::i64},
+                           {"bn.running_mean", {5}}});
+  Model global(typed);
+  for (std::size_t i = 0; i < global.data.size(); ++i) global.data[i] = 0.5f + 0.25f * float(i);
+  const std::int64_t batches = 1234;
+  std::memcpy(global.carried.data(), &batches, 8);
+  wire::Envelope t;
+  auto* f = t.mutable_fit_task();
+  f->set_round(1);
+  *f->mutable_layout() = to_wire(typed);
+  f->set_total_elements(global.data.size());
+  f->set_num_chunks(chunk_count(global.data.size(), kChunk));
+  f->set_chunk_elements(kChunk);
+  std::vector<wire::Envelope> envs{t};
+  for (auto& c : make_chunks(1, global.data, kChunk, typed.float_runs())) envs.push_back(c);
+
+  SUBCASE("reassembled, and the trained weights are sent in the layout's dtypes") {
+    envs[0].mutable_fit_task()->set_carried(global.carried.data(), global.carried.size());
+    Fixture fx;
+    fx.deliver(envs);
+    REQUIRE(fx.runner.tasks.size() == 1);
+    const Model& got = *fx.runner.tasks[0].model;
+    CHECK(got.layout == typed);
+    CHECK(got.data == global.data);
+    CHECK(got.carried == global.carried);
+    std::vector<float> trained(global.data.size(), 1.5f);
+    fx.session.on_task_done(fit_result(fx.runner.tasks[0], trained));
+    auto sent = fx.link.take();
+    REQUIRE(sent.size() == 1);
+    CHECK(sent[0].update_header().layout_hash() == typed.hash());
+    fx.session.on_message(upload_ready(1));
+    sent = fx.link.take();
+    std::size_t bytes = 0;
+    for (const auto& c : sent) bytes += c.chunk().data().size();
+    CHECK(bytes == 10 * 2 + 5 * 4);  // BF16 weights, F32 running mean
+  }
+  SUBCASE("carried bytes that do not match the layout are refused") {
+    envs[0].mutable_fit_task()->set_carried("short");
+    Fixture fx;
+    fx.deliver(envs);
+    CHECK(fx.runner.tasks.empty());
+    CHECK(has_error_containing(fx.link.sent, "carries 5 bytes of integer tensors, its layout 8"));
+  }
 }

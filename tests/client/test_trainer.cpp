@@ -4,6 +4,7 @@
 #include <random>
 
 #include "client/builtin_trainer.hpp"
+#include "client/task.hpp"
 #include "common/nn.hpp"
 
 using namespace federa;
@@ -222,4 +223,41 @@ TEST_CASE("a trainer without a test split evaluates to zero examples") {
   auto r = trainer->evaluate(initial(cfg.model, 1), cfg);
   REQUIRE(r.ok());
   CHECK(r->num_examples == 0);
+}
+
+TEST_CASE("a built-in trainer announces its test split, and run_task evaluates with it") {
+  auto data = separable(60, 4, 2, 9);
+  auto without = make_builtin_trainer(data, range(0, 60), {}, 1);
+  CHECK(without->num_test_examples() == 0);
+  CHECK_FALSE(without->can_evaluate());
+  auto trainer = make_builtin_trainer(data, range(0, 40), range(40, 60), 1);
+  CHECK(trainer->num_test_examples() == 20);
+  CHECK(trainer->can_evaluate());
+  Task task;
+  task.kind = Task::Kind::evaluate;
+  task.round = 4;
+  task.config.model = "softmax:4,2";
+  task.model = std::make_shared<const Model>(initial(task.config.model, 3));
+  TaskResult r = run_task(*trainer, task);
+  CHECK(r.kind == Task::Kind::evaluate);
+  CHECK(r.round == 4);
+  REQUIRE(r.output.ok());
+  const auto* eval = std::get_if<EvaluateResult>(&r.output.value());
+  REQUIRE(eval);
+  auto direct = trainer->evaluate(*task.model, task.config);
+  REQUIRE(direct.ok());
+  CHECK(eval->num_examples == 20);
+  CHECK(eval->loss == direct->loss);
+  CHECK(eval->accuracy == direct->accuracy);
+  CHECK(eval->loss > 0);
+}
+
+TEST_CASE("the built-in trainer says what to do with a model from a file") {
+  auto data = separable(20, 4, 2, 9);
+  auto trainer = make_builtin_trainer(data, range(0, 20), {}, 1);
+  TrainConfig cfg;
+  cfg.model = "safetensors:resnet.safetensors";
+  auto r = trainer->fit(initial("softmax:4,2", 1), cfg);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("external trainer") != std::string::npos);
 }

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -149,4 +150,41 @@ TEST_CASE("options: run_program maps option errors to 2 and other exceptions to 
   CHECK(run_program("prog", 1, argv, ok) == 5);
   CHECK(run_program("prog", 1, argv, bad_flag) == 2);
   CHECK(run_program("prog", 1, argv, broken) == 1);
+}
+
+// Found by the config fuzz target: Boost.Program_options 1.81 fills "%value%" in an error
+// message until none is left, so a bad value holding "%value%" made what() loop forever and every
+// federa program hang at start (`federa-coordinator --rounds '%value%'`). Each case runs in a
+// child process with an alarm, so the old behaviour fails the test instead of hanging it.
+TEST_CASE("options: a bad value or flag holding a message placeholder is reported, not hung on") {
+  const std::vector<std::vector<std::string>> cases = {{"--rounds", "%value%"},
+                                                       {"--rounds", "x%value%y%value%"},
+                                                       {"--rounds", "%canonical_option%%value%"},
+                                                       {"--%value%", "1"},
+                                                       {"--rounds=%option%"}};
+  for (const auto& extra : cases) {
+    CAPTURE(extra.front());
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::alarm(20);
+      po::options_description desc("test");
+      desc.add_options()("rounds", po::value<int>(), "rounds");
+      std::vector<std::string> args = {"prog"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      try {
+        parse_options(static_cast<int>(argv.size()), argv.data(), desc, {});
+      } catch (const OptionsError& e) {
+        ::_exit(std::string(e.what()).find("%25") != std::string::npos ? 0 : 3);
+      }
+      ::_exit(4);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK_MESSAGE(WIFEXITED(status), "killed by signal ", WTERMSIG(status),
+                  " (hung until the alarm)");
+    if (WIFEXITED(status)) CHECK(WEXITSTATUS(status) == 0);
+  }
 }

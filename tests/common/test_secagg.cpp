@@ -18,175 +18,13 @@
 #include "common/shamir.hpp"
 #include "coordinator/aggregation_backend.hpp"
 #include "coordinator/secagg_server.hpp"
+#include "tests/common/test_secagg_round.hpp"
 #include "tests/common/test_secagg_util.hpp"
 
 using namespace federa;
 using namespace federa::secagg;
 using namespace federa::test;
 using crypto::Key32;
-
-namespace {
-
-enum class Drop { none, advertise, share, masked, unmask };
-
-struct Round {
-  RoundConfig cfg;
-  std::optional<Server> server;
-  std::vector<std::optional<Client>> clients;
-  std::vector<std::vector<std::uint32_t>> q;  // each client's quantized input (test-side copy)
-  std::vector<Drop> drop;
-  std::set<std::uint32_t> masked_ok;  // MaskedInput accepted
-  std::vector<std::string> errors;    // rejections seen by the server
-  bool r_backend = false;             // masked sum on a backend: host copy only after phase 3
-
-  std::map<std::uint32_t, KeysBroadcast> kb;
-  std::map<std::uint32_t, SharesForward> fwd;
-  std::map<std::uint32_t, UnmaskRequest> req;
-  std::map<std::uint32_t, ShareKeys> sk;  // as produced by clients
-  std::map<std::uint32_t, MaskedInput> mi;
-  std::map<std::uint32_t, UnmaskResponse> ur;
-
-  explicit Round(const RoundOptions& o, unsigned threads = 1,
-                 AggregationBackend* backend = nullptr) {
-    auto c = make_round_config(o);
-    REQUIRE(c);
-    cfg = *c;
-    auto s = Server::create(cfg, ServerOptions{threads, backend});
-    REQUIRE(s);
-    server.emplace(std::move(*s));
-    r_backend = backend != nullptr;
-    drop.assign(cfg.num_clients, Drop::none);
-    q.resize(cfg.num_clients);
-    std::mt19937 rng(17);
-    std::uniform_real_distribution<float> dist(-10.f, 10.f);
-    for (std::uint32_t u = 0; u < cfg.num_clients; ++u) {
-      auto cl = Client::create(cfg, u);
-      REQUIRE(cl);
-      clients.emplace_back(std::move(*cl));
-      std::vector<float> x(cfg.vector_length);
-      for (float& v : x) v = dist(rng);
-      q[u].resize(cfg.masked_length());
-      REQUIRE(quantize(x, 0.25 + 0.75 * (u % 4) / 3.0, cfg.quant, q[u]));
-    }
-  }
-  void drop_random(double fraction, Drop at, unsigned seed) {
-    std::vector<std::uint32_t> idx(cfg.num_clients);
-    for (std::uint32_t i = 0; i < idx.size(); ++i) idx[i] = i;
-    std::mt19937 rng(seed);
-    std::shuffle(idx.begin(), idx.end(), rng);
-    const auto n = static_cast<std::size_t>(std::lround(fraction * cfg.num_clients));
-    for (std::size_t i = 0; i < n; ++i) drop[idx[i]] = at;
-  }
-  bool alive(std::uint32_t u, Drop phase) const {
-    return clients[u] && (drop[u] == Drop::none || drop[u] > phase);
-  }
-
-  // Phase drivers. Each returns the server's end-of-phase status.
-  void clients_advertise() {
-    for (std::uint32_t u = 0; u < cfg.num_clients; ++u) {
-      if (!alive(u, Drop::advertise)) continue;
-      auto m = clients[u]->advertise_keys();
-      REQUIRE(m);
-      if (Status s = server->on_advertise_keys(u, *m); !s) errors.push_back(s.message());
-    }
-  }
-  Status end_advertise() {
-    auto r = server->end_advertise_keys();
-    if (!r) return r.error();
-    for (auto& b : *r) kb[b.recipient] = b;
-    return Status::success();
-  }
-  void clients_share() {
-    for (auto& [u, b] : kb) {
-      if (!alive(u, Drop::share)) continue;
-      auto m = clients[u]->share_keys(b);
-      if (!m) {
-        clients[u].reset();
-        continue;
-      }
-      sk[u] = *m;
-    }
-  }
-  void server_share() {
-    for (auto& [u, m] : sk)
-      if (Status s = server->on_share_keys(u, m); !s) errors.push_back(s.message());
-  }
-  Status end_share() {
-    auto r = server->end_share_keys();
-    if (!r) return r.error();
-    for (auto& f : *r) fwd[f.recipient] = f;
-    return Status::success();
-  }
-  void clients_mask() {
-    for (auto& [u, f] : fwd) {
-      if (!alive(u, Drop::masked)) continue;
-      auto m = clients[u]->masked_input_quantized(f, q[u]);
-      if (!m) {
-        clients[u].reset();
-        continue;
-      }
-      mi[u] = std::move(*m);
-    }
-  }
-  void server_mask(bool check_state = true) {
-    for (auto& [u, m] : mi) {
-      if (Status s = server->on_masked_input(u, m); !s) {
-        errors.push_back(s.message());
-        continue;
-      }
-      masked_ok.insert(u);
-      if (check_state && !r_backend) {
-        // What the server holds never equals any single client's quantized input.
-        auto held = server->masked_sum();
-        for (std::uint32_t v = 0; v < cfg.num_clients; ++v)
-          CHECK_FALSE(std::equal(held.begin(), held.end(), q[v].begin(), q[v].end()));
-      }
-    }
-  }
-  Status end_mask() {
-    auto r = server->end_masked_input();
-    if (!r) return r.error();
-    for (auto& x : *r) req[x.recipient] = x;
-    return Status::success();
-  }
-  void clients_unmask() {
-    for (auto& [u, r] : req) {
-      // the server never asks one client for both shares of anyone
-      std::set<std::uint32_t> s(r.survivors.begin(), r.survivors.end());
-      for (std::uint32_t d : r.dropped) CHECK(s.count(d) == 0);
-      if (!alive(u, Drop::unmask)) continue;
-      auto m = clients[u]->unmask(r);
-      REQUIRE(m);
-      ur[u] = *m;
-    }
-  }
-  void server_unmask() {
-    for (auto& [u, m] : ur)
-      if (Status s = server->on_unmask(u, m); !s) errors.push_back(s.message());
-  }
-  Result<AggregateResult> run_all() {
-    clients_advertise();
-    if (Status s = end_advertise(); !s) return s.error();
-    clients_share();
-    server_share();
-    if (Status s = end_share(); !s) return s.error();
-    clients_mask();
-    server_mask();
-    if (Status s = end_mask(); !s) return s.error();
-    clients_unmask();
-    server_unmask();
-    return server->finish();
-  }
-  void check_sum(const AggregateResult& r) {
-    std::vector<std::uint32_t> expect(cfg.masked_length(), 0);
-    for (std::uint32_t u : r.included)
-      for (std::size_t i = 0; i < expect.size(); ++i) expect[i] += q[u][i];
-    CHECK(r.sum == expect);
-    CHECK(std::set<std::uint32_t>(r.included.begin(), r.included.end()) == masked_ok);
-  }
-};
-
-}  // namespace
 
 TEST_CASE("secagg protocol: 0%/10%/30% dropouts at every phase give the exact sum") {
   const Drop phases[] = {Drop::advertise, Drop::share, Drop::masked, Drop::unmask};
@@ -232,14 +70,18 @@ TEST_CASE("secagg protocol: pending() tracks who has not answered; rounds are is
   b.clients_share();
   b.server_share();
   REQUIRE(b.end_share());
-  // A share relayed from another round (other session id) fails authentication.
-  auto f = a.fwd.at(0);
+  // A share relayed from another round (other session id) fails authentication: the recipient
+  // leaves its sender out of its masks and names it, rather than leaving the round itself.
+  // (A recipient with a share to spare: with one unusable it still holds t.)
+  std::uint32_t u = 0;
+  while (a.fwd.at(u).shares.size() <= a.cfg.threshold) ++u;
+  auto f = a.fwd.at(u);
   const auto& other = b.fwd.at(0);
   REQUIRE_FALSE(other.shares.empty());
   f.shares[0].ciphertext = other.shares[0].ciphertext;
-  auto m = a.clients[0]->masked_input_quantized(f, a.q[0]);
-  REQUIRE_FALSE(m);
-  CHECK(contains(m.error().message, "authentication"));
+  auto m = a.clients[u]->masked_input_quantized(f, a.q[u]);
+  REQUIRE(m);
+  CHECK(m->unusable_from == std::vector<std::uint32_t>{f.shares[0].sender});
 }
 
 TEST_CASE("secagg protocol: masked sum on an aggregation backend (U32Sum) gives the same sum") {
@@ -383,7 +225,7 @@ TEST_CASE("secagg protocol: bad inputs are rejected and the round goes on") {
     r.check_sum(*res);
     CHECK(res->included.size() == 38);
   }
-  SUBCASE("share tampered in transit fails authentication at the recipient") {
+  SUBCASE("share tampered in transit: the recipient names its sender and masks without it") {
     Round r(o);
     r.clients_advertise();
     REQUIRE(r.end_advertise());
@@ -393,8 +235,15 @@ TEST_CASE("secagg protocol: bad inputs are rejected and the round goes on") {
     auto f = r.fwd.at(4);
     f.shares[0].ciphertext[20] ^= 0x40;
     auto m = r.clients[4]->masked_input_quantized(f, r.q[4]);
-    REQUIRE_FALSE(m);
-    CHECK(contains(m.error().message, "authentication"));
+    REQUIRE(m);
+    CHECK(m->unusable_from == std::vector<std::uint32_t>{f.shares[0].sender});
+    // With fewer than t usable shares left the client cannot mask at all.
+    auto g = r.fwd.at(5);
+    for (std::size_t i = 0; i + r.cfg.threshold <= g.shares.size(); ++i)
+      g.shares[i].ciphertext[20] ^= 0x40;
+    auto m5 = r.clients[5]->masked_input_quantized(g, r.q[5]);
+    REQUIRE_FALSE(m5);
+    CHECK(contains(m5.error().message, "usable shares from only"));
   }
   SUBCASE("masked vector of the wrong length, and a second MaskedInput") {
     Round r(o);
@@ -452,8 +301,12 @@ TEST_CASE("secagg protocol: bad inputs are rejected and the round goes on") {
     // and the client refuses to answer twice
     CHECK_FALSE(r.clients[holder]->unmask(r.req.at(holder)));
   }
-  SUBCASE("a wrong (well-formed) revealed share is tolerated with a spare, detected without") {
-    for (int bad : {1, 2}) {
+  // Issue 9, defect 4: only leave-one-out subsets of the first t+1 shares were tried, so two bad
+  // shares among the first responders failed the round (bad = 2 failed before the fix).
+  SUBCASE(
+      "wrong (well-formed) revealed shares are tolerated while t good ones remain; else the owner "
+      "is blamed") {
+    for (int bad : {1, 2, 5, 6}) {
       CAPTURE(bad);
       Round r(o);
       r.clients_advertise();
@@ -465,21 +318,29 @@ TEST_CASE("secagg protocol: bad inputs are rejected and the round goes on") {
       r.server_mask();
       REQUIRE(r.end_mask());
       r.clients_unmask();
-      // corrupt the self-mask shares of client 0 held by its `bad` lowest-index neighbours
+      // corrupt the self-mask shares of client 0 held by its `bad` lowest-index neighbours with
+      // random (well-formed) values: structured errors, such as one constant added to every bad
+      // share, can still interpolate to the true secret on some point sets (which then verifies)
       const auto& nb = r.server->graph().neighbors(0);
+      std::mt19937_64 noise(99);
       for (int i = 0; i < bad; ++i)
         for (auto& sh : r.ur.at(nb[i]).shares)
-          if (sh.owner == 0) sh.share[3] ^= 0x10;
+          if (sh.owner == 0)
+            for (int b = 0; b < 7; ++b) sh.share[b] = static_cast<std::uint8_t>(noise());
       r.server_unmask();
       CHECK(r.errors.empty());
       auto res = r.server->finish();
-      if (bad == 1) {
+      REQUIRE(r.server->graph().neighbors(0).size() == 10);  // 10 revealed, t = 5
+      if (bad <= 5) {
         REQUIRE(res);
         r.check_sum(*res);
+        CHECK(r.server->blamed().empty());
       } else {
         REQUIRE_FALSE(res);
         CHECK(contains(res.error().message, "self mask of client 0"));
         CHECK(contains(res.error().message, "verification"));
+        REQUIRE(r.server->blamed().count(0) == 1);
+        CHECK(contains(r.server->blamed().at(0), "commitment"));
       }
     }
   }

@@ -169,3 +169,87 @@ TEST_CASE(
   CHECK(unchecked.complete());
   CHECK_FALSE(unchecked.facts().finite);
 }
+
+TEST_CASE("layouts keep their dtypes over the wire; bad dtypes and sizes are refused") {
+  ModelLayout mixed({{"w", {2, 3}, DType::bf16}, {"n", {}, DType::i64}, {"b", {2}, DType::f16}});
+  auto back = from_wire(to_wire(mixed));
+  REQUIRE(back.ok());
+  CHECK(*back == mixed);
+  CHECK(back->hash() == mixed.hash());
+  // A dtype changed in transit no longer matches the hash.
+  auto w = to_wire(mixed);
+  w.mutable_tensors(0)->set_dtype(wire::DTYPE_F32);
+  CHECK_FALSE(from_wire(w).ok());
+  // A dtype from a newer peer is refused, not guessed.
+  auto unknown = to_wire(mixed);
+  unknown.mutable_tensors(0)->set_dtype(static_cast<wire::DType>(42));
+  auto refused = from_wire(unknown);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("unknown dtype 42") != std::string::npos);
+  // Nothing to aggregate, or more carried bytes than a task message may hold.
+  CHECK_FALSE(check_wire_layout(ModelLayout({{"n", {}, DType::i64}})).ok());
+  CHECK_FALSE(
+      check_wire_layout(ModelLayout({{"w", {2}}, {"big", {kMaxCarriedBytes + 1}, DType::u8}}))
+          .ok());
+  CHECK(check_wire_layout(ModelLayout({{"w", {2}}, {"ok", {kMaxCarriedBytes}, DType::u8}})).ok());
+  // A zero-sized tensor is allowed (PyTorch has them); the model around it is not empty.
+  CHECK(from_wire(to_wire(ModelLayout({{"w", {2}}, {"empty", {0, 4}}}))).ok());
+}
+
+TEST_CASE("chunks carry each element in its tensor's dtype and arrive as float32") {
+  // Runs: 7 BF16, 5 F32, 6 F16; chunks of 4 elements cut through every run boundary.
+  ModelLayout layout(
+      {{"a", {7}, DType::bf16}, {"n", {1}, DType::i64}, {"b", {5}}, {"c", {2, 3}, DType::f16}});
+  Model m(layout);
+  for (std::size_t i = 0; i < m.data.size(); ++i) m.data[i] = 0.25f * float(i) - 1.5f + 0.001f;
+  round_to_dtypes(m);  // values the narrow dtypes hold exactly
+  const auto runs = layout.float_runs();
+  auto chunks = make_chunks(9, m.data, 4, runs);
+  REQUIRE(chunks.size() == 5);
+  std::uint64_t bytes = 0;
+  for (const auto& c : chunks) bytes += c.chunk().data().size();
+  CHECK(bytes == 7 * 2 + 5 * 4 + 6 * 2);
+  CHECK(bytes == layout.float_bytes());
+  CHECK(chunks[0].chunk().data().size() == 8);   // elements 0-3: BF16
+  CHECK(chunks[1].chunk().data().size() == 10);  // 4-6 BF16, 7 F32
+  CHECK(wire_bytes(runs, 4, 4) == 10);
+  std::vector<float> ref(m.data.size(), 0.5f), out(m.data.size());
+  ChunkAssembler a;
+  REQUIRE(a.begin(9, out.size(), 5, 4, out, true, ref, runs).ok());
+  for (const auto& c : chunks) REQUIRE(a.add(c.chunk()).ok());
+  REQUIRE(a.complete());
+  CHECK(out == m.data);
+  // The facts are those of the float32 values, as if the update had come in F32.
+  ChunkAssembler plain;
+  std::vector<float> out32(m.data.size());
+  auto chunks32 = make_chunks(9, m.data, 4);
+  REQUIRE(plain.begin(9, out32.size(), 5, 4, out32, true, ref).ok());
+  for (const auto& c : chunks32) REQUIRE(plain.add(c.chunk()).ok());
+  CHECK(a.facts().finite);
+  CHECK(a.facts().sum_sq == plain.facts().sum_sq);
+  CHECK(a.facts().sum_sq_delta == plain.facts().sum_sq_delta);
+}
+
+TEST_CASE("typed chunks: F32-sized chunks, NaN in BF16 and runs that miss the size are refused") {
+  ModelLayout layout({{"a", {6}, DType::bf16}});
+  std::vector<float> x(6, 1.0f), out(6);
+  ChunkAssembler a;
+  REQUIRE(a.begin(1, 6, 2, 3, out, true, {}, layout.float_runs()).ok());
+  auto as_f32 = make_chunks(1, x, 3);  // a client that ignored the dtype
+  auto s = a.add(as_f32[0].chunk());
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.message().find("has 12 bytes, expected 6") != std::string::npos);
+
+  x[4] = std::numeric_limits<float>::quiet_NaN();
+  auto nan = make_chunks(1, x, 3, layout.float_runs());
+  ChunkAssembler b;
+  REQUIRE(b.begin(1, 6, 2, 3, out, true, {}, layout.float_runs()).ok());
+  REQUIRE(b.add(nan[0].chunk()).ok());
+  auto bad = b.add(nan[1].chunk());
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.message().find("element 4") != std::string::npos);
+
+  ChunkAssembler c;
+  const std::vector<DTypeRun> short_runs{{5, DType::bf16}};
+  CHECK_FALSE(c.begin(1, 6, 2, 3, out, true, {}, short_runs).ok());
+}

@@ -1,6 +1,7 @@
 #include "tests/coordinator/fake_clients.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace federa::testing {
 
@@ -35,7 +36,8 @@ void FakeLink::close() {
   cv_.notify_all();
 }
 
-std::optional<wire::Envelope> FakeLink::wait_for(wire::Envelope::PayloadCase want, std::chrono::milliseconds timeout) {
+std::optional<wire::Envelope> FakeLink::wait_for(wire::Envelope::PayloadCase want,
+                                                 std::chrono::milliseconds timeout) {
   std::unique_lock lk(mu_);
   auto until = std::chrono::steady_clock::now() + timeout;
   for (;;) {
@@ -46,6 +48,14 @@ std::optional<wire::Envelope> FakeLink::wait_for(wire::Envelope::PayloadCase wan
     }
     if (cv_.wait_until(lk, until) == std::cv_status::timeout && inbox_.empty()) return std::nullopt;
   }
+}
+
+std::optional<wire::Envelope> FakeLink::poll() {
+  std::lock_guard lk(mu_);
+  if (inbox_.empty()) return std::nullopt;
+  wire::Envelope e = std::move(inbox_.front());
+  inbox_.pop_front();
+  return e;
 }
 
 bool FakeLink::closed() const {
@@ -70,13 +80,17 @@ FakeClient::FakeClient(TransportHandler& handler, std::string id)
 FakeClient::~FakeClient() { disconnect(); }
 
 Status FakeClient::join(std::uint64_t num_examples) {
-  if (Status s = handler_.on_connect(link_); !s) return s;
-  connected_ = true;
   wire::Envelope h;
   h.mutable_hello()->set_protocol_version(kProtocolVersion);
   h.mutable_hello()->set_software("fake-client");
   h.mutable_hello()->set_num_train_examples(num_examples);
-  return send(h);
+  return join_with(h);
+}
+
+Status FakeClient::join_with(const wire::Envelope& hello) {
+  if (Status s = handler_.on_connect(link_); !s) return s;
+  connected_ = true;
+  return send(hello);
 }
 
 Status FakeClient::send(const wire::Envelope& e) {
@@ -97,8 +111,8 @@ std::optional<FakeClient::Task> FakeClient::wait_for_task(std::chrono::milliseco
   if (!t) return std::nullopt;
   Task task{t->fit_task(), std::vector<float>(t->fit_task().total_elements())};
   ChunkAssembler in;
-  if (!in.begin(task.task.round(), task.task.total_elements(), task.task.num_chunks(), task.task.chunk_elements(),
-                task.global))
+  if (!in.begin(task.task.round(), task.task.total_elements(), task.task.num_chunks(),
+                task.task.chunk_elements(), task.global))
     return std::nullopt;
   while (!in.complete()) {
     auto c = link_->wait_for(wire::Envelope::kChunk, timeout);
@@ -107,8 +121,9 @@ std::optional<FakeClient::Task> FakeClient::wait_for_task(std::chrono::milliseco
   return task;
 }
 
-Status FakeClient::upload(std::uint64_t round, const std::vector<float>& weights, std::uint64_t num_examples,
-                          std::uint64_t layout_hash, std::size_t chunk_elements) {
+Status FakeClient::upload(std::uint64_t round, const std::vector<float>& weights,
+                          std::uint64_t num_examples, std::uint64_t layout_hash,
+                          std::size_t chunk_elements) {
   wire::Envelope h;
   auto* uh = h.mutable_update_header();
   uh->set_round(round);
@@ -123,6 +138,62 @@ Status FakeClient::upload(std::uint64_t round, const std::vector<float>& weights
   for (const auto& e : make_chunks(round, weights, chunk_elements))
     if (Status s = send(e); !s) return s;
   return {};
+}
+
+Status FakeFederation::add(const MemberSpec& spec) {
+  entries_.push_back(
+      Entry{std::make_unique<FakeClient>(handler_, spec.id), Member(spec.attack, spec.options)});
+  Entry& e = entries_.back();
+  return e.client->join_with(e.member.hello());
+}
+
+void FakeFederation::start() {
+  stop_ = false;
+  thread_ = std::thread([this] { loop(); });
+}
+
+void FakeFederation::stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+FakeClient& FakeFederation::client(const std::string& id) {
+  for (auto& e : entries_)
+    if (e.client->id() == id) return *e.client;
+  throw std::out_of_range("no member " + id);
+}
+
+const Member& FakeFederation::member(const std::string& id) const {
+  for (const auto& e : entries_)
+    if (e.client->id() == id) return e.member;
+  throw std::out_of_range("no member " + id);
+}
+
+void FakeFederation::loop() {
+  while (!stop_) {
+    bool any = false;
+    for (auto& e : entries_) {
+      while (auto in = e.client->link().poll()) {
+        any = true;
+        if (!e.client->connected()) continue;
+        if (e.member.attack() == Attack::leaves_in_unmask && in->has_secagg_unmask_request()) {
+          e.client->disconnect("closed by the client");
+          continue;
+        }
+        for (const auto& out : e.member.on_message(*in))
+          if (!e.client->send(out)) break;  // the orchestrator ended the session
+      }
+      if (e.client->connected())
+        for (const auto& out : e.member.tick()) {
+          any = true;
+          if (!e.client->send(out)) break;
+        }
+      // What a transport does once the orchestrator closed a link.
+      if (e.client->connected() && e.client->link().closed())
+        e.client->disconnect("closed by the coordinator");
+    }
+    if (!any) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 void EventLog::add(std::string line) {
@@ -189,7 +260,8 @@ std::vector<RoundReport> EventLog::reports() const {
 bool EventLog::wait_for(const std::string& prefix, std::chrono::milliseconds timeout) const {
   std::unique_lock lk(mu_);
   return cv_.wait_for(lk, timeout, [&] {
-    return std::any_of(lines_.begin(), lines_.end(), [&](const std::string& l) { return l.rfind(prefix, 0) == 0; });
+    return std::any_of(lines_.begin(), lines_.end(),
+                       [&](const std::string& l) { return l.rfind(prefix, 0) == 0; });
   });
 }
 

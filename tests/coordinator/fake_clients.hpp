@@ -8,6 +8,7 @@
 //   a.upload(task->round, weights, 100);                    // header, UploadReady, chunks
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -15,12 +16,14 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/model.hpp"
 #include "common/wire.hpp"
 #include "coordinator/events.hpp"
 #include "coordinator/transport.hpp"
+#include "tests/coordinator/attack_member.hpp"
 
 namespace federa::testing {
 
@@ -35,8 +38,11 @@ class FakeLink : public ClientLink {
 
   // The next envelope the orchestrator sent that matches `want` (others before it are
   // discarded), or nullopt after `timeout`.
-  std::optional<wire::Envelope> wait_for(wire::Envelope::PayloadCase want,
-                                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  std::optional<wire::Envelope> wait_for(
+      wire::Envelope::PayloadCase want,
+      std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // The next envelope the orchestrator sent, whatever it is, if there is one.
+  std::optional<wire::Envelope> poll();
   bool closed() const;
   std::optional<wire::Error::Code> close_code() const;
   std::size_t received(wire::Envelope::PayloadCase kind) const;
@@ -56,6 +62,9 @@ class FakeClient {
   FakeClient(TransportHandler& handler, std::string id);
   ~FakeClient();
   Status join(std::uint64_t num_examples);
+  // on_connect, then this Hello.
+  Status join_with(const wire::Envelope& hello);
+  bool connected() const { return connected_; }
   // The next FitTask and the global model it carries.
   struct Task {
     wire::FitTask task;
@@ -77,6 +86,36 @@ class FakeClient {
   bool connected_ = false;
 };
 
+// Runs scripted members (tests/coordinator/attack_member.hpp) over fake links on one thread, in
+// a fixed order: in every pass member 0's messages are answered first, so who answers first in
+// a phase is the order they were added in.
+//
+//   FakeFederation fed(orchestrator);
+//   fed.add({"a", Attack::honest});  fed.add({"evil", Attack::poison});
+//   fed.start();  ... orchestrator.run() ...;  fed.stop();
+class FakeFederation {
+ public:
+  explicit FakeFederation(TransportHandler& handler) : handler_(handler) {}
+  ~FakeFederation() { stop(); }
+  // Connects and sends the member's Hello; returns the orchestrator's answer.
+  Status add(const MemberSpec& spec);
+  void start();
+  void stop();
+  FakeClient& client(const std::string& id);
+  const Member& member(const std::string& id) const;
+
+ private:
+  struct Entry {
+    std::unique_ptr<FakeClient> client;
+    Member member;
+  };
+  void loop();
+  TransportHandler& handler_;
+  std::vector<Entry> entries_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+};
+
 // Records every event in order, as text and as structs.
 class EventLog : public OrchestratorObserver {
  public:
@@ -87,7 +126,9 @@ class EventLog : public OrchestratorObserver {
   void on_update(const UpdateEvent& e) override;
   void on_round_failed(const RoundFailed& e) override;
   void on_round_committed(const RoundReport& r) override;
-  void on_job_finished(const Status& s) override { add(s ? "finished ok" : "finished " + s.message()); }
+  void on_job_finished(const Status& s) override {
+    add(s ? "finished ok" : "finished " + s.message());
+  }
 
   std::vector<std::string> lines() const;
   std::vector<RoundStarted> started() const;
@@ -95,7 +136,8 @@ class EventLog : public OrchestratorObserver {
   std::vector<RoundFailed> failures() const;
   std::vector<RoundReport> reports() const;
   // Waits until some line starts with `prefix`.
-  bool wait_for(const std::string& prefix, std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
+  bool wait_for(const std::string& prefix,
+                std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
 
  private:
   void add(std::string line);

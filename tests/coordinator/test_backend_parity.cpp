@@ -278,7 +278,7 @@ TEST_CASE("parity: every strategy end to end, within 1e-6") {
       REQUIRE(s.ok());
       std::vector<float> g(n, 1.0f);
       for (std::uint64_t round = 1; round <= 2; ++round) {
-        s.value()->begin_round(g, round);
+        REQUIRE(s.value()->begin_round(g, round));
         for (std::size_t j = 0; j < k; ++j)
           REQUIRE(s.value()->add_update({"c", j + 1, ups[j]}).ok());
         REQUIRE(s.value()->finish_round(g).ok());

@@ -421,7 +421,7 @@ TEST_CASE(
         auto s = make_strategy(o, be);
         REQUIRE(s.ok());
         std::vector<float> g = global;
-        s.value()->begin_round(g, 1);
+        REQUIRE(s.value()->begin_round(g, 1));
         for (std::size_t j = 0; j < k; ++j) {
           ClientUpdate u{"c" + std::to_string(j), 10 + j, ups[j]};
           if (with_facts) {

@@ -36,7 +36,8 @@ struct Harness {
   Status result;
   bool ran = false;
 
-  explicit Harness(OrchestratorOptions o, std::optional<StateStore> store = std::nullopt, float init = 0.0f) {
+  explicit Harness(OrchestratorOptions o, std::optional<StateStore> store = std::nullopt,
+                   float init = 0.0f) {
     auto b = make_backend("cpu", 1);
     REQUIRE(b);
     backend = std::move(*b);
@@ -46,7 +47,8 @@ struct Harness {
     std::fill(global.data.begin(), global.data.end(), init);
     o.train.model = "test";
     o.backend = backend.get();
-    orch = std::make_unique<Orchestrator>(o, std::move(*s), std::move(global), std::move(store), std::nullopt);
+    orch = std::make_unique<Orchestrator>(o, std::move(*s), std::move(global), std::move(store),
+                                          std::nullopt);
     orch->add_observer(&events);
   }
   void start() {
@@ -76,7 +78,8 @@ OrchestratorOptions options(std::uint64_t rounds, std::size_t min_clients) {
 std::vector<float> filled(float v) { return std::vector<float>(kLayout.size(), v); }
 
 // Every client answers each task it gets with `value(client)`, `examples(client)` times.
-void answer_rounds(std::vector<FakeClient*> clients, std::uint64_t rounds, float value, std::uint64_t n = 10) {
+void answer_rounds(std::vector<FakeClient*> clients, std::uint64_t rounds, float value,
+                   std::uint64_t n = 10) {
   for (std::uint64_t r = 0; r < rounds; ++r)
     for (FakeClient* c : clients) {
       auto t = c->wait_for_task();
@@ -116,7 +119,8 @@ TEST_CASE("orchestrator: a round commits the weighted mean, and events arrive in
   CHECK(r.accepted == 2);
   CHECK(r.clients.size() == 2);
   CHECK(r.train_loss.value() == doctest::Approx(0.5));
-  CHECK(r.metrics_line.rfind("{\"round\":1,\"clients\":2,\"selected\":2,\"rejected\":0,\"dropped\":0,", 0) == 0);
+  CHECK(r.metrics_line.rfind(
+            "{\"round\":1,\"clients\":2,\"selected\":2,\"rejected\":0,\"dropped\":0,", 0) == 0);
   // Both clients are told the federation is over.
   CHECK(a.link().received(wire::Envelope::kBye) == 1);
 }
@@ -140,8 +144,10 @@ TEST_CASE("orchestrator: --clients-per-round selects exactly that many, the same
     CHECK(std::is_sorted(selected.begin(), selected.end()));
     for (auto& c : cs) {
       bool chosen = std::count(selected.begin(), selected.end(), c->id()) > 0;
-      if (chosen) REQUIRE(c->upload(1, filled(1.0f), 5, kLayout.hash(), 3));
-      else CHECK(c->link().received(wire::Envelope::kFitTask) == 0);
+      if (chosen)
+        REQUIRE(c->upload(1, filled(1.0f), 5, kLayout.hash(), 3));
+      else
+        CHECK(c->link().received(wire::Envelope::kFitTask) == 0);
     }
     REQUIRE(h.finish());
     picks.push_back(selected);
@@ -164,7 +170,8 @@ TEST_CASE("orchestrator: a silent client misses the deadline and is dropped with
   auto r = h.events.reports().at(0);
   CHECK(r.accepted == 1);
   CHECK(r.dropped == 1);
-  auto q = std::find_if(r.clients.begin(), r.clients.end(), [](const auto& c) { return c.client == "quiet"; });
+  auto q = std::find_if(r.clients.begin(), r.clients.end(),
+                        [](const auto& c) { return c.client == "quiet"; });
   REQUIRE(q != r.clients.end());
   CHECK(q->outcome == UpdateOutcome::dropped);
   CHECK(q->reason.find("deadline") != std::string::npos);
@@ -174,7 +181,8 @@ TEST_CASE("orchestrator: bad updates are rejected with their reason and the roun
   auto o = options(1, 1);
   o.round_timeout = 2s;
   Harness h(o);
-  FakeClient good(*h.orch, "good"), layout(*h.orch, "layout"), nan(*h.orch, "nan"), zero(*h.orch, "zero");
+  FakeClient good(*h.orch, "good"), layout(*h.orch, "layout"), nan(*h.orch, "nan"),
+      zero(*h.orch, "zero");
   for (FakeClient* c : {&good, &layout, &nan, &zero}) REQUIRE(c->join(10));
   h.start();
   for (FakeClient* c : {&good, &layout, &nan, &zero}) REQUIRE(c->wait_for_task());
@@ -340,4 +348,92 @@ TEST_CASE("orchestrator: uploads wait for a free slot; memory stays at --max-inf
   REQUIRE(c.upload(1, filled(1.0f), 10, kLayout.hash(), 3));
   REQUIRE(h.finish());
   CHECK(h.events.reports().at(0).accepted == 3);
+}
+
+namespace {
+
+// A strategy whose first `failures` begin_round calls fail as a backend out of memory would.
+class BeginFails final : public Strategy {
+ public:
+  BeginFails(std::unique_ptr<Strategy> inner, int failures)
+      : inner_(std::move(inner)), left_(failures) {}
+  std::string name() const override { return inner_->name(); }
+  bool needs_all_updates() const override { return inner_->needs_all_updates(); }
+  Status begin_round(std::span<const float> global, std::uint64_t round) override {
+    if (left_ > 0) {
+      --left_;
+      return make_error(ErrorCode::resource_exhausted, "out of device memory (test)");
+    }
+    return inner_->begin_round(global, round);
+  }
+  Status add_update(const ClientUpdate& u) override { return inner_->add_update(u); }
+  Result<RoundStats> finish_round(std::span<float> global) override {
+    return inner_->finish_round(global);
+  }
+
+ private:
+  std::unique_ptr<Strategy> inner_;
+  int left_;
+};
+
+}  // namespace
+
+TEST_CASE("orchestrator: a strategy that cannot begin a round fails that attempt before any task") {
+  auto b = make_backend("cpu", 1);
+  REQUIRE(b);
+  auto s = make_strategy(StrategyOptions{}, **b);
+  REQUIRE(s);
+  auto o = options(1, 1);
+  o.train.model = "test";
+  o.backend = b->get();
+  Orchestrator orch(o, std::make_unique<BeginFails>(std::move(*s), 1), Model(kLayout), std::nullopt,
+                    std::nullopt);
+  EventLog events;
+  orch.add_observer(&events);
+  FakeClient a(orch, "a");
+  REQUIRE(a.join(10));
+  Status result;
+  std::thread runner([&] { result = orch.run(); });
+  auto t = a.wait_for_task();
+  REQUIRE(t);
+  CHECK(t->task.attempt() == 2);  // the failed attempt asked nobody
+  REQUIRE(a.upload(t->task.round(), filled(1.0f), 10, kLayout.hash(), 3));
+  runner.join();
+  CHECK(result);
+  REQUIRE(events.failures().size() == 1);
+  CHECK(events.failures()[0].reason.code == ErrorCode::resource_exhausted);
+  CHECK(events.failures()[0].reason.message.find("cannot begin the round: out of device memory") !=
+        std::string::npos);
+  CHECK(events.reports().size() == 1);
+}
+
+// Issue 10: a member whose trainer failed (the client says BAD_UPDATE) is counted as rejected
+// with its reason; one that cannot train now (any other code) as dropped. Both failed before:
+// every client error was a dropout.
+TEST_CASE(
+    "orchestrator: a client's failed training is a rejection with its reason, a dropout is not") {
+  auto o = options(1, 1);
+  o.round_timeout = 5s;
+  Harness h(o);
+  FakeClient good(*h.orch, "good"), broken(*h.orch, "broken"), busy(*h.orch, "busy");
+  for (FakeClient* c : {&good, &broken, &busy}) REQUIRE(c->join(10));
+  h.start();
+  for (FakeClient* c : {&good, &broken, &busy}) REQUIRE(c->wait_for_task());
+  REQUIRE(broken.send(make_error_envelope(
+      wire::Error::BAD_UPDATE, "training failed: trainer exited with status 3; stderr: KeyError")));
+  REQUIRE(busy.send(make_error_envelope(wire::Error::UNKNOWN, "training failed: try later")));
+  REQUIRE(good.upload(1, filled(2.0f), 10, kLayout.hash(), 3));
+  REQUIRE(h.finish());
+  const auto r = h.events.reports().at(0);
+  CHECK(r.accepted == 1);
+  CHECK(r.rejected == 1);
+  CHECK(r.dropped == 1);
+  for (const auto& c : r.clients) {
+    if (c.client == "broken") {
+      CHECK(c.outcome == UpdateOutcome::rejected);
+      CHECK(c.reason ==
+            "client reported: training failed: trainer exited with status 3; stderr: KeyError");
+    }
+    if (c.client == "busy") CHECK(c.outcome == UpdateOutcome::dropped);
+  }
 }

@@ -16,7 +16,7 @@ trap cleanup EXIT
 [ -n "${KEEP:-}" ] && trap - EXIT
 fail() {
   echo "FAIL: $*" >&2
-  for f in "$work"/*.log; do echo "--- $f"; tail -n 15 "$f"; done >&2
+  for f in "$work"/*.log "$work"/*/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }; done >&2
   exit 1
 }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -2,17 +2,16 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
-#include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <random>
-#include <thread>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
 
 #include "client/builtin_trainer.hpp"
 #include "client/client.hpp"
@@ -21,10 +20,12 @@
 #include "common/tls.hpp"
 #include "common/wire.hpp"
 #include "coordinator/aggregation_backend.hpp"
+#include "coordinator/evaluation.hpp"
 #include "coordinator/orchestrator.hpp"
 #include "coordinator/round_log.hpp"
 #include "coordinator/server.hpp"
 #include "coordinator/strategies.hpp"
+#include "tests/integration/tls_coordinator.hpp"
 
 using namespace federa;
 namespace fs = std::filesystem;
@@ -45,7 +46,8 @@ fs::path temp_dir(const std::string& stem) {
 std::shared_ptr<const Dataset> train_data() {
   static std::shared_ptr<const Dataset> d = [] {
     auto r = load_dataset("fashion-mnist", Split::train);
-    REQUIRE_MESSAGE(r.ok(), "Fashion-MNIST is needed (scripts/setup-debian.sh installs it): ", r.error().message);
+    REQUIRE_MESSAGE(r.ok(), "Fashion-MNIST is needed (scripts/setup-debian.sh installs it): ",
+                    r.error().message);
     return std::make_shared<const Dataset>(std::move(r.value()));
   }();
   return d;
@@ -61,63 +63,30 @@ Dataset test_subset(std::size_t n) {
   return d;
 }
 
-// A running coordinator: orchestrator + TLS server + io threads.
-struct Coordinator {
-  fs::path pki;
-  std::unique_ptr<AggregationBackend> backend;
-  MetricsWriter metrics;  // outlives the orchestrator that reports to it
-  std::unique_ptr<Orchestrator> orch;
-  net::io_context io;
-  std::unique_ptr<WebSocketServer> server;
-  std::vector<std::thread> threads;
-  std::thread runner;
-  Status result;
-  std::atomic<bool> finished{false};
-
-  Coordinator(const fs::path& pki_dir, OrchestratorOptions o, bool evaluate, const fs::path& metrics_out = {})
-      : pki(pki_dir) {
-    auto b = make_backend("cpu", 2);
-    REQUIRE(b.ok());
-    backend = std::move(b.value());
-    StrategyOptions so;
-    auto s = make_strategy(so, *backend);
-    REQUIRE(s.ok());
-    auto net_ = make_network(o.train.model);
-    REQUIRE(net_.ok());
-    Model global((*net_)->layout());
-    (*net_)->init(global.data, o.seed);
-    std::optional<Evaluator> ev;
-    if (evaluate) ev = Evaluator{std::move(net_.value()), test_subset(2000)};
-    orch = std::make_unique<Orchestrator>(o, std::move(s.value()), std::move(global), std::nullopt, std::move(ev));
+// The metrics writers are constructed before, and outlive, the coordinator that reports to them.
+struct Writers {
+  MetricsWriter metrics;
+  ClientMetricsWriter per_client;
+  Writers(const fs::path& metrics_out, const fs::path& client_metrics_out) {
     REQUIRE(metrics.open(metrics_out, 0, "").ok());
-    orch->add_observer(&metrics);
-    auto tls = make_server_tls_context((pki / "ca.pem").string(), (pki / "coordinator/cert.pem").string(),
-                                       (pki / "coordinator/key.pem").string());
-    REQUIRE(tls.ok());
-    ServerOptions sopt;
-    sopt.listen = {"127.0.0.1", 0};
-    server = std::make_unique<WebSocketServer>(io, *tls, *orch, sopt);
-    REQUIRE(server->start().ok());
-    for (int i = 0; i < 2; ++i) threads.emplace_back([this] { io.run(); });
-    runner = std::thread([this] {
-      result = orch->run();
-      finished = true;
-    });
+    REQUIRE(per_client.open(client_metrics_out, 0).ok());
   }
-  unsigned short port() const { return server->bound_port(); }
-  // Waits (up to 30 s) for run() to return: clients may finish a moment before it does.
-  bool wait_finished() {
-    for (int i = 0; i < 600 && !finished.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    return finished.load();
-  }
-  ~Coordinator() {
-    orch->stop();
-    if (runner.joinable()) runner.join();
-    server->stop();
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    io.stop();
-    for (auto& t : threads) t.join();
-  }
+};
+
+std::optional<Evaluator> fashion_evaluator(bool evaluate, const std::string& model) {
+  if (!evaluate) return std::nullopt;
+  auto net = make_network(model);
+  REQUIRE(net.ok());
+  return Evaluator{std::move(net.value()), test_subset(2000)};
+}
+
+// A running coordinator: orchestrator + TLS server + io threads (tls_coordinator.hpp).
+struct Coordinator : Writers, testing::TlsCoordinator {
+  Coordinator(const fs::path& pki_dir, const OrchestratorOptions& o, bool evaluate,
+              const fs::path& metrics_out = {}, const fs::path& client_metrics_out = {})
+      : Writers(metrics_out, client_metrics_out),
+        TlsCoordinator(pki_dir, o, fashion_evaluator(evaluate, o.train.model),
+                       {&metrics, &per_client}) {}
 };
 
 fs::path make_pki(const std::vector<std::string>& clients) {
@@ -152,7 +121,8 @@ struct RawClient {
     REQUIRE(t.ok());
     tls = *t;
     ws = std::make_unique<websocket::stream<beast::ssl_stream<beast::tcp_stream>>>(io, *tls);
-    beast::get_lowest_layer(*ws).connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    beast::get_lowest_layer(*ws).connect(
+        net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
     REQUIRE(set_client_tls_hostname(ws->next_layer().native_handle(), "127.0.0.1").ok());
     ws->next_layer().handshake(net::ssl::stream_base::client);
     ws->handshake("127.0.0.1", "/v1/connect");
@@ -236,7 +206,8 @@ struct RawClient {
 
 }  // namespace
 
-TEST_CASE("coordinator and 3 clients over TLS: 3 rounds, accuracy rises, no training data on the wire") {
+TEST_CASE(
+    "coordinator and 3 clients over TLS: 3 rounds, accuracy rises, no training data on the wire") {
   auto pki = make_pki({"site-a", "site-b", "site-c"});
   OrchestratorOptions o;
   o.rounds = 3;
@@ -303,7 +274,8 @@ TEST_CASE("coordinator and 3 clients over TLS: 3 rounds, accuracy rises, no trai
       const float* row = data->row(idx[k]) + 392;
       std::string needle(reinterpret_cast<const char*>(row), 64 * sizeof(float));
       for (const auto& m : sent[i]) CHECK(m.find(needle) == std::string::npos);
-      // Labels never travel either: the label vector of this client's examples is not in any message.
+      // Labels never travel either: the label vector of this client's examples is not in any
+      // message.
     }
   }
   fs::remove_all(pki);
@@ -321,7 +293,8 @@ TEST_CASE("an impostor with a certificate from another CA is refused and told so
   auto trainer = make_builtin_trainer(data, {0, 1, 2, 3}, {}, 0);
   // The impostor trusts the real coordinator's CA (it got ca.pem somehow) but its own
   // certificate was signed by another CA.
-  fs::copy_file(pki / "ca.pem", other / "clients/site-a/ca.pem", fs::copy_options::overwrite_existing);
+  fs::copy_file(pki / "ca.pem", other / "clients/site-a/ca.pem",
+                fs::copy_options::overwrite_existing);
   FederatedClient impostor(client_options(other / "clients/site-a", coord.port()), *trainer);
   CHECK(impostor.run() == exit_refused);
   CHECK(coord.orch->connected_clients() == 0);
@@ -330,7 +303,8 @@ TEST_CASE("an impostor with a certificate from another CA is refused and told so
 }
 
 TEST_CASE("bad input ends that session with an error; the coordinator serves the others") {
-  std::vector<std::string> names = {"garbage", "layout", "nan", "wrong-round", "twice", "oversize", "good"};
+  std::vector<std::string> names = {"garbage", "layout",   "nan", "wrong-round",
+                                    "twice",   "oversize", "good"};
   auto pki = make_pki(names);
   OrchestratorOptions o;
   o.rounds = 1;
@@ -341,12 +315,14 @@ TEST_CASE("bad input ends that session with an error; the coordinator serves the
   Coordinator coord(pki, o, false);
 
   std::vector<std::unique_ptr<RawClient>> raw;
-  for (const auto& n : names) raw.push_back(std::make_unique<RawClient>(pki / "clients" / n, coord.port()));
+  for (const auto& n : names)
+    raw.push_back(std::make_unique<RawClient>(pki / "clients" / n, coord.port()));
   std::vector<wire::FitTask> tasks;
   // Everyone joins; the round starts when all 7 are there and every one is selected.
   std::vector<std::thread> joins;
   tasks.resize(names.size());
-  for (std::size_t i = 0; i < names.size(); ++i) joins.emplace_back([&, i] { tasks[i] = raw[i]->join_and_get_task(); });
+  for (std::size_t i = 0; i < names.size(); ++i)
+    joins.emplace_back([&, i] { tasks[i] = raw[i]->join_and_get_task(); });
   for (auto& t : joins) t.join();
   auto layout = from_wire(tasks[0].layout());
   REQUIRE(layout.ok());
@@ -405,7 +381,8 @@ TEST_CASE("bad input ends that session with an error; the coordinator serves the
 
 namespace {
 // Runs a small federation and returns the final global model.
-std::vector<float> run_federation(const std::string& secure, std::uint64_t rounds, std::vector<int>* codes_out) {
+std::vector<float> run_federation(const std::string& secure, std::uint64_t rounds,
+                                  std::vector<int>* codes_out) {
   std::vector<std::string> names = {"h-a", "h-b", "h-c", "h-d"};
   auto pki = make_pki(names);
   OrchestratorOptions o;
@@ -427,11 +404,12 @@ std::vector<float> run_federation(const std::string& secure, std::uint64_t round
     std::vector<int> codes(names.size(), -1);
     for (std::size_t i = 0; i < names.size(); ++i) {
       trainers.push_back(make_builtin_trainer(data, (*parts)[i], {}, i));
-      clients.push_back(std::make_unique<FederatedClient>(client_options(pki / "clients" / names[i], coord.port()),
-                                                          *trainers.back()));
+      clients.push_back(std::make_unique<FederatedClient>(
+          client_options(pki / "clients" / names[i], coord.port()), *trainers.back()));
     }
     std::vector<std::thread> threads;
-    for (std::size_t i = 0; i < names.size(); ++i) threads.emplace_back([&, i] { codes[i] = clients[i]->run(); });
+    for (std::size_t i = 0; i < names.size(); ++i)
+      threads.emplace_back([&, i] { codes[i] = clients[i]->run(); });
     for (auto& t : threads) t.join();
     REQUIRE(coord.wait_finished());
     CHECK(coord.result.ok());
@@ -458,4 +436,75 @@ TEST_CASE("secure aggregation over TLS gives FedAvg's model within the quantizat
   MESSAGE("max |plain - secure| = " << max_diff << " (max |w| = " << max_abs << ")");
   CHECK(max_diff < 1e-3);
   CHECK(max_diff > 0);  // the secure path really went through quantization, not the plain one
+}
+
+TEST_CASE(
+    "federated evaluation over TLS: each client scores the committed model on its held-out rows") {
+  auto pki = make_pki({"site-a", "site-b", "site-c"});
+  OrchestratorOptions o;
+  o.rounds = 2;
+  o.min_clients = 3;
+  o.round_timeout = std::chrono::seconds(120);
+  o.train.model = kModel;
+  o.train.lr = 0.1f;
+  o.evaluation.min_clients = 3;
+  const fs::path metrics_out = pki / "metrics.jsonl", per_client_out = pki / "clients.jsonl";
+  Coordinator coord(pki, o, /*evaluate=*/false, metrics_out, per_client_out);
+
+  auto data = train_data();
+  auto parts = partition_dataset(data->labels, data->num_classes, "iid", 30, 11);
+  REQUIRE(parts.ok());
+  const char* names[] = {"site-a", "site-b", "site-c"};
+  std::vector<std::unique_ptr<Trainer>> trainers;
+  std::vector<std::unique_ptr<FederatedClient>> clients;
+  for (int i = 0; i < 3; ++i) {
+    // Held-out rows: the last (i + 1) * 100 of the client's share, so the weights differ.
+    std::vector<std::size_t> train((*parts)[i]), test;
+    test.assign(train.end() - (i + 1) * 100, train.end());
+    train.resize(train.size() - test.size());
+    trainers.push_back(make_builtin_trainer(data, train, test, i));
+    auto opt = client_options(pki / "clients" / names[i], coord.port());
+    opt.private_metrics = i == 2;  // site-c keeps its own figures to itself
+    clients.push_back(std::make_unique<FederatedClient>(opt, *trainers.back()));
+  }
+  std::vector<std::thread> threads;
+  std::vector<int> codes(3, -1);
+  for (int i = 0; i < 3; ++i) threads.emplace_back([&, i] { codes[i] = clients[i]->run(); });
+  for (auto& t : threads) t.join();
+  REQUIRE(coord.wait_finished());
+  REQUIRE(coord.result.ok());
+
+  // The last line: the final model's evaluation, weighted by each client's held-out rows.
+  std::ifstream in(metrics_out);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  REQUIRE(lines.size() == 2);
+  Model final_model(coord.orch->global().layout);
+  final_model.data = coord.orch->global().data;
+  TrainConfig cfg = o.train;
+  double loss = 0, accuracy = 0, n = 0;
+  std::vector<EvaluateResult> own;
+  for (auto& t : trainers) {
+    auto r = t->evaluate(final_model, cfg);
+    REQUIRE(r.ok());
+    own.push_back(*r);
+    loss += double(r->num_examples) * r->loss;
+    accuracy += double(r->num_examples) * r->accuracy;
+    n += double(r->num_examples);
+  }
+  CHECK(n == 600);
+  CHECK(*metrics_line_value(lines[1], "fed_clients") == 3);
+  CHECK(*metrics_line_value(lines[1], "fed_loss") == doctest::Approx(loss / n));
+  CHECK(*metrics_line_value(lines[1], "fed_accuracy") == doctest::Approx(accuracy / n));
+  CHECK(*metrics_line_value(lines[1], "fed_accuracy") > 0.5);
+  // Per-client lines for site-a and site-b, each round; none for site-c.
+  std::ifstream pin(per_client_out);
+  std::vector<std::string> per;
+  for (std::string line; std::getline(pin, line);) per.push_back(line);
+  REQUIRE(per.size() == 4);
+  for (const auto& line : per) CHECK(line.find("site-c") == std::string::npos);
+  CHECK(per[2].find("\"round\":2,\"client\":\"site-a\"") != std::string::npos);
+  CHECK(*metrics_line_value(per[2], "accuracy") == doctest::Approx(own[0].accuracy));
+  CHECK(*metrics_line_value(per[3], "num_examples") == 200);
+  fs::remove_all(pki);
 }

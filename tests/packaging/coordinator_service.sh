@@ -67,12 +67,15 @@ doctor_expect "$coordinator" 1 '^FAIL  key .*does not match' "${conf[@]}" --key-
 install -m 0644 creds/coordinator-key.pem loose-key.pem
 doctor_expect "$coordinator" 1 '^FAIL  key .*has mode 0644.*-> fix: chmod 600' "${conf[@]}" --key-file loose-key.pem
 
-python3 -c 'import socket,time,sys; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); time.sleep(60)' "$P" &
+# The squatter takes a port the kernel picks and says which: a port chosen ahead (as $P was)
+# may meanwhile be taken by a test running in parallel, and then the squatter cannot start.
+rm -f squat-port
+python3 -c 'import socket,time,sys; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); open(sys.argv[1]+".tmp","w").write(str(s.getsockname()[1])); __import__("os").rename(sys.argv[1]+".tmp",sys.argv[1]); time.sleep(60)' squat-port &
 squatter=$!
 pids+=("$squatter")
-wait_for 10 bash -c "! python3 -c 'import socket; socket.socket().bind((\"127.0.0.1\",$P))' 2>/dev/null" ||
-  fail "the port squatter did not start"
-doctor_expect "$coordinator" 1 "^FAIL  listen .*cannot listen on 127.0.0.1:$P" "${base[@]}"
+wait_for 10 test -s squat-port || fail "the port squatter did not start"
+SQ=$(cat squat-port)
+doctor_expect "$coordinator" 1 "^FAIL  listen .*cannot listen on 127.0.0.1:$SQ" "${base[@]}" --listen "127.0.0.1:$SQ"
 kill "$squatter"; wait "$squatter" 2>/dev/null || true
 
 mkdir -p locked && chmod 0555 locked

@@ -41,6 +41,10 @@ expected_client="/etc/federa/client.README
 /usr/share/doc/federa-client/copyright
 /usr/share/doc/federa-client/deploy.md
 /usr/share/doc/federa-client/examples/client-gpu.conf
+/usr/share/doc/federa-client/external-trainer.md
+/usr/share/doc/federa-client/examples/pytorch/README.md
+/usr/share/doc/federa-client/examples/pytorch/train_fmnist.py
+/usr/lib/python3/dist-packages/federa_trainer.py
 /usr/share/man/man1/federa-client.1.gz"
 expected_coordinator="/etc/federa/coordinator.README
 /etc/federa/coordinator.json
@@ -104,6 +108,9 @@ for program in federa-client federa-coordinator $tools; do
   grep -q "^\.TH \"*${program^^}" <<< "$(zcat "$page")" || fail "$page is not a man page for $program"
 done
 grep -q -- "--service-user" <<< "$("$root/usr/bin/federa-coordinator" doctor --help)" || fail "coordinator doctor --help"
+# The trainer helper imports from where Debian's python3 looks (no numpy or torch needed).
+PYTHONPATH="$root/usr/lib/python3/dist-packages" /usr/bin/python3 -c 'import federa_trainer' ||
+  fail "federa_trainer.py does not import from the package's dist-packages"
 python3 -c 'import json,sys; [json.load(open(f)) for f in sys.argv[1:]]' \
   "$root/etc/federa/client.json" "$root/etc/federa/coordinator.json" || fail "shipped config is not JSON"
 

@@ -107,6 +107,31 @@ TEST_CASE("metrics are bit-for-bit identical with 1 and 2 threads, and repeat fo
   CHECK(other != two);
 }
 
+TEST_CASE("federated evaluation: virtual clients evaluate each round on their held-out rows") {
+  if (!have_fashion_mnist()) return;
+  SimOptions o = small();
+  o.test_fraction = 0.25;
+  o.evaluation.fraction = 0.5;  // 10 of the 20 clients each time
+  SimReport r = run(o);
+  REQUIRE(r.metrics_lines.size() == 3);
+  auto points = parse_metrics(r.metrics_lines);
+  for (const auto& line : r.metrics_lines)
+    CHECK(line.find("\"fed_clients\":10,") != std::string::npos);
+  REQUIRE(points.back().fed_accuracy.has_value());
+  // The clients' held-out rows come from the same distribution as the central test set.
+  CHECK(*points.back().fed_accuracy > 0.5);
+  CHECK(*points.back().fed_accuracy == doctest::Approx(*points.back().accuracy).epsilon(0.1));
+  CHECK(*points.back().fed_accuracy > *points.front().fed_accuracy);
+  CHECK(format_summary(summarize(r, points, 0)).find("final fed accuracy") != std::string::npos);
+  CHECK(render_svg(points, "t").find("stroke-dasharray") != std::string::npos);
+  // Reproducible across thread counts, like training.
+  o.threads = 2;
+  CHECK(comparable(run(o).metrics_lines) == comparable(r.metrics_lines));
+  // Without held-out rows no client evaluates, and the lines say nothing of it.
+  o.test_fraction = 0;
+  for (const auto& line : run(o).metrics_lines) CHECK(line.find("fed_") == std::string::npos);
+}
+
 TEST_CASE("every strategy family runs in the simulation") {
   if (!have_fashion_mnist()) return;
   for (const char* name : {"fedprox", "fedadam", "median", "krum"}) {
