@@ -32,8 +32,16 @@ void ClientSession::on_message(const wire::Envelope& msg) {
 Status ClientSession::handle(const wire::Envelope& msg) {
   switch (msg.payload_case()) {
     case wire::Envelope::kWelcome:
-      log(spdlog::level::info, "joined federation '{}' as '{}'", msg.welcome().federation(),
-          msg.welcome().client_id());
+      // A table site is only welcomed: it joins once the coordinator finds its table fits
+      // (a refusal arrives as an Error; the first task says it was admitted).
+      if (msg.welcome().table().empty())
+        log(spdlog::level::info, "joined federation '{}' as '{}'", msg.welcome().federation(),
+            msg.welcome().client_id());
+      else
+        log(spdlog::level::info,
+            "welcomed by federation '{}' as '{}'; its table is being checked against the "
+            "federation's schema",
+            msg.welcome().federation(), msg.welcome().client_id());
       return on_welcome(msg.welcome());
     case wire::Envelope::kStatisticsTask:
       return on_statistics_task(msg.statistics_task());
@@ -68,6 +76,7 @@ Status ClientSession::handle(const wire::Envelope& msg) {
 // Tasks
 
 Status ClientSession::on_fit_task(const wire::FitTask& t) {
+  note_table_admitted();
   return begin_task(Task::Kind::fit, t, t.secure_aggregation());
 }
 

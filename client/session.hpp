@@ -111,6 +111,7 @@ class ClientSession {
   Status begin_task(Task::Kind kind, const TaskMessage& t, const std::string& secure_mode);
   // Tabular federations (client/session_table.cpp): the join report, statistics tasks.
   Status on_welcome(const wire::Welcome& welcome);
+  void note_table_admitted();
   Status on_statistics_task(const wire::StatisticsTask& task);
   void statistics_done(const Running& task, StatisticsOutput output, double seconds);
   Status on_chunk(const wire::TensorChunk& chunk);
@@ -150,6 +151,7 @@ class ClientSession {
   std::uint64_t fits_completed_ = 0;
   std::uint64_t evaluations_completed_ = 0;
   bool ended_ = false;
+  bool table_checked_ = false;  // welcomed as a table site, not yet sent a task
 };
 
 // Defined here for session.cpp and session_table.cpp alike.

@@ -23,11 +23,21 @@ Status ClientSession::on_welcome(const wire::Welcome& welcome) {
   if (!report->refusal().empty())
     log(spdlog::level::warn, "this site's table does not fit the federation: {}",
         report->refusal());
+  else
+    table_checked_ = true;
   link_.send(e);
   return {};
 }
 
+// The coordinator admits a table site silently: its first task says the table fit.
+void ClientSession::note_table_admitted() {
+  if (!table_checked_) return;
+  table_checked_ = false;
+  log(spdlog::level::info, "joined: this site's table fits the federation's schema");
+}
+
 Status ClientSession::on_statistics_task(const wire::StatisticsTask& t) {
+  note_table_admitted();
   const bool secure = t.secure_aggregation() == "secagg+";
   if (!secure && !t.secure_aggregation().empty())
     return Error{ErrorCode::invalid_argument,

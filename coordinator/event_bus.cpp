@@ -52,6 +52,8 @@ void EventBus::deliver(const OrchestratorEvent& event) {
             o->on_round_failed(e);
           else if constexpr (std::is_same_v<T, RoundReport>)
             o->on_round_committed(e);
+          else if constexpr (std::is_same_v<T, StatisticsComputed>)
+            o->on_statistics(e);
           else
             o->on_job_finished(e);
         },

@@ -17,8 +17,9 @@
 
 namespace federa {
 
-using OrchestratorEvent = std::variant<ClientJoined, ClientLeft, ClientRefused, RoundStarted,
-                                       UpdateEvent, RoundFailed, RoundReport, Status>;
+using OrchestratorEvent =
+    std::variant<ClientJoined, ClientLeft, ClientRefused, RoundStarted, UpdateEvent, RoundFailed,
+                 RoundReport, StatisticsComputed, Status>;
 
 class EventBus {
  public:

@@ -114,6 +114,16 @@ struct RoundFailed {
   std::size_t selected = 0, accepted = 0, rejected = 0, dropped = 0;
 };
 
+// The table statistics were computed (before round 1, or again on an operator's request): the
+// global means and standard deviations every task carries from round `before_round` on.
+struct StatisticsComputed {
+  std::uint64_t before_round = 1;
+  std::size_t sites = 0;  // sites whose figures are in the sums
+  std::uint64_t rows = 0;
+  bool secure = false;     // summed with SecAgg+
+  bool requested = false;  // run again on request (Orchestrator::request_statistics)
+};
+
 // Everything one committed round's metrics line holds, structured.
 struct RoundReport {
   std::uint64_t round = 0;
@@ -148,6 +158,7 @@ class OrchestratorObserver {
   virtual void on_update(const UpdateEvent&) {}
   virtual void on_round_failed(const RoundFailed&) {}
   virtual void on_round_committed(const RoundReport&) {}
+  virtual void on_statistics(const StatisticsComputed&) {}
   // The job ended: all rounds committed (ok), failed beyond retries, or was stopped (cancelled).
   virtual void on_job_finished(const Status&) {}
 };

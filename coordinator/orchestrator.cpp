@@ -54,6 +54,15 @@ Status Orchestrator::restore(CommittedState state) {
     return make_error(ErrorCode::data_loss,
                       "cannot restore the strategy's state: " + loaded.message());
   std::lock_guard lk(mu_);
+  if (!state.table.empty()) {
+    if (!table_)
+      return make_error(ErrorCode::failed_precondition,
+                        "the committed federation trains on a table; this coordinator has no "
+                        "table options");
+    if (Status s = table_->restore(state.table); !s)
+      return make_error(s.code(), "cannot restore the federation's table: " + s.message());
+    tabular_ = tabular_ || table_->fixed();
+  }
   global_ = std::move(state.model);
   completed_ = state.round;
   last_metrics_line_ = state.metrics_line;

@@ -125,6 +125,11 @@ class Orchestrator : public TransportHandler {
   // Replaces the member list (empty = any client the CA signed); sessions of removed members
   // are closed at once. Thread-safe.
   void set_members(std::set<std::string> members);
+  // A tabular federation's statistics are computed again before the next round (sites may have
+  // joined or changed their data); the new global means and standard deviations go with every
+  // task from then on, and are committed with that round. Fails, saying why, when the federation
+  // has no table yet. Thread-safe.
+  Status request_statistics();
   // Closes every client connection (after run() returned); the transport's sessions are gone
   // once its io_context stops. Called by the program before the transport is torn down.
   void release_links();
@@ -241,7 +246,8 @@ class Orchestrator : public TransportHandler {
   Status handle_statistics_result(Client& c, const wire::StatisticsResult& result);
   void forget_statistics(const std::string& id);  // mu_ held: it left or failed
   Status prepare_table();                         // the round thread, before round 1
-  Status run_statistics(const std::vector<std::string>& sites);
+  Status run_statistics(const std::vector<std::string>& sites, bool requested);
+  Status refresh_statistics_if_requested();
   Status prepare_evaluator();
   void scale_screen();  // the round thread: a regression's outlier bound follows its target
   Status run_secure_statistics(const std::vector<std::string>& sites);
@@ -313,6 +319,7 @@ class Orchestrator : public TransportHandler {
   std::set<std::string> statistics_waiting_;
   std::size_t statistics_received_ = 0;
   int statistics_limb_bits_ = 0;  // > 0 while a SecAgg+ statistics round runs
+  bool statistics_requested_ = false;
   bool stopping_ = false;
   bool paused_ = false;
 

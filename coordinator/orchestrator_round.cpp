@@ -17,6 +17,7 @@ namespace {
 struct CommitExtras {
   StrategyState strategy;
   std::vector<double> update_norms;
+  std::string table;  // the fixed schema and statistics of a tabular federation
 };
 
 bool retryable(ErrorCode code) {
@@ -37,6 +38,7 @@ Status Orchestrator::run() {
   if (start >= opt_.rounds) spdlog::info("all {} rounds already committed", opt_.rounds);
   Status result = prepare_table();
   for (std::uint64_t r = start + 1; r <= opt_.rounds && result; ++r) {
+    if (result = refresh_statistics_if_requested(); !result) break;
     for (std::uint32_t attempt = 1;; ++attempt) {
       Status s = run_round(r, attempt);
       if (s) break;
@@ -382,8 +384,12 @@ Status Orchestrator::aggregate_and_commit(std::uint64_t round, std::uint32_t att
       extras.strategy = committed_strategy_;
       extras.update_norms = screen_.history();
     });
+    {
+      std::lock_guard lk(mu_);
+      if (table_ && table_->fixed()) extras.table = table_->to_json();
+    }
     if (Status s = store_->commit(round, global_, extras.strategy, report.metrics_line,
-                                  opt_.train.model, extras.update_norms);
+                                  opt_.train.model, extras.update_norms, extras.table);
         !s)
       return make_error(ErrorCode::data_loss,
                         "cannot commit round " + std::to_string(round) + ": " + s.message());

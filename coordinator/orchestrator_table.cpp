@@ -107,7 +107,7 @@ Status Orchestrator::prepare_table() {
                                      fmt::join(schema->classes, ", "))
                        : std::string(", regression"));
     }
-    Status s = run_statistics(sites);
+    Status s = run_statistics(sites, false);
     if (s) {
       scale_screen();
       return prepare_evaluator();
@@ -120,19 +120,62 @@ Status Orchestrator::prepare_table() {
   }
 }
 
-Status Orchestrator::run_statistics(const std::vector<std::string>& sites) {
-  if (!opt_.secure_aggregation.empty()) {
+Status Orchestrator::run_statistics(const std::vector<std::string>& sites, bool requested) {
+  const bool secure = !opt_.secure_aggregation.empty();
+  if (secure) {
     if (Status s = run_secure_statistics(sites); !s) return s;
   } else if (Status s = collect_plain_statistics(sites); !s) {
     return s;
   }
+  FlushOnExit flush(events_);
   std::lock_guard lk(mu_);
   if (Status s = table_->finish_statistics(); !s) return s;
   spdlog::info(
       "table statistics: global means and standard deviations from {} sites ({} training rows{})",
-      statistics_received_, table_->statistics()->rows,
-      opt_.secure_aggregation.empty() ? "" : ", summed with SecAgg+");
+      statistics_received_, table_->statistics()->rows, secure ? ", summed with SecAgg+" : "");
+  events_.queue(StatisticsComputed{completed_ + 1, statistics_received_,
+                                   static_cast<std::uint64_t>(table_->statistics()->rows), secure,
+                                   requested});
   return {};
+}
+
+Status Orchestrator::request_statistics() {
+  std::lock_guard lk(mu_);
+  if (!table_ || !tabular_)
+    return make_error(ErrorCode::failed_precondition,
+                      "this federation trains on no table: it has no statistics to compute");
+  if (!table_->fixed())
+    return make_error(ErrorCode::failed_precondition,
+                      "the federation's schema is not fixed yet; the statistics are computed "
+                      "before round 1 anyway");
+  if (!statistics_requested_)
+    spdlog::info("table statistics: requested again; computed before the next round");
+  statistics_requested_ = true;
+  return {};
+}
+
+// Before a round, when an operator asked (request_statistics): the statistics of the table sites
+// connected now. A run that fails keeps the figures in force; it is not retried.
+Status Orchestrator::refresh_statistics_if_requested() {
+  std::vector<std::string> sites;
+  std::string previous;
+  {
+    std::lock_guard lk(mu_);
+    if (!statistics_requested_) return {};
+    statistics_requested_ = false;
+    for (const auto& [id, c] : clients_)
+      if (c.ready && c.table) sites.push_back(id);
+    previous = table_->to_json();
+  }
+  Status s = run_statistics(sites, true);
+  if (s.code() == ErrorCode::cancelled) return s;
+  if (!s) {
+    spdlog::warn("table statistics (requested): {}; the figures in force stay", s.message());
+    std::lock_guard lk(mu_);
+    return table_->restore(previous);  // what it wrote itself: cannot fail but is checked
+  }
+  scale_screen();
+  return prepare_evaluator();
 }
 
 Status Orchestrator::collect_plain_statistics(const std::vector<std::string>& sites) {

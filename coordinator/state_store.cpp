@@ -150,6 +150,11 @@ Result<std::optional<CommittedState>> StateStore::load() const {
     s.model_spec = json::value_to<std::string>(o.at("model_spec"));
     if (auto norms = o.if_contains("update_norms"))
       s.update_norms = json::value_to<std::vector<double>>(*norms);
+    if (auto table = o.if_contains("table")) {
+      if (!table->is_object())
+        return make_error(state_path.string() + ": 'table' is not an object");
+      s.table = json::serialize(*table);
+    }
     auto model_file = round_file_field(o, "model_file", "model", state_path);
     if (!model_file) return model_file.error();
     auto strategy_file = round_file_field(o, "strategy_file", "strategy", state_path);
@@ -173,7 +178,14 @@ Result<std::optional<CommittedState>> StateStore::load() const {
 
 Status StateStore::commit(std::uint64_t round, const Model& model, const StrategyState& strategy,
                           const std::string& metrics_line, const std::string& model_spec,
-                          const std::vector<double>& update_norms) {
+                          const std::vector<double>& update_norms, const std::string& table) {
+  json::value table_json;  // checked before anything is written
+  if (!table.empty()) {
+    boost::system::error_code jec;
+    table_json = json::parse(table, jec);
+    if (jec || !table_json.is_object())
+      return make_error("the federation's table is not a JSON object");
+  }
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) return make_error("cannot create state folder " + dir_.string() + ": " + ec.message());
@@ -192,6 +204,7 @@ Status StateStore::commit(std::uint64_t round, const Model& model, const Strateg
   json::object st{
       {"round", round},           {"model_file", model_file}, {"strategy_file", strategy_file},
       {"model_spec", model_spec}, {"metrics", metrics_line},  {"update_norms", std::move(norms)}};
+  if (!table_json.is_null()) st["table"] = std::move(table_json);
   if (Status s = write_file_atomic(dir_ / "state.json", json::serialize(st) + "\n"); !s) return s;
   // Committed. What follows is housekeeping; a crash here leaves only stale files behind.
   if (Status s = write_file_atomic(dir_ / "global.safetensors", model_bytes); !s) return s;

@@ -37,6 +37,9 @@ struct CommittedState {
   std::string metrics_line;          // that round's metrics, as written to --metrics-out
   std::string model_spec;            // the --model the federation was started with
   std::vector<double> update_norms;  // the outlier screen's recent accepted change norms
+  // A tabular federation's fixed schema and statistics (FederationTable::to_json); empty when
+  // the federation has no table. A resumed federation keeps its class list and figures.
+  std::string table;
 };
 
 class StateStore {
@@ -51,7 +54,7 @@ class StateStore {
   Result<std::optional<CommittedState>> load() const;
   Status commit(std::uint64_t round, const Model& model, const StrategyState& strategy,
                 const std::string& metrics_line, const std::string& model_spec,
-                const std::vector<double>& update_norms = {});
+                const std::vector<double>& update_norms = {}, const std::string& table = {});
   // The kept history: committed rounds whose model is in history/, ascending, and the file for
   // one of them.
   std::vector<std::uint64_t> history_rounds() const;

@@ -37,6 +37,7 @@ commands
   members remove NAME         revoke NAME: its session is closed at once and it cannot reconnect
   pause | resume              no new round starts while paused (the open one finishes)
   stop [--after-round]        stop the job (now: the open round is abandoned; or after it commits)
+  statistics                  tabular federations: compute the feature statistics again before the next round
   model [--round N] -o FILE   download the global model (safetensors) of round N (default: latest)
   events [--count N]          follow the live event stream (stop after N events)
 
@@ -161,6 +162,11 @@ int run_command(const Args& a) {
     return finish(a, admin_request(a.ep, http::verb::post, "/api/v1/" + cmd, body),
                   [&](const boost::json::value&) { print_control(cmd, a.after_round); });
   }
+  if (cmd == "statistics" && w.size() == 1)
+    return finish(a, admin_request(a.ep, http::verb::post, "/api/v1/statistics", "{}"),
+                  [](const boost::json::value&) {
+                    std::cout << "statistics requested: computed before the next round\n";
+                  });
   if (cmd == "model" && w.size() == 1) {
     if (a.out.empty()) throw OptionsError("model needs -o FILE");
     const std::string target = a.round.empty() ? "/api/v1/model" : "/api/v1/model?round=" + a.round;

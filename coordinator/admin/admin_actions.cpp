@@ -1,4 +1,5 @@
-// The endpoints that change something (members, pause, resume, stop) and the model download.
+// The endpoints that change something (members, pause, resume, stop, statistics) and the model
+// download.
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
@@ -84,6 +85,16 @@ ApiResponse AdminApi::change(const ApiRequest& req, const std::vector<std::strin
   if (req.method == http::verb::post && seg.size() == 3 &&
       (what == "pause" || what == "resume" || what == "stop"))
     return control(what, req.body, caller);
+  if (req.method == http::verb::post && seg.size() == 3 && what == "statistics") {
+    if (auto o = body_object(req.body); !o) return error_response(o.error());
+    if (Status s = orch_.request_statistics(); !s) return error_response(s.error());
+    state_.note_action("statistics_requested", json::object{{"by", caller.identity.name}});
+    return json_response(202,
+                         json::object{{"statistics", "requested"},
+                                      {"note",
+                                       "computed before the next round; every task then carries "
+                                       "the new global means and standard deviations"}});
+  }
   return error_response(make_error(ErrorCode::not_found, "no such endpoint"));
 }
 

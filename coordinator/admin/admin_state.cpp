@@ -229,6 +229,20 @@ void AdminState::on_round_failed(const RoundFailed& e) {
                                        {"dropped", e.dropped}});
 }
 
+void AdminState::on_statistics(const StatisticsComputed& e) {
+  json::object data{{"from_round", e.before_round},
+                    {"sites", e.sites},
+                    {"rows", e.rows},
+                    {"secure", e.secure},
+                    {"requested", e.requested},
+                    {"at", utc_timestamp(Clock::now())}};
+  {
+    std::lock_guard lk(mu_);
+    statistics_ = data;
+  }
+  publish("statistics", std::move(data));
+}
+
 void AdminState::on_round_committed(const RoundReport& r) {
   json::object summary;
   {
@@ -377,6 +391,7 @@ json::object AdminState::status(const LiveFacts& f) const {
                          {"deadline", iso(current_.deadline)}};
   }
   o["round"] = std::move(round);
+  o["table_statistics"] = statistics_;
   json::value job = nullptr;
   if (finished_)
     job = json::object{

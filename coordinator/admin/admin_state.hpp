@@ -78,6 +78,7 @@ class AdminState : public OrchestratorObserver {
   void on_update(const UpdateEvent& e) override;
   void on_round_failed(const RoundFailed& e) override;
   void on_round_committed(const RoundReport& r) override;
+  void on_statistics(const StatisticsComputed& e) override;
   void on_job_finished(const Status& s) override;
 
   boost::json::object status(const LiveFacts& facts) const;
@@ -154,6 +155,7 @@ class AdminState : public OrchestratorObserver {
   double duration_sum_ = 0;
   std::map<std::string, PhaseTotals> phases_;
   std::uint64_t rounds_failed_ = 0;
+  boost::json::value statistics_ = nullptr;  // the table statistics in force, when computed
   std::map<std::pair<std::string, std::string>, std::uint64_t> updates_;  // (outcome, reason class)
   std::uint64_t joins_ = 0, leaves_ = 0, refused_ = 0;
 };

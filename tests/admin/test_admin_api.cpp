@@ -206,6 +206,13 @@ TEST_CASE("admin api: reads need a viewer, changes an operator, and every change
   CHECK(!fx.orch->paused());
   CHECK(fx.call(http::verb::post, "/api/v1/stop", an_operator(), R"({"after_round":"soon"})")
             .status == 400);
+  // Statistics again: an operator's request, refused with its reason where there is no table.
+  CHECK(fx.call(http::verb::post, "/api/v1/statistics", viewer(), "{}").status == 403);
+  auto no_table = fx.call(http::verb::post, "/api/v1/statistics", an_operator(), "{}");
+  CHECK(no_table.status == 409);
+  CHECK(std::string(body(no_table).at("error").as_string()).find("no table") != std::string::npos);
+  CHECK(
+      body(fx.call(http::verb::get, "/api/v1/status", viewer())).at("table_statistics").is_null());
 
   auto audit = lines_of(fx.dir / "audit.jsonl");
   std::vector<std::string> seen;

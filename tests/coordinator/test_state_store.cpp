@@ -61,6 +61,26 @@ TEST_CASE("state store commits and loads the last round") {
   fs::remove_all(dir);
 }
 
+TEST_CASE("state store: a tabular federation's table is committed with the round") {
+  auto dir = fresh_dir("federa_state_table_");
+  StateStore store(dir);
+  Model m(ModelLayout({{"w", {2}}}));
+  m.data = {1, 2};
+  REQUIRE(store.commit(1, m, {}, R"({"round":1})", "softmax:1,2").ok());
+  auto plain = store.load();
+  REQUIRE(plain.ok());
+  CHECK((*plain)->table.empty());  // a federation without a table commits none
+
+  const std::string table = R"({"schema":{"label":"y","classes":["no","yes"]}})";
+  REQUIRE(store.commit(2, m, {}, R"({"round":2})", "softmax:1,2", {}, table).ok());
+  auto loaded = store.load();
+  REQUIRE(loaded.ok());
+  CHECK((*loaded)->table == table);
+  CHECK_FALSE(store.commit(3, m, {}, R"({"round":3})", "softmax:1,2", {}, "not json").ok());
+  CHECK((*store.load())->round == 2);  // the refused commit changed nothing
+  fs::remove_all(dir);
+}
+
 TEST_CASE("a corrupt state file is an error, not a crash") {
   auto dir = fresh_dir("federa_state_bad_");
   REQUIRE(write_file_atomic(dir / "state.json", "{\"round\": 3}").ok());

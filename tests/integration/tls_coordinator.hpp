@@ -40,10 +40,12 @@ struct TlsCoordinator {
   Status result;
   std::atomic<bool> finished{false};
 
-  // `pki` is a `federa-pki init` folder; `observers` (not owned) must outlive this object.
+  // `pki` is a `federa-pki init` folder; `observers` (not owned) must outlive this object. With
+  // a `store`, rounds are committed there, and a state it already holds is resumed.
   TlsCoordinator(const std::filesystem::path& pki, const OrchestratorOptions& o,
                  std::optional<Evaluator> evaluator,
-                 const std::vector<OrchestratorObserver*>& observers) {
+                 const std::vector<OrchestratorObserver*>& observers,
+                 std::optional<StateStore> store = std::nullopt) {
     auto b = make_backend("cpu", 2);
     REQUIRE(b.ok());
     backend = std::move(b.value());
@@ -53,8 +55,18 @@ struct TlsCoordinator {
     REQUIRE(net.ok());
     Model global((*net)->layout());
     (*net)->init(global.data, o.seed);
-    orch = std::make_unique<Orchestrator>(o, std::move(s.value()), std::move(global), std::nullopt,
-                                          std::move(evaluator));
+    std::optional<CommittedState> committed;
+    if (store) {
+      auto loaded = store->load();
+      REQUIRE_MESSAGE(loaded.ok(), (loaded.ok() ? "" : loaded.error().message));
+      committed = std::move(*loaded);
+    }
+    orch = std::make_unique<Orchestrator>(o, std::move(s.value()), std::move(global),
+                                          std::move(store), std::move(evaluator));
+    if (committed) {
+      Status restored = orch->restore(std::move(*committed));
+      REQUIRE_MESSAGE(restored.ok(), restored.message());
+    }
     for (auto* observer : observers) orch->add_observer(observer);
     auto tls =
         make_server_tls_context((pki / "ca.pem").string(), (pki / "coordinator/cert.pem").string(),
