@@ -32,7 +32,7 @@ using tcp = net::ip::tcp;
 namespace {
 
 constexpr const char* kConnectPath = "/v1/connect";
-constexpr std::size_t kKeptReadBuffer = 64 * 1024;  // larger read buffers are freed after use
+constexpr std::size_t kKeptReadBuffer = 16 * 1024;  // larger read buffers are freed after use
 
 // Lines an unauthenticated peer can trigger at will are rate-limited (one per interval, with a
 // count of what was left out): a flood must not become a disk-filling log.
@@ -217,6 +217,10 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
   void on_accept(beast::error_code ec) {
     if (evicted_) return;
     end_handshake();
+    // The upgrade request and its read buffer are done with: an idle member keeps neither.
+    request_ = {};
+    buffer_.clear();
+    buffer_.shrink_to_fit();
     if (ec) {
       spdlog::warn("client '{}' ({}): WebSocket upgrade failed: {}", id_, peer_, ec.message());
       return drop();
