@@ -38,7 +38,6 @@ Status Orchestrator::run() {
   if (start >= opt_.rounds) spdlog::info("all {} rounds already committed", opt_.rounds);
   Status result = prepare_table();
   for (std::uint64_t r = start + 1; r <= opt_.rounds && result; ++r) {
-    if (result = refresh_statistics_if_requested(); !result) break;
     for (std::uint32_t attempt = 1;; ++attempt) {
       Status s = run_round(r, attempt);
       if (s) break;
@@ -88,6 +87,8 @@ void Orchestrator::say_goodbye() {
 
 Status Orchestrator::run_round(std::uint64_t round, std::uint32_t attempt) {
   if (Status s = wait_for_clients(round); !s) return s;
+  // Asked for while this round waited (paused, say): the sites there now count in it.
+  if (Status s = refresh_statistics_if_requested(); !s) return s;
   const auto started = Clock::now();
   TrainConfig cfg = opt_.train;
   cfg.seed = mix_seeds(opt_.seed, round);

@@ -174,6 +174,9 @@ Status Orchestrator::refresh_statistics_if_requested() {
     std::lock_guard lk(mu_);
     return table_->restore(previous);  // what it wrote itself: cannot fail but is checked
   }
+  // Every site's inputs moved: the changes accepted so far say nothing about the next ones (the
+  // screen would reject every honest update as an outlier), so it starts afresh.
+  worker_.call([&] { screen_.set_history({}); });
   scale_screen();
   return prepare_evaluator();
 }
