@@ -200,9 +200,17 @@ struct Sites {
     clients.push_back(std::make_unique<FederatedClient>(o, *trainers.back()));
     threads.emplace_back([this, i] { codes[i] = clients[i]->run(); });
   }
-  int code(const std::string& name) const {
-    for (std::size_t i = 0; i < names.size(); ++i)
-      if (names[i] == name) return codes[i].load();
+  // The site's exit code, waiting up to `limit` for its client to end (-1: still running; a
+  // site ends a moment after the coordinator's run() returns, once the Bye reached it).
+  int code(const std::string& name,
+           std::chrono::milliseconds limit = std::chrono::seconds(20)) const {
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (names[i] != name) continue;
+      const auto until = std::chrono::steady_clock::now() + limit;
+      while (codes[i].load() == -1 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      return codes[i].load();
+    }
     return -2;
   }
   ~Sites() {
