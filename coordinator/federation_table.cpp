@@ -107,10 +107,7 @@ Result<Schema> FederationTable::fix(const std::vector<std::string>& clients) {
   return *fixed_;
 }
 
-void FederationTable::begin_statistics() {
-  total_.reset();
-  statistics_parts_ = 0;
-}
+void FederationTable::begin_statistics() { pending_.reset(); }
 
 Status FederationTable::add_statistics(const std::string& client,
                                        std::string_view statistics_json) {
@@ -119,12 +116,11 @@ Status FederationTable::add_statistics(const std::string& client,
   if (!part) return part.error();
   if (Status s = check_statistics(*part, *fixed_); !s)
     return make_error(ErrorCode::invalid_argument, "from '" + client + "': " + s.message());
-  if (!total_) {
-    total_ = std::move(*part);
-  } else if (Status s = ::federa::add_statistics(*total_, *part); !s) {
+  if (!pending_) {
+    pending_ = std::move(*part);
+  } else if (Status s = ::federa::add_statistics(*pending_, *part); !s) {
     return s;
   }
-  ++statistics_parts_;
   return Status::success();
 }
 
@@ -133,17 +129,18 @@ Status FederationTable::set_secure_sum(std::span<const double> limb_sums, int li
   auto sum = decode_secure_sum(limb_sums, *fixed_, limb_bits);
   if (!sum) return sum.error();
   if (Status s = check_statistics(*sum, *fixed_); !s) return s;
-  total_ = std::move(*sum);
-  ++statistics_parts_;
+  pending_ = std::move(*sum);
   return Status::success();
 }
 
 Status FederationTable::finish_statistics() {
-  if (!fixed_ || !total_ || !(total_->rows > 0))
+  if (!fixed_ || !pending_ || !(pending_->rows > 0))
     return make_error(ErrorCode::failed_precondition, "no statistics were received");
-  auto z = make_standardization(*total_, *fixed_);
+  auto z = make_standardization(*pending_, *fixed_);
   if (!z) return z.error();
   z_ = std::move(*z);
+  total_ = std::move(pending_);
+  pending_.reset();
   return Status::success();
 }
 
@@ -191,6 +188,7 @@ Status FederationTable::restore(std::string_view text) {
   fixed_ = std::move(*schema);
   reports_.clear();
   total_ = std::move(total);
+  pending_.reset();
   z_ = std::move(z);
   return Status::success();
 }

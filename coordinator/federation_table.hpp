@@ -69,7 +69,8 @@ class FederationTable {
   void begin_statistics();
   Status add_statistics(const std::string& client, std::string_view statistics_json);
   Status set_secure_sum(std::span<const double> limb_sums, int limb_bits);
-  // The global standardisation from what was added; fails when nothing was.
+  // The global standardisation from what was added, which then replaces the figures in force;
+  // fails when nothing was, and the figures in force stay.
   Status finish_statistics();
   const std::optional<TableStatistics>& statistics() const { return total_; }
   const std::optional<Standardization>& standardization() const { return z_; }
@@ -85,9 +86,9 @@ class FederationTable {
  private:
   Options opt_;
   std::optional<Schema> fixed_;
-  std::map<std::string, Schema> reports_;  // derived mode, before fix()
-  std::optional<TableStatistics> total_;
-  std::size_t statistics_parts_ = 0;
+  std::map<std::string, Schema> reports_;   // derived mode, before fix()
+  std::optional<TableStatistics> total_;    // the figures in force (finish_statistics)
+  std::optional<TableStatistics> pending_;  // the statistics phase's sum so far
   std::optional<Standardization> z_;
 };
 

@@ -158,21 +158,18 @@ Status Orchestrator::request_statistics() {
 // connected now. A run that fails keeps the figures in force; it is not retried.
 Status Orchestrator::refresh_statistics_if_requested() {
   std::vector<std::string> sites;
-  std::string previous;
   {
     std::lock_guard lk(mu_);
     if (!statistics_requested_) return {};
     statistics_requested_ = false;
     for (const auto& [id, c] : clients_)
       if (c.ready && c.table) sites.push_back(id);
-    previous = table_->to_json();
   }
   Status s = run_statistics(sites, true);
   if (s.code() == ErrorCode::cancelled) return s;
-  if (!s) {
+  if (!s) {  // FederationTable keeps the figures in force until a phase finishes
     spdlog::warn("table statistics (requested): {}; the figures in force stay", s.message());
-    std::lock_guard lk(mu_);
-    return table_->restore(previous);  // what it wrote itself: cannot fail but is checked
+    return {};
   }
   // Every site's inputs moved: the changes accepted so far say nothing about the next ones (the
   // screen would reject every honest update as an outlier), so it starts afresh.

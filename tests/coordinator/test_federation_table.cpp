@@ -135,6 +135,15 @@ TEST_CASE("federation table: statistics are checked, summed, and survive a resum
   CHECK(config.extra.at(kConfigStandardization) ==
         standardization_to_json(*t.standardization(), given));
 
+  // A phase run again that gathers nothing (too few answers) leaves the figures in force.
+  const std::string in_force = t.to_json();
+  t.begin_statistics();
+  REQUIRE(t.add_statistics("a", statistics_to_json(*part, given)).ok());
+  t.begin_statistics();
+  CHECK_FALSE(t.finish_statistics().ok());
+  CHECK(t.to_json() == in_force);
+  CHECK(t.statistics()->rows == 6);
+
   // --resume: the same schema and figures; a different --schema is refused.
   FederationTable back({{}, TaskType::classification, 1, "softmax:4,2"});
   REQUIRE(back.restore(t.to_json()).ok());
