@@ -63,10 +63,8 @@ ClientOptions connection_options(const po::variables_map& vm) {
   opt.ca_pem = kit + "/ca.pem";
   opt.cert_pem = kit + "/cert.pem";
   opt.key_pem = vm.count("key-file") ? vm["key-file"].as<std::string>() : kit + "/key.pem";
-  opt.backoff_max =
-      std::chrono::milliseconds(static_cast<long long>(vm["retry-max"].as<double>() * 1000));
-  opt.give_up_after =
-      std::chrono::seconds(static_cast<long long>(vm["give-up-after"].as<double>()));
+  opt.backoff_max = seconds_option(vm, "retry-max");
+  opt.give_up_after = seconds_option(vm, "give-up-after", true);
   opt.stay_connected = !vm["once"].as<bool>();
   opt.private_metrics = vm["private-metrics"].as<bool>();
   opt.seed = vm["seed"].as<std::uint64_t>() * 1000003 + vm["partition-index"].as<std::size_t>();

@@ -332,7 +332,7 @@ int FederatedClient::run() {
     if (opt_.give_up_after.count() > 0 &&
         std::chrono::steady_clock::now() - last_success > opt_.give_up_after) {
       spdlog::error("giving up: no connection to the coordinator for {} s ({})",
-                    opt_.give_up_after.count(), conn->reason);
+                    std::chrono::duration<double>(opt_.give_up_after).count(), conn->reason);
       return exit_error;
     }
     // Full jitter: spreads a thousand clients reconnecting after a coordinator restart.

@@ -32,7 +32,7 @@ struct ClientOptions {
   std::chrono::milliseconds backoff_initial{500};
   std::chrono::milliseconds backoff_max{std::chrono::seconds(30)};
   // Give up after this long without a successful connection; 0 = keep trying forever.
-  std::chrono::seconds give_up_after{0};
+  std::chrono::milliseconds give_up_after{0};
   std::chrono::seconds handshake_timeout{15};
   std::chrono::seconds idle_timeout{120};
   std::uint64_t seed = 0;  // jitter

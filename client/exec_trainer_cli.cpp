@@ -37,16 +37,6 @@ bool uses_exec_trainer(const po::variables_map& vm) {
   return t == "exec";
 }
 
-namespace {
-std::chrono::milliseconds seconds_flag(const po::variables_map& vm, const char* name,
-                                       bool zero_ok) {
-  const double s = vm[name].as<double>();
-  if (!std::isfinite(s) || s < 0 || (!zero_ok && s == 0) || s > 1e7)
-    throw OptionsError(std::string("--") + name + " must be a positive number of seconds");
-  return std::chrono::milliseconds(static_cast<long long>(s * 1000));
-}
-}  // namespace
-
 ExecTrainerOptions exec_trainer_options(const po::variables_map& vm) {
   ExecTrainerOptions o;
   if (!vm.count("trainer-command"))
@@ -54,8 +44,8 @@ ExecTrainerOptions exec_trainer_options(const po::variables_map& vm) {
   o.command = vm["trainer-command"].as<std::vector<std::string>>();
   if (o.command.empty() || o.command.front().empty())
     throw OptionsError("--trainer-command is empty");
-  o.timeout = seconds_flag(vm, "trainer-timeout", false);
-  o.kill_grace = seconds_flag(vm, "trainer-kill-grace", true);
+  o.timeout = seconds_option(vm, "trainer-timeout", false);
+  o.kill_grace = seconds_option(vm, "trainer-kill-grace", true);
   o.max_examples = vm["max-examples"].as<std::uint64_t>();
   if (o.max_examples == 0) throw OptionsError("--max-examples must be at least 1");
   o.num_train_examples = vm["trainer-examples"].as<std::uint64_t>();

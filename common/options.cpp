@@ -9,6 +9,7 @@
 
 #include <boost/json.hpp>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -266,6 +267,15 @@ HostPort parse_host_port(std::string_view text, std::string_view flag) {
   if (ec != std::errc() || p != port.data() + port.size() || value > 65535) throw bad();
   hp.port = static_cast<unsigned short>(value);
   return hp;
+}
+
+std::chrono::milliseconds seconds_option(const po::variables_map& vm, const std::string& name,
+                                         bool zero_ok) {
+  const double s = vm[name].as<double>();
+  if (!(std::isfinite(s) && s <= kMaxSeconds && (s > 0 || (zero_ok && s == 0))))
+    throw OptionsError("--" + name + " must be " + (zero_ok ? "0 or " : "") +
+                       "a positive number of seconds, at most 10000000 (about 116 days)");
+  return std::chrono::milliseconds(std::llround(s * 1000));
 }
 
 }  // namespace federa

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -62,5 +63,13 @@ struct HostPort {
   unsigned short port = 0;
 };
 HostPort parse_host_port(std::string_view text, std::string_view flag);
+
+// A flag that is a number of seconds (fractions allowed), as milliseconds. Throws OptionsError
+// naming the flag unless the value is finite, at most kMaxSeconds (about 116 days: longer is
+// no deadline an operator means, and the integer conversion of a larger double is undefined), and
+// above zero, or zero too where `zero_ok` (for flags whose 0 means "none" or "the default").
+inline constexpr double kMaxSeconds = 1e7;
+std::chrono::milliseconds seconds_option(const po::variables_map& vm, const std::string& name,
+                                         bool zero_ok = false);
 
 }  // namespace federa

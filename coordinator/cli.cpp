@@ -92,10 +92,6 @@ std::map<std::string, PathResolver> coordinator_path_keys() {
 
 namespace {
 
-std::chrono::milliseconds millis(double seconds) {
-  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
-}
-
 void read_training(const po::variables_map& vm, TrainConfig& t) {
   t.model = vm["model"].as<std::string>();
   t.local_epochs = vm["local-epochs"].as<std::uint32_t>();
@@ -119,9 +115,7 @@ void read_secure(const po::variables_map& vm, OrchestratorOptions& o) {
   o.secagg_dropout = vm["secagg-dropout"].as<double>();
   o.secagg_corrupt = vm["secagg-corrupt"].as<double>();
   o.secagg_clip = vm["secagg-clip"].as<double>();
-  double phase = vm["secagg-phase-timeout"].as<double>();
-  if (!(phase > 0)) throw OptionsError("--secagg-phase-timeout must be positive");
-  o.secagg_phase_timeout = millis(phase);
+  o.secagg_phase_timeout = seconds_option(vm, "secagg-phase-timeout");
 }
 
 void read_evaluation(const po::variables_map& vm, OrchestratorOptions& o) {
@@ -129,14 +123,12 @@ void read_evaluation(const po::variables_map& vm, OrchestratorOptions& o) {
   e.every = vm["evaluate-every"].as<std::uint64_t>();
   e.fraction = vm["fraction-evaluate"].as<double>();
   e.min_clients = vm["min-evaluate-clients"].as<std::size_t>();
-  const double timeout = vm["evaluate-timeout"].as<double>();
   e.only = vm["evaluate-only"].as<bool>();
   e.keep_best = vm["keep-best"].as<std::string>();
   if (!(e.fraction > 0 && e.fraction <= 1))
     throw OptionsError("--fraction-evaluate must be in (0, 1]");
   if (e.min_clients == 0) throw OptionsError("--min-evaluate-clients must be at least 1");
-  if (!(timeout >= 0)) throw OptionsError("--evaluate-timeout must be >= 0");
-  e.timeout = millis(timeout);
+  e.timeout = seconds_option(vm, "evaluate-timeout", true);
   if (e.only && o.rounds != 0)
     throw OptionsError("--evaluate-only evaluates a model without training: pass --rounds 0");
   if (!e.keep_best.empty()) {
@@ -159,17 +151,13 @@ void read_rounds(const po::variables_map& vm, OrchestratorOptions& o) {
     throw OptionsError("--clients-per-round " + std::to_string(o.clients_per_round) +
                        " is below --min-clients " + std::to_string(o.min_clients) +
                        ": no round could complete");
-  double timeout = vm["round-timeout"].as<double>();
-  if (!(timeout > 0)) throw OptionsError("--round-timeout must be positive");
-  o.round_timeout = millis(timeout);
+  o.round_timeout = seconds_option(vm, "round-timeout");
   o.round_retries = vm["round-retries"].as<int>();
   if (o.round_retries < 0) throw OptionsError("--round-retries must be >= 0");
   o.seed = vm["seed"].as<std::uint64_t>();
   o.federation = vm["federation"].as<std::string>();
   o.max_inflight_uploads = std::max<std::size_t>(1, vm["max-inflight-uploads"].as<std::size_t>());
-  double stall = vm["upload-stall-timeout"].as<double>();
-  if (!(stall > 0)) throw OptionsError("--upload-stall-timeout must be positive");
-  o.upload_stall_timeout = millis(stall);
+  o.upload_stall_timeout = seconds_option(vm, "upload-stall-timeout");
   o.max_examples_per_client = vm["max-examples-per-client"].as<std::uint64_t>();
   if (o.max_examples_per_client == 0)
     throw OptionsError("--max-examples-per-client must be at least 1");

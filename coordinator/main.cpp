@@ -69,7 +69,7 @@ std::optional<Evaluator> build_evaluator(const CoordinatorConfig& cfg, const Net
     throw OptionsError("--eval-data has " + std::to_string(data->features) +
                        " features; the model expects " + std::to_string(net.input_features()));
   spdlog::info("centralised evaluation on {} ({} examples)", cfg.eval_data, data->rows);
-  return Evaluator{std::move(*eval_net), std::move(*data)};
+  return Evaluator{std::move(*eval_net), std::move(*data), {}};
 }
 
 // Rounds a metrics file already records (non-empty lines); 0 when there is none.
