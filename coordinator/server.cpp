@@ -7,9 +7,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
-#include <boost/beast/websocket/ssl.hpp>
 #include <deque>
 #include <list>
 #include <map>
@@ -19,6 +17,7 @@
 #include "common/tls.hpp"
 #include "common/wire.hpp"
 #include "coordinator/event_text.hpp"
+#include "coordinator/tls_stream.hpp"
 
 namespace federa {
 
@@ -61,12 +60,13 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
           const ServerOptions& opt, std::shared_ptr<Limits> limits,
           std::shared_ptr<std::atomic<std::uint64_t>> bytes_in)
       : ws_(std::move(socket), tls),
+        handshake_timer_(ws_.get_executor()),
         handler_(handler),
         opt_(opt),
         limits_(std::move(limits)),
         bytes_in_(std::move(bytes_in)) {
     beast::error_code ec;
-    auto ep = beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
+    auto ep = ws_.next_layer().next_layer().remote_endpoint(ec);
     ip_ = ec ? std::string("?") : ep.address().to_string();
     peer_ = ec ? std::string("?") : ip_ + ":" + std::to_string(ep.port());
     std::lock_guard lk(limits_->mu);
@@ -132,7 +132,12 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
 
  private:
   void on_start() {
-    beast::get_lowest_layer(ws_).expires_after(opt_.handshake_timeout);
+    // The TLS handshake and the upgrade request must arrive within the handshake timeout; after
+    // the upgrade, the WebSocket's own timeouts take over.
+    handshake_timer_.expires_after(opt_.handshake_timeout);
+    handshake_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->close_socket();
+    });
     ws_.next_layer().async_handshake(
         ssl::stream_base::server, beast::bind_front_handler(&Session::on_tls, shared_from_this()));
   }
@@ -143,12 +148,17 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
     in_handshake_ = false;
   }
 
-  // Closes the socket now: the stream's pending timer would otherwise keep it open (and the
+  // Closes the socket now: the pending handshake timer would otherwise keep the session (and the
   // refused peer waiting for our alert) until the handshake timeout.
   void drop() {
     end_handshake();
-    beast::get_lowest_layer(ws_).expires_never();
-    beast::get_lowest_layer(ws_).close();
+    handshake_timer_.cancel();
+    close_socket();
+  }
+
+  void close_socket() {
+    beast::error_code ignored;
+    ws_.next_layer().next_layer().close(ignored);
   }
 
   void refuse(const std::string& why) {
@@ -193,15 +203,14 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
                         ? "not found: clients connect with a WebSocket upgrade at /v1/connect\n"
                         : "upgrade required: use a WebSocket upgrade\n";
       res->prepare_payload();
-      http::async_write(ws_.next_layer(), *res,
-                        [self = shared_from_this(), res](beast::error_code, std::size_t) {
-                          beast::error_code ignored;
-                          beast::get_lowest_layer(self->ws_).socket().shutdown(
-                              tcp::socket::shutdown_both, ignored);
-                        });
+      http::async_write(
+          ws_.next_layer(), *res, [self = shared_from_this(), res](beast::error_code, std::size_t) {
+            beast::error_code ignored;
+            self->ws_.next_layer().next_layer().shutdown(tcp::socket::shutdown_both, ignored);
+          });
       return;
     }
-    beast::get_lowest_layer(ws_).expires_never();
+    handshake_timer_.cancel();
     websocket::stream_base::timeout t{};
     t.handshake_timeout = opt_.handshake_timeout;
     t.idle_timeout = opt_.idle_timeout;
@@ -292,7 +301,8 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
       spdlog::warn("client '{}': outbound queue over {} bytes; dropping the session", id_,
                    opt_.max_queued_bytes);
       closing_ = true;
-      beast::get_lowest_layer(ws_).cancel();
+      beast::error_code ignored;
+      ws_.next_layer().next_layer().cancel(ignored);
       return;
     }
     queue_.push_back(std::move(bytes));
@@ -333,7 +343,8 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
     if (registered_) handler_.on_disconnect(shared_from_this(), why);
   }
 
-  websocket::stream<beast::ssl_stream<beast::tcp_stream>> ws_;
+  websocket::stream<TlsStream> ws_;
+  net::steady_timer handshake_timer_;  // the TLS handshake and the upgrade request
   TransportHandler& handler_;
   const ServerOptions& opt_;
   std::shared_ptr<Limits> limits_;
