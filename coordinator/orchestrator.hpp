@@ -265,6 +265,10 @@ class Orchestrator : public TransportHandler {
                     std::vector<std::string>& cohort);  // mu_ held
   void broadcast_task(std::uint64_t round, std::uint32_t attempt, const TrainConfig& cfg,
                       const std::vector<std::string>& cohort);  // mu_ held
+  // `task` and the global model's chunks, each serialized once for every session's queue; one
+  // chunk's Envelope at a time, so the model is copied once (not twice) while they are made.
+  std::vector<std::shared_ptr<const std::string>> model_messages(
+      std::uint64_t round, const wire::Envelope& task) const;  // mu_ held
   Status collect_plain(Clock::time_point deadline);
   void close_round();
   Status aggregate_and_commit(std::uint64_t round, std::uint32_t attempt,

@@ -137,10 +137,7 @@ Status Orchestrator::open_evaluation(std::uint64_t round, std::uint32_t attempt,
   t->set_num_chunks(chunk_count(global_.data.size(), opt_.chunk_elements));
   t->set_chunk_elements(static_cast<std::uint32_t>(opt_.chunk_elements));
   t->set_carried(global_.carried.data(), global_.carried.size());
-  std::vector<std::shared_ptr<const std::string>> messages{serialize_shared(task)};
-  for (const auto& e :
-       make_chunks(round, global_.data, opt_.chunk_elements, global_.layout.float_runs()))
-    messages.push_back(serialize_shared(e));
+  const auto messages = model_messages(round, task);
   for (const auto& id : cohort) {
     evaluation_->answers[id] = ClientEvaluation{id, UpdateOutcome::dropped, "no answer"};
     evaluation_->pending.insert(id);

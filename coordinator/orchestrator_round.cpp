@@ -237,11 +237,7 @@ void Orchestrator::broadcast_task(std::uint64_t round, std::uint32_t attempt,
   t->set_chunk_elements(static_cast<std::uint32_t>(opt_.chunk_elements));
   t->set_secure_aggregation(opt_.secure_aggregation);
   t->set_carried(global_.carried.data(), global_.carried.size());
-  // Serialized once, shared by every session's queue.
-  std::vector<std::shared_ptr<const std::string>> messages{serialize_shared(task)};
-  for (const auto& e :
-       make_chunks(round, global_.data, opt_.chunk_elements, global_.layout.float_runs()))
-    messages.push_back(serialize_shared(e));
+  const auto messages = model_messages(round, task);
   for (const auto& id : cohort) {
     auto& link = clients_[id].link;
     for (const auto& m : messages) link->send(m);
@@ -252,6 +248,17 @@ void Orchestrator::broadcast_task(std::uint64_t round, std::uint32_t attempt,
       link->send(serialize_shared(setup));
     }
   }
+}
+
+std::vector<std::shared_ptr<const std::string>> Orchestrator::model_messages(
+    std::uint64_t round, const wire::Envelope& task) const {
+  std::vector<std::shared_ptr<const std::string>> out{serialize_shared(task)};
+  const auto runs = global_.layout.float_runs();
+  const std::uint32_t n = chunk_count(global_.data.size(), opt_.chunk_elements);
+  out.reserve(1 + std::size_t{n});
+  for (std::uint32_t i = 0; i < n; ++i)
+    out.push_back(serialize_shared(make_chunk(round, global_.data, opt_.chunk_elements, runs, i)));
+  return out;
 }
 
 Status Orchestrator::collect_plain(Clock::time_point deadline) {
