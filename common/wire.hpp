@@ -1,7 +1,7 @@
 // Helpers around the wire protocol (protocols/federa.proto): protocol constants, conversions
 // between wire messages and federa types, and tensor chunking with validation on reassembly.
 //
-//   auto chunks = make_chunks(round, weights);                 // <= 4 MiB of data each
+//   auto chunks = make_chunks(round, weights);                 // <= 1 MiB of data each
 //   auto bf16 = make_chunks(round, weights, kDefaultChunkElements, layout.float_runs());
 //   ChunkAssembler in;  in.begin(round, total, num_chunks, chunk_elems, dest);
 //   for (each received chunk) if (Status s = in.add(chunk); !s) reject(s.message());
@@ -23,7 +23,7 @@
 namespace federa {
 
 inline constexpr std::uint32_t kProtocolVersion = 1;
-inline constexpr std::size_t kDefaultChunkElements = 1u << 20;  // 4 MiB of float32
+inline constexpr std::size_t kDefaultChunkElements = 1u << 18;  // 1 MiB of float32
 inline constexpr std::size_t kMaxChunkElements = 1u << 22;      // 16 MiB, hard cap
 // Largest WebSocket message either side accepts: one full chunk plus protobuf framing.
 inline constexpr std::size_t kMaxMessageBytes = kMaxChunkElements * 4 + (1u << 16);

@@ -67,7 +67,7 @@ po::options_description coordinator_flags() {
       ("secagg-corrupt", po::value<double>()->default_value(0.05, "0.05"), "fraction of corrupt clients assumed by the SecAgg+ parameters")
       ("secagg-clip", po::value<double>()->default_value(8.0), "SecAgg+ clips each coordinate of an update delta to [-c, c] before quantizing")
       ("secagg-phase-timeout", po::value<double>()->default_value(60), "seconds each key-exchange and unmasking phase waits")
-      ("chunk-mb", po::value<double>()->default_value(4.0), "tensor chunk size on the wire, MiB (<= 16)")
+      ("chunk-mb", po::value<double>()->default_value(1.0), "tensor chunk size on the wire, MiB (<= 16); each upload in flight holds about two chunks")
       ("admin-listen", po::value<std::string>(), "HOST:PORT of the admin API, /metrics and dashboard (HTTPS, TLS 1.3; default off)")
       ("admin-token-file", po::value<std::string>(), "bearer tokens for the admin listener (`federa-pki token` appends to DIR/admin-tokens); SIGHUP re-reads it")
       ("admin-audit-log", po::value<std::string>(), "append-only log of every change made through the admin listener (default STATE_DIR/admin-audit.jsonl)");

@@ -38,7 +38,7 @@ struct LoadOptions {
   unsigned threads = 2;              // the fleet's io threads
   unsigned coordinator_threads = 2;  // --threads of the coordinator
   std::size_t max_inflight = 8;      // --max-inflight-uploads of the coordinator
-  double chunk_mb = 4;
+  double chunk_mb = 1;
   double timeout_s = 1800;
   std::string coordinator;       // program; default: beside federa-bench in the build tree
   std::string coordinator_args;  // extra flags, e.g. "--max-connections 2000"
