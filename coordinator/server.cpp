@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <deque>
+#include <exception>
 #include <list>
 #include <map>
 #include <mutex>
@@ -443,7 +444,15 @@ struct WebSocketServer::Impl : std::enable_shared_from_this<WebSocketServer::Imp
       s.close(ignored);
       return;
     }
-    auto session = std::make_shared<Session>(std::move(s), *tls, handler, opt, limits, bytes_in);
+    std::shared_ptr<Session> session;
+    try {
+      session = std::make_shared<Session>(std::move(s), *tls, handler, opt, limits, bytes_in);
+    } catch (const std::exception& e) {  // out of memory for the TLS state: this peer only
+      if (auto n = refusal_log().allow()) spdlog::warn("refused a connection: {}", e.what());
+      std::lock_guard lk(limits->mu);
+      ++limits->refused;
+      return;
+    }
     session->register_handshake();
     session->start();
   }

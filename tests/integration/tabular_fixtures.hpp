@@ -184,14 +184,7 @@ struct Sites {
   void start(const std::string& name, std::unique_ptr<Trainer> trainer) {
     REQUIRE(issue_client(pki, name).ok());
     const fs::path kit = pki / "clients" / name;
-    ClientOptions o;
-    o.coordinator = {"127.0.0.1", port};
-    o.ca_pem = (kit / "ca.pem").string();
-    o.cert_pem = (kit / "cert.pem").string();
-    o.key_pem = (kit / "key.pem").string();
-    o.backoff_initial = std::chrono::milliseconds(100);
-    o.backoff_max = std::chrono::milliseconds(500);
-    o.give_up_after = std::chrono::seconds(60);
+    const ClientOptions o = client_options(kit, port);
     const std::size_t i = clients.size();
     REQUIRE(i < 16);
     codes[i] = -1;

@@ -28,6 +28,7 @@
 #include "tests/integration/tls_coordinator.hpp"
 
 using namespace federa;
+using testing::client_options;
 namespace fs = std::filesystem;
 namespace net = boost::asio;
 namespace beast = boost::beast;
@@ -94,18 +95,6 @@ fs::path make_pki(const std::vector<std::string>& clients) {
   REQUIRE(init_pki(dir, {"127.0.0.1"}).ok());
   for (const auto& c : clients) REQUIRE(issue_client(dir, c).ok());
   return dir;
-}
-
-ClientOptions client_options(const fs::path& kit, unsigned short port) {
-  ClientOptions o;
-  o.coordinator = {"127.0.0.1", port};
-  o.ca_pem = (kit / "ca.pem").string();
-  o.cert_pem = (kit / "cert.pem").string();
-  o.key_pem = (kit / "key.pem").string();
-  o.backoff_initial = std::chrono::milliseconds(100);
-  o.backoff_max = std::chrono::milliseconds(500);
-  o.give_up_after = std::chrono::seconds(60);
-  return o;
 }
 
 // A hand-driven client for sending what a well-behaved client never would.

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "client/client.hpp"
 #include "common/nn.hpp"
 #include "common/tls.hpp"
 #include "coordinator/aggregation_backend.hpp"
@@ -29,6 +30,20 @@
 #include "coordinator/strategies.hpp"
 
 namespace federa::testing {
+
+// A member's connection settings for these tests: its kit (ca.pem, cert.pem, key.pem), the
+// coordinator on 127.0.0.1, quick reconnects, and giving up after a minute without one.
+inline ClientOptions client_options(const std::filesystem::path& kit, unsigned short port) {
+  ClientOptions o;
+  o.coordinator = {"127.0.0.1", port};
+  o.ca_pem = (kit / "ca.pem").string();
+  o.cert_pem = (kit / "cert.pem").string();
+  o.key_pem = (kit / "key.pem").string();
+  o.backoff_initial = std::chrono::milliseconds(100);
+  o.backoff_max = std::chrono::milliseconds(500);
+  o.give_up_after = std::chrono::seconds(60);
+  return o;
+}
 
 struct TlsCoordinator {
   std::unique_ptr<AggregationBackend> backend;
