@@ -131,8 +131,8 @@ class BuiltinTrainer final : public Trainer {
     if (test_.empty()) return r;  // no local test split: nothing to report
     const EvalResult e = net_->evaluate(model.data, *data_, test_);
     r.loss = e.loss;
-    r.accuracy = e.accuracy;
     r.num_examples = e.examples;
+    if (!net_->regression()) r.accuracy = e.accuracy;
     if (net_->regression()) {  // the metrics line's fed_rmse, fed_mae, fed_r2
       r.metrics["rmse"] = e.rmse;
       r.metrics["mae"] = e.mae;

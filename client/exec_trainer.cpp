@@ -191,11 +191,24 @@ Result<EvaluateResult> ExecTrainer::evaluate(const Model& model, const TrainConf
   auto out = run(TaskKind::evaluate, model, config);
   if (!out) return out.error();
   auto loss = out->metrics.find("loss");
-  auto accuracy = out->metrics.find("accuracy");
-  if (loss == out->metrics.end() || accuracy == out->metrics.end())
-    return make_error(ErrorCode::invalid_argument,
-                      "metrics.json of an evaluate task needs metrics \"loss\" and \"accuracy\"");
-  return EvaluateResult{loss->second, accuracy->second, out->num_examples};
+  if (loss == out->metrics.end())
+    return make_error(
+        ErrorCode::invalid_argument,
+        "metrics.json of an evaluate task needs the metric \"loss\" (and \"accuracy\" "
+        "for a classifier)");
+  EvaluateResult r;
+  r.loss = loss->second;
+  r.num_examples = out->num_examples;
+  out->metrics.erase(loss);
+  if (auto acc = out->metrics.find("accuracy"); acc != out->metrics.end()) {
+    if (!(acc->second >= 0 && acc->second <= 1))
+      return make_error(ErrorCode::invalid_argument,
+                        "metrics.json: \"accuracy\" must be a fraction in [0, 1]");
+    r.accuracy = acc->second;
+    out->metrics.erase(acc);
+  }
+  r.metrics = std::move(out->metrics);  // r2, f1, ...: averaged as fed_<name>
+  return r;
 }
 
 Result<ExecTrainer::Outputs> ExecTrainer::run(TaskKind kind, const Model& model,

@@ -235,9 +235,9 @@ void ClientSession::evaluate_done(const Running& done, EvaluateResult r, double 
   if (r.num_examples == 0) {
     log(opt_.progress_level, "round {}: no held-out examples to evaluate on", done.task.round);
   } else {
-    log(opt_.progress_level,
-        "round {}: evaluated in {:.2f} s on {} examples: loss {:.4f}, accuracy {:.4f}{}",
-        done.task.round, seconds, r.num_examples, r.loss, r.accuracy,
+    log(opt_.progress_level, "round {}: evaluated in {:.2f} s on {} examples: loss {:.4f}{}{}",
+        done.task.round, seconds, r.num_examples, r.loss,
+        r.accuracy ? fmt::format(", accuracy {:.4f}", *r.accuracy) : std::string(),
         keep_private ? " (private)" : "");
   }
   wire::Envelope e;
@@ -245,7 +245,7 @@ void ClientSession::evaluate_done(const Running& done, EvaluateResult r, double 
   er->set_round(done.task.round);
   er->set_num_examples(r.num_examples);
   er->set_loss(r.loss);
-  er->set_accuracy(r.accuracy);
+  if (r.accuracy) er->set_accuracy(*r.accuracy);
   for (const auto& [k, v] : r.metrics) (*er->mutable_metrics())[k] = v;
   er->set_private_(keep_private);
   link_.send(e);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,7 @@ struct FitResult {
 
 struct EvaluateResult {
   double loss = 0;
-  double accuracy = 0;                    // a fraction in [0, 1]
+  std::optional<double> accuracy;         // a fraction in [0, 1]; none for a regression model
   std::uint64_t num_examples = 0;         // held-out examples evaluated on; 0 = none here
   std::map<std::string, double> metrics;  // other figures (f1, auc, ...), averaged by num_examples
   // Ask the coordinator to keep this client's own values out of its logs and files (they still

@@ -145,8 +145,9 @@ int run_trainer_test(int argc, char** argv, po::options_description desc,
       out << "REFUSED: " << ev.error().message << "\n";
       return 1;
     }
-    out << fmt::format("  result:       loss {:.6g}, accuracy {:.6g} on {} examples\n", ev->loss,
-                       ev->accuracy, ev->num_examples);
+    out << fmt::format("  result:       loss {:.6g}{} on {} examples\n", ev->loss,
+                       ev->accuracy ? fmt::format(", accuracy {:.6g}", *ev->accuracy) : "",
+                       ev->num_examples);
   }
   out << "OK: this output would be accepted\n";
   return 0;

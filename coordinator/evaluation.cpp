@@ -19,7 +19,7 @@ FederatedEvaluation combine_evaluations(std::uint64_t round, std::size_t selecte
   FederatedEvaluation f;
   f.round = round;
   f.selected = selected;
-  double weight = 0, loss = 0, accuracy = 0;
+  double weight = 0, loss = 0, accuracy = 0, accuracy_weight = 0;
   std::map<std::string, std::pair<double, double>> metrics;  // weighted sum, weight
   std::size_t private_clients = 0;
   auto widen = [](std::optional<double>& lo, std::optional<double>& hi, double v) {
@@ -27,13 +27,15 @@ FederatedEvaluation combine_evaluations(std::uint64_t round, std::size_t selecte
     hi = hi ? std::max(*hi, v) : v;
   };
   for (const auto& a : answers) {
-    if (a.outcome != UpdateOutcome::accepted || a.num_examples == 0 || !a.loss || !a.accuracy)
-      continue;
+    if (a.outcome != UpdateOutcome::accepted || a.num_examples == 0 || !a.loss) continue;
     const double n = double(a.num_examples);
     ++f.clients;
     weight += n;
     loss += n * *a.loss;
-    accuracy += n * *a.accuracy;
+    if (a.accuracy) {  // a regression model has none
+      accuracy += n * *a.accuracy;
+      accuracy_weight += n;
+    }
     for (const auto& [k, v] : a.metrics) {
       metrics[k].first += n * v;
       metrics[k].second += n;
@@ -43,12 +45,12 @@ FederatedEvaluation combine_evaluations(std::uint64_t round, std::size_t selecte
       continue;
     }
     widen(f.loss_min, f.loss_max, *a.loss);
-    widen(f.accuracy_min, f.accuracy_max, *a.accuracy);
+    if (a.accuracy) widen(f.accuracy_min, f.accuracy_max, *a.accuracy);
   }
   const bool lone_private = f.clients == 1 && private_clients == 1;
   if (f.clients > 0 && f.clients >= min_clients && !lone_private) {
     f.loss = loss / weight;
-    f.accuracy = accuracy / weight;
+    if (accuracy_weight > 0) f.accuracy = accuracy / accuracy_weight;
     for (const auto& [k, sw] : metrics) f.metrics[k] = sw.first / sw.second;
   }
   for (auto& a : answers) {

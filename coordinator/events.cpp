@@ -68,11 +68,13 @@ std::string format_metrics_line(const RoundReport& r, const std::map<std::string
   if (const auto& e = r.evaluation) {
     add("fed_clients", std::to_string(e->clients));
     add("fed_loss", number(e->loss));
-    add("fed_accuracy", number(e->accuracy));
+    // A regression model's answers carry a loss and no accuracy: no fed_accuracy then.
+    const bool accuracy = e->accuracy || !e->loss;
+    if (accuracy) add("fed_accuracy", number(e->accuracy));
     add("fed_loss_min", number(e->loss_min));
     add("fed_loss_max", number(e->loss_max));
-    add("fed_accuracy_min", number(e->accuracy_min));
-    add("fed_accuracy_max", number(e->accuracy_max));
+    if (accuracy) add("fed_accuracy_min", number(e->accuracy_min));
+    if (accuracy) add("fed_accuracy_max", number(e->accuracy_max));
     for (const auto& [k, v] : e->metrics)
       if (plain_key(k)) add("fed_" + k, number(v));
   }

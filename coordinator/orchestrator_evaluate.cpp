@@ -39,7 +39,8 @@ std::string check_answer(const wire::EvaluateResult& r) {
   if (double(r.num_examples()) > kMaxExamples) return "num_examples is absurd";
   if (r.num_examples() == 0) return "";
   if (!std::isfinite(r.loss())) return "loss is not finite";
-  if (!(r.accuracy() >= 0 && r.accuracy() <= 1)) return "accuracy is not a fraction in [0, 1]";
+  if (r.has_accuracy() && !(r.accuracy() >= 0 && r.accuracy() <= 1))
+    return "accuracy is not a fraction in [0, 1]";
   return "";
 }
 
@@ -191,7 +192,7 @@ Status Orchestrator::handle_evaluate_result(Client& c, const wire::EvaluateResul
   a.num_examples = r.num_examples();
   if (a.num_examples > 0) {
     a.loss = r.loss();
-    a.accuracy = r.accuracy();
+    if (r.has_accuracy()) a.accuracy = r.accuracy();
     for (const auto& [k, v] : r.metrics())
       if (a.metrics.size() < kMaxMetrics && plain_key(k) && std::isfinite(v)) a.metrics[k] = v;
   }

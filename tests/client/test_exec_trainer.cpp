@@ -127,6 +127,24 @@ TEST_CASE("exec trainer: a well-behaved program's update, metrics and environmen
   fs::remove_all(root);
 }
 
+TEST_CASE("exec trainer: a regression model's evaluation has a loss, no accuracy, its metrics") {
+  auto root = scratch("federa_exec_regression_");
+  ExecTrainer t(options({"python3", kFakePy, "regression"}, root));
+  t.begin_task(2, 1);
+  auto e = t.evaluate(small_model(), TrainConfig{});
+  REQUIRE_MESSAGE(e.ok(), e.error().message);  // was refused: "needs ... accuracy"
+  CHECK(e->loss == 3.5);
+  CHECK_FALSE(e->accuracy);
+  CHECK(e->metrics.at("r2") == 0.6);  // averaged by the coordinator as fed_r2
+  CHECK(e->metrics.count("loss") == 0);
+  ExecTrainer bad(options({"python3", kFakePy, "bad_accuracy"}, root));
+  bad.begin_task(2, 1);
+  auto refused = bad.evaluate(small_model(), TrainConfig{});
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("fraction") != std::string::npos);
+  fs::remove_all(root);
+}
+
 TEST_CASE("exec trainer: a shell program, argv placeholders and a shell command line") {
   auto root = scratch("federa_exec_sh_");
   const Model global = small_model();

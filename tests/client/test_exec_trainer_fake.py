@@ -75,6 +75,12 @@ if mode == "ok":
     else:
         write_model(plus(0.5))
         metrics(100 + task.round)
+elif mode == "regression":  # an evaluate task of a regression model: no accuracy, an r2
+    with open(task.metrics, "w") as f:
+        json.dump({"num_examples": 40, "metrics": {"loss": 3.5, "r2": 0.6}}, f)
+elif mode == "bad_accuracy":
+    with open(task.metrics, "w") as f:
+        json.dump({"num_examples": 40, "metrics": {"loss": 3.5, "accuracy": 7}}, f)
 elif mode == "fail":
     for i in range(80):
         print("stderr line %d" % i, file=sys.stderr)

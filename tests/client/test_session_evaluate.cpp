@@ -3,6 +3,8 @@
 // EvaluateResult (private when the client or its trainer asks), failures as an Error.
 #include <doctest/doctest.h>
 
+#include <optional>
+
 #include "tests/client/session_fixture.hpp"
 
 using namespace federa;
@@ -36,8 +38,8 @@ std::vector<wire::Envelope> evaluate_envelopes(std::uint64_t round,
   return fit;
 }
 
-TaskResult eval_result(const Task& task, std::uint64_t n, double loss, double accuracy,
-                       bool keep_private = false) {
+TaskResult eval_result(const Task& task, std::uint64_t n, double loss,
+                       std::optional<double> accuracy, bool keep_private = false) {
   EvaluateResult e;
   e.num_examples = n;
   e.loss = loss;
@@ -89,6 +91,19 @@ TEST_CASE("session: an evaluate task is run by the host and answered with its re
   CHECK(s.evaluations_completed() == 1);
   CHECK(s.fits_completed() == 0);
   CHECK_FALSE(s.upload_pending());
+}
+
+TEST_CASE("session: a regression model's evaluation goes out without an accuracy") {
+  FakeLink link;
+  FakeRunner runner;
+  ClientSession s(evaluating(), link, runner);
+  for (const auto& e : evaluate_envelopes(2, model_values(0.1f))) s.on_message(e);
+  REQUIRE(runner.tasks.size() == 1);
+  s.on_task_done(eval_result(runner.tasks[0], 30, 12.5, std::nullopt));
+  REQUIRE(link.sent.size() == 1);
+  const auto& r = link.sent[0].evaluate_result();
+  CHECK(r.loss() == 12.5);
+  CHECK_FALSE(r.has_accuracy());  // was 0: the federation's mean then said fed_accuracy 0
 }
 
 TEST_CASE("session: privacy is asked for by the client's option or by its trainer for one result") {

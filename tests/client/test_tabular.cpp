@@ -210,6 +210,13 @@ TEST_CASE("tabular: linreg through the trainer reaches the closed-form least-squ
   CHECK(e.loss <= mse_closed * 1.02);
   CHECK(e.loss >= mse_closed * 0.999);  // least squares is the minimum
   CHECK(e.r2 > 0.99);
+  // A site evaluating it on held-out rows: a loss and R^2, no accuracy (it sent 0 before).
+  auto evaluating = make_tabular_trainer(open(path, 320, 80), 1);
+  auto held_out = evaluating->evaluate(global, config);
+  REQUIRE(held_out.ok());
+  CHECK(held_out->num_examples == 80);
+  CHECK_FALSE(held_out->accuracy);
+  CHECK(held_out->metrics.at("r2") > 0.9);
 }
 
 TEST_CASE("tabular: empty cells under impute take the federation's mean") {

@@ -90,7 +90,8 @@ TEST_CASE("trainer drives the loss down on separable data") {
     auto after = trainer->evaluate(trained, cfg);
     REQUIRE(after.ok());
     MESSAGE("test loss " << before->loss << " -> " << after->loss << ", accuracy "
-                         << before->accuracy << " -> " << after->accuracy);
+                         << before->accuracy.value_or(-1) << " -> "
+                         << after->accuracy.value_or(-1));
     CHECK(after->loss < 0.5 * before->loss);
     CHECK(after->accuracy > 0.9);
     CHECK(fit->metrics["train_loss"] < before->loss);

@@ -187,6 +187,33 @@ TEST_CASE("evaluation: a private client's values count in the means and nowhere 
   fs::remove_all(dir);
 }
 
+TEST_CASE("evaluation: a regression model's answers have a loss and no accuracy") {
+  // Before, a client without an accuracy was left out of the means altogether, and the built-in
+  // trainer sent 0 for a regression model, so the metrics line said fed_accuracy 0.
+  std::vector<ClientEvaluation> answers{
+      {"a", UpdateOutcome::accepted, "", false, 30, 2.0, std::nullopt, {{"r2", 0.4}}},
+      {"b", UpdateOutcome::accepted, "", false, 10, 6.0, std::nullopt, {{"r2", 0.8}}}};
+  FederatedEvaluation f = combine_evaluations(4, 2, answers, 2);
+  CHECK(f.clients == 2);
+  REQUIRE(f.loss);
+  CHECK(*f.loss == doctest::Approx(3.0));
+  CHECK_FALSE(f.accuracy);
+  CHECK_FALSE(f.accuracy_min);
+  CHECK(f.metrics.at("r2") == doctest::Approx(0.5));
+  RoundReport report;
+  report.round = 4;
+  report.evaluation = f;
+  const std::string line = format_metrics_line(report, {});
+  CHECK(line.find("\"fed_loss\":3") != std::string::npos);
+  CHECK(line.find("\"fed_r2\":0.5") != std::string::npos);
+  CHECK(line.find("fed_accuracy") == std::string::npos);
+  // Mixed answers: the accuracy is the mean over those that have one, the loss over all.
+  answers[1].accuracy = 0.9;
+  f = combine_evaluations(4, 2, answers, 2);
+  CHECK(*f.accuracy == doctest::Approx(0.9));
+  CHECK(*f.loss == doctest::Approx(3.0));
+}
+
 TEST_CASE("evaluation: one private answer alone gives no mean (it would be its value)") {
   std::vector<ClientEvaluation> answers{
       {"a", UpdateOutcome::accepted, "", true, 20, 0.7, 0.6, {}},
