@@ -132,11 +132,12 @@ class BuiltinTrainer final : public Trainer {
     const EvalResult e = net_->evaluate(model.data, *data_, test_);
     r.loss = e.loss;
     r.num_examples = e.examples;
-    if (!net_->regression()) r.accuracy = e.accuracy;
-    if (net_->regression()) {  // the metrics line's fed_rmse, fed_mae, fed_r2
+    if (net_->regression()) {  // no accuracy; the metrics line's fed_rmse, fed_mae, fed_r2
       r.metrics["rmse"] = e.rmse;
       r.metrics["mae"] = e.mae;
       r.metrics["r2"] = e.r2;
+    } else {
+      r.accuracy = e.accuracy;
     }
     return r;
   }

@@ -67,7 +67,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
         limits_(std::move(limits)),
         bytes_in_(std::move(bytes_in)) {
     beast::error_code ec;
-    auto ep = ws_.next_layer().next_layer().remote_endpoint(ec);
+    auto ep = beast::get_lowest_layer(ws_).remote_endpoint(ec);
     ip_ = ec ? std::string("?") : ep.address().to_string();
     peer_ = ec ? std::string("?") : ip_ + ":" + std::to_string(ep.port());
     std::lock_guard lk(limits_->mu);
@@ -159,7 +159,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
 
   void close_socket() {
     beast::error_code ignored;
-    ws_.next_layer().next_layer().close(ignored);
+    beast::get_lowest_layer(ws_).close(ignored);
   }
 
   void refuse(const std::string& why) {
@@ -207,7 +207,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
       http::async_write(
           ws_.next_layer(), *res, [self = shared_from_this(), res](beast::error_code, std::size_t) {
             beast::error_code ignored;
-            self->ws_.next_layer().next_layer().shutdown(tcp::socket::shutdown_both, ignored);
+            beast::get_lowest_layer(self->ws_).shutdown(tcp::socket::shutdown_both, ignored);
           });
       return;
     }
@@ -303,7 +303,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
                    opt_.max_queued_bytes);
       closing_ = true;
       beast::error_code ignored;
-      ws_.next_layer().next_layer().cancel(ignored);
+      beast::get_lowest_layer(ws_).cancel(ignored);
       return;
     }
     queue_.push_back(std::move(bytes));
