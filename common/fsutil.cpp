@@ -20,44 +20,27 @@ Error sys_error(const std::string& what, const std::filesystem::path& p) {
 }  // namespace
 
 Status write_file_atomic(const std::filesystem::path& path, std::string_view data, mode_t mode) {
-  // A unique name beside the target: pid, a counter and random bits, so concurrent writers and
-  // stale leftovers never collide and nobody can plant the file in advance.
-  static std::atomic<std::uint64_t> counter{0};
-  std::random_device rd;
-  char suffix[80];
-  std::snprintf(suffix, sizeof suffix, ".tmp.%ld.%llu.%08x%08x", static_cast<long>(::getpid()),
-                static_cast<unsigned long long>(counter.fetch_add(1)), rd(), rd());
-  auto tmp = path;
-  tmp += suffix;
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-  if (fd < 0) return sys_error("cannot create", tmp);
-  auto fail = [&](const char* what) {
-    auto e = sys_error(what, tmp);
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    return e;
-  };
+  return write_file_atomic(path, [data](const ByteSink& sink) { return sink(data); }, mode);
+}
+
+namespace {
+Status write_all(int fd, std::string_view data, const std::filesystem::path& tmp) {
   const char* p = data.data();
   std::size_t left = data.size();
   while (left > 0) {
     ssize_t n = ::write(fd, p, left);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return fail("cannot write");
+      return sys_error("cannot write", tmp);
     }
     p += n;
     left -= static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0) return fail("cannot fsync");
-  const int closed = ::close(fd);
-  fd = -1;
-  if (closed != 0) return fail("cannot close");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    auto e = sys_error("cannot rename onto", path);
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  // The rename is durable only once the folder's entry is on disk.
+  return {};
+}
+
+// The rename is durable only once the folder's entry is on disk.
+Status sync_parent(const std::filesystem::path& path) {
   auto dir = path.parent_path();
   if (dir.empty()) dir = ".";
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -70,6 +53,39 @@ Status write_file_atomic(const std::filesystem::path& path, std::string_view dat
     return sys_error("cannot fsync folder", dir);
   }
   return {};
+}
+}  // namespace
+
+Status write_file_atomic(const std::filesystem::path& path,
+                         const std::function<Status(const ByteSink&)>& produce, mode_t mode) {
+  // A unique name beside the target: pid, a counter and random bits, so concurrent writers and
+  // stale leftovers never collide and nobody can plant the file in advance.
+  static std::atomic<std::uint64_t> counter{0};
+  std::random_device rd;
+  char suffix[80];
+  std::snprintf(suffix, sizeof suffix, ".tmp.%ld.%llu.%08x%08x", static_cast<long>(::getpid()),
+                static_cast<unsigned long long>(counter.fetch_add(1)), rd(), rd());
+  auto tmp = path;
+  tmp += suffix;
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) return sys_error("cannot create", tmp);
+  auto fail = [&](Error e) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    return e;
+  };
+  if (Status s = produce([&](std::string_view part) { return write_all(fd, part, tmp); }); !s)
+    return fail(s.error());
+  if (::fsync(fd) != 0) return fail(sys_error("cannot fsync", tmp));
+  const int closed = ::close(fd);
+  fd = -1;
+  if (closed != 0) return fail(sys_error("cannot close", tmp));
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    auto e = sys_error("cannot rename onto", path);
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  return sync_parent(path);
 }
 
 Result<std::string> read_file(const std::filesystem::path& path) {

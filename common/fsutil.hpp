@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -19,6 +20,14 @@ namespace federa {
 // planted file or symlink is never written through; the new file gets `mode` (owner-only by
 // default: federation state is nobody else's business). Every close and fsync is checked.
 Status write_file_atomic(const std::filesystem::path& path, std::string_view data,
+                         mode_t mode = 0600);
+
+// The same, for contents too large to hold twice: `produce` hands the file's bytes, in order, to
+// the sink it is given (each call is written before it returns); an error from either side
+// removes the temp file and leaves `path` as it was.
+using ByteSink = std::function<Status(std::string_view)>;
+Status write_file_atomic(const std::filesystem::path& path,
+                         const std::function<Status(const ByteSink&)>& produce,
                          mode_t mode = 0600);
 
 Result<std::string> read_file(const std::filesystem::path& path);

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <set>
+#include <vector>
 
 #include "common/fsutil.hpp"
 
@@ -17,16 +18,18 @@ static_assert(std::endian::native == std::endian::little,
 
 namespace json = boost::json;
 
-std::string encode_safetensors(const Model& model, const Metadata& metadata) {
+namespace {
+// The 8-byte length and the JSON header, padded with spaces so the data starts 8-byte aligned,
+// as the reference writer does.
+std::string header_bytes(const Model& model, const Metadata& metadata) {
   json::object header;
   if (!metadata.empty()) {
     json::object meta;
     for (const auto& [k, v] : metadata) meta[k] = v;
     header["__metadata__"] = std::move(meta);
   }
-  const auto& tensors = model.layout.tensors();
   std::uint64_t at = 0;
-  for (const auto& t : tensors) {
+  for (const auto& t : model.layout.tensors()) {
     json::array shape;
     for (auto d : t.shape) shape.push_back(d);
     header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))},
@@ -35,24 +38,51 @@ std::string encode_safetensors(const Model& model, const Metadata& metadata) {
     at += t.bytes();
   }
   std::string h = json::serialize(header);
-  // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
   while ((8 + h.size()) % 8 != 0) h.push_back(' ');
   std::string out(8, '\0');
   std::uint64_t n = h.size();
   std::memcpy(out.data(), &n, 8);
-  out += h;
-  const std::size_t data_start = out.size();
-  out.resize(data_start + at);
-  auto* dst = reinterpret_cast<std::uint8_t*>(out.data() + data_start);
+  return out + h;
+}
+
+std::string_view as_chars(const void* p, std::size_t n) {
+  return {static_cast<const char*>(p), n};
+}
+}  // namespace
+
+Status write_safetensors(const Model& model, const Metadata& metadata, const ByteSink& sink) {
+  if (Status s = sink(header_bytes(model, metadata)); !s) return s;
+  constexpr std::size_t kPiece = 1 << 16;  // elements converted at a time for F16 and BF16
+  std::vector<std::uint8_t> scratch;
+  const auto& tensors = model.layout.tensors();
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const auto& t = tensors[i];
-    if (is_float(t.dtype)) {
-      encode_floats(t.dtype, model.tensor(i).data(), t.elements(), dst);
-    } else if (t.bytes() > 0) {
-      std::memcpy(dst, model.carried_tensor(i).data(), t.bytes());
+    if (t.bytes() == 0) continue;
+    if (!is_float(t.dtype)) {
+      if (Status s = sink(as_chars(model.carried_tensor(i).data(), t.bytes())); !s) return s;
+    } else if (t.dtype == DType::f32) {  // already the file's bytes (little-endian)
+      if (Status s = sink(as_chars(model.tensor(i).data(), t.bytes())); !s) return s;
+    } else {
+      const float* x = model.tensor(i).data();
+      const std::size_t width = t.bytes() / t.elements();
+      scratch.resize(std::min<std::size_t>(kPiece, t.elements()) * width);
+      for (std::size_t done = 0; done < t.elements();) {
+        const std::size_t n = std::min(kPiece, t.elements() - done);
+        encode_floats(t.dtype, x + done, n, scratch.data());
+        if (Status s = sink(as_chars(scratch.data(), n * width)); !s) return s;
+        done += n;
+      }
     }
-    dst += t.bytes();
   }
+  return {};
+}
+
+std::string encode_safetensors(const Model& model, const Metadata& metadata) {
+  std::string out;
+  (void)write_safetensors(model, metadata, [&out](std::string_view part) -> Status {
+    out.append(part);
+    return {};
+  });
   return out;
 }
 
@@ -174,7 +204,9 @@ Result<SafetensorsFile> decode_safetensors(std::string_view bytes) {
 
 Status save_safetensors_atomic(const std::filesystem::path& path, const Model& model,
                                const Metadata& metadata) {
-  return write_file_atomic(path, encode_safetensors(model, metadata));
+  return write_file_atomic(path, [&](const ByteSink& sink) {
+    return write_safetensors(model, metadata, sink);
+  });
 }
 
 Result<SafetensorsFile> load_safetensors(const std::filesystem::path& path) {

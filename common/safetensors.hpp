@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/fsutil.hpp"
 #include "common/model.hpp"
 #include "common/result.hpp"
 
@@ -28,6 +29,9 @@ struct SafetensorsFile {
 };
 
 std::string encode_safetensors(const Model& model, const Metadata& metadata = {});
+// The same bytes, handed to `sink` in order without building the file in memory: the header,
+// then each tensor's data straight from the model (F16 and BF16 converted a piece at a time).
+Status write_safetensors(const Model& model, const Metadata& metadata, const ByteSink& sink);
 // Rejects, saying why: short input, header length past the end, non-JSON header, dtypes federa
 // can neither aggregate nor carry (F64, U16, U32, U64, F8_*), shapes that disagree with byte
 // sizes, offsets that are not contiguous from 0 or run out of bounds, trailing bytes, duplicate

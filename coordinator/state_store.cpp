@@ -176,6 +176,26 @@ Result<std::optional<CommittedState>> StateStore::load() const {
   }
 }
 
+namespace {
+// `target` becomes a hard link to `from` (same bytes, no copy; files here are only ever replaced
+// by rename, never written in place, so sharing an inode is safe), renamed into place so it is
+// never missing or torn; where links are not possible, a written copy.
+Status link_or_write(const fs::path& from, const fs::path& target,
+                     const std::function<Status(const ByteSink&)>& bytes) {
+  fs::path tmp = target;
+  tmp += ".link." + std::to_string(::getpid());
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  if (::link(from.c_str(), tmp.c_str()) != 0) return write_file_atomic(target, bytes);
+  if (::rename(tmp.c_str(), target.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return make_error(ErrorCode::unavailable, "cannot rename onto " + target.string() + ": " + why);
+  }
+  return sync_folder(target.parent_path());
+}
+}  // namespace
+
 Status StateStore::commit(std::uint64_t round, const Model& model, const StrategyState& strategy,
                           const std::string& metrics_line, const std::string& model_spec,
                           const std::vector<double>& update_norms, const std::string& table) {
@@ -195,7 +215,10 @@ Status StateStore::commit(std::uint64_t round, const Model& model, const Strateg
   std::string model_file = round_file("model", round);
   std::string strategy_file = round_file("strategy", round);
   Metadata meta{{"federa.round", std::to_string(round)}, {"federa.model", model_spec}};
-  const std::string model_bytes = encode_safetensors(model, meta);  // written twice, encoded once
+  // Encoded straight into the file: a model is never held twice in memory to be saved.
+  const Producer model_bytes = [&](const ByteSink& sink) {
+    return write_safetensors(model, meta, sink);
+  };
   if (Status s = write_file_atomic(dir_ / model_file, model_bytes); !s) return s;
   if (Status s = save_safetensors_atomic(dir_ / strategy_file, strategy_tensors(strategy),
                                          strategy.values);
@@ -207,7 +230,8 @@ Status StateStore::commit(std::uint64_t round, const Model& model, const Strateg
   if (!table_json.is_null()) st["table"] = std::move(table_json);
   if (Status s = write_file_atomic(dir_ / "state.json", json::serialize(st) + "\n"); !s) return s;
   // Committed. What follows is housekeeping; a crash here leaves only stale files behind.
-  if (Status s = write_file_atomic(dir_ / "global.safetensors", model_bytes); !s) return s;
+  if (Status s = link_or_write(dir_ / model_file, dir_ / "global.safetensors", model_bytes); !s)
+    return s;
   if (Status s = keep_history(round, model_file, model_bytes); !s) return s;
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
     auto name = entry.path().filename().string();
@@ -231,11 +255,10 @@ std::vector<std::uint64_t> StateStore::history_rounds() const {
   return out;
 }
 
-// The committed model joins history/ under its round: a hard link to the round's model file
-// (no copy; the inode outlives the file's removal at the next commit) renamed into place, or a
-// written copy where links are not possible. Then the oldest beyond keep_models_ go.
+// The committed model joins history/ under its round (linked, as global.safetensors is); then
+// the oldest beyond keep_models_ go.
 Status StateStore::keep_history(std::uint64_t round, const std::string& model_file,
-                                std::string_view model_bytes) {
+                                const Producer& model) {
   if (keep_models_ == 0) return {};
   const fs::path folder = dir_ / "history";
   std::error_code ec;
@@ -246,21 +269,7 @@ Status StateStore::keep_history(std::uint64_t round, const std::string& model_fi
                         "cannot create " + folder.string() + ": " + ec.message());
     fs::permissions(folder, fs::perms::owner_all, fs::perm_options::replace, ec);
   }
-  const fs::path target = history_model(round);
-  fs::path tmp = target;
-  tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(round);
-  fs::remove(tmp, ec);
-  if (::link((dir_ / model_file).c_str(), tmp.c_str()) == 0) {
-    if (::rename(tmp.c_str(), target.c_str()) != 0) {
-      const std::string why = std::strerror(errno);
-      ::unlink(tmp.c_str());
-      return make_error(ErrorCode::unavailable,
-                        "cannot rename onto " + target.string() + ": " + why);
-    }
-    if (Status s = sync_folder(folder); !s) return s;
-  } else if (Status s = write_file_atomic(target, model_bytes); !s) {
-    return s;
-  }
+  if (Status s = link_or_write(dir_ / model_file, history_model(round), model); !s) return s;
   auto rounds = history_rounds();
   for (std::size_t i = 0; i + keep_models_ < rounds.size(); ++i)
     fs::remove(history_model(rounds[i]), ec);

@@ -19,12 +19,14 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/model.hpp"
+#include "common/fsutil.hpp"
 #include "common/result.hpp"
 #include "coordinator/strategy.hpp"
 
@@ -61,8 +63,8 @@ class StateStore {
   std::filesystem::path history_model(std::uint64_t round) const;
 
  private:
-  Status keep_history(std::uint64_t round, const std::string& model_file,
-                      std::string_view model_bytes);
+  using Producer = std::function<Status(const ByteSink&)>;
+  Status keep_history(std::uint64_t round, const std::string& model_file, const Producer& model);
 
   std::filesystem::path dir_;
   std::size_t keep_models_;

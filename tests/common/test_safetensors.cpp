@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/fsutil.hpp"
 #include "common/safetensors.hpp"
 
 using namespace federa;
@@ -151,4 +152,53 @@ TEST_CASE("safetensors: every dtype is read in file order and written back byte 
   std::memcpy(&n_orig, original.data(), 8);
   std::memcpy(&n_again, again.data(), 8);
   CHECK(original.substr(8 + n_orig) == again.substr(8 + n_again));
+}
+
+TEST_CASE("safetensors: written piece by piece, the bytes are those of the whole encoding") {
+  // Big enough that F16 and BF16 are converted in several pieces.
+  Model m(ModelLayout({{"a", {70000}, DType::f16}, {"b", {3}}, {"c", {140001}, DType::bf16}}));
+  for (std::size_t i = 0; i < m.data.size(); ++i) m.data[i] = float(i % 1000) * 0.25f - 7.0f;
+  const Metadata meta{{"federa.round", "3"}};
+  const std::string whole = encode_safetensors(m, meta);
+  std::string pieces;
+  std::size_t calls = 0;
+  REQUIRE(write_safetensors(m, meta, [&](std::string_view part) -> Status {
+            pieces.append(part);
+            ++calls;
+            return {};
+          }).ok());
+  CHECK(pieces == whole);
+  CHECK(calls >= 5);  // header, a (2 pieces), b, c (3 pieces)
+  auto f = decode_safetensors(pieces);
+  REQUIRE(f.ok());
+  CHECK(f->model.data[70000] == m.data[70000]);  // b, F32, copied as is
+
+  // A sink's error stops the writing and is what the caller gets.
+  std::size_t seen = 0;
+  Status s = write_safetensors(m, meta, [&](std::string_view) -> Status {
+    return ++seen == 2 ? make_error("disk full") : Status{};
+  });
+  CHECK_FALSE(s.ok());
+  CHECK(s.error().message == "disk full");
+  CHECK(seen == 2);
+}
+
+TEST_CASE("write_file_atomic: a producer's error leaves the old file and no temp file behind") {
+  const auto dir = std::filesystem::temp_directory_path() / "federa_fsutil_producer";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  REQUIRE(write_file_atomic(dir / "f", "old").ok());
+  Status s = write_file_atomic(dir / "f", [](const ByteSink& sink) -> Status {
+    if (Status w = sink("new, partly"); !w) return w;
+    return make_error("encoder failed");
+  });
+  CHECK_FALSE(s.ok());
+  CHECK(*read_file(dir / "f") == "old");
+  CHECK(std::distance(std::filesystem::directory_iterator(dir), {}) == 1);
+  REQUIRE(write_file_atomic(dir / "f", [](const ByteSink& sink) -> Status {
+            if (Status w = sink("new, "); !w) return w;
+            return sink("whole");
+          }).ok());
+  CHECK(*read_file(dir / "f") == "new, whole");
+  std::filesystem::remove_all(dir);
 }

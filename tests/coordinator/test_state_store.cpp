@@ -58,6 +58,13 @@ TEST_CASE("state store commits and loads the last round") {
   CHECK_FALSE(fs::exists(dir / "model-000001.safetensors"));
   CHECK(fs::exists(dir / "model-000002.safetensors"));
   CHECK(fs::exists(dir / "global.safetensors"));
+  // global.safetensors is the round's file itself (a hard link), not a second copy written and
+  // synced each round; it loads on its own with the round's values.
+  CHECK(fs::equivalent(dir / "global.safetensors", dir / "model-000002.safetensors"));
+  auto global = load_safetensors(dir / "global.safetensors");
+  REQUIRE(global.ok());
+  CHECK(global->model.data == std::vector<float>{4, 5, 6});
+  CHECK(global->metadata.at("federa.round") == "2");
   fs::remove_all(dir);
 }
 
@@ -238,6 +245,13 @@ TEST_CASE(
     CHECK(h->model.data == std::vector<float>{float(r), -float(r)});
     CHECK(h->metadata.at("federa.round") == std::to_string(r));
   }
+  CHECK(fs::equivalent(store.history_model(5), dir / "global.safetensors"));
+  // Linked files are replaced, never written in place: the next commit leaves round 5's
+  // history file as it was.
+  m.data = {6, -6};
+  REQUIRE(store.commit(6, m, {}, "{}", "softmax:2,1", {0.5, 0.25}).ok());
+  CHECK(load_safetensors(store.history_model(5))->model.data == std::vector<float>{5, -5});
+  CHECK(load_safetensors(dir / "global.safetensors")->model.data == std::vector<float>{6, -6});
   auto loaded = store.load();
   REQUIRE(loaded.ok());
   CHECK((*loaded)->update_norms == std::vector<double>{0.5, 0.25});
