@@ -172,6 +172,65 @@ wire::Envelope make_chunk(std::uint64_t round, std::span<const float> data,
   return e;
 }
 
+namespace {
+// Protobuf's base-128 varint, and a field's tag (field number << 3 | wire type).
+void put_varint(std::string& out, std::uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+std::size_t varint_size(std::uint64_t v) {
+  std::size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+constexpr std::uint64_t tag(std::uint32_t field, std::uint32_t type) {
+  return (std::uint64_t{field} << 3) | type;
+}
+constexpr std::uint32_t kVarint = 0, kLen = 2;
+}  // namespace
+
+std::string serialize_chunk(std::uint64_t round, std::span<const float> data,
+                            std::size_t chunk_elements, std::span<const DTypeRun> runs,
+                            std::uint32_t index) {
+  std::string out;
+  if (!all_f32(runs)) {
+    make_chunk(round, data, chunk_elements, runs, index).SerializeToString(&out);
+    return out;
+  }
+  const std::size_t off = std::size_t(index) * chunk_elements;
+  const std::size_t bytes = std::min(chunk_elements, data.size() - off) * sizeof(float);
+  // TensorChunk{round = 1, index = 2, offset = 3, data = 4} inside Envelope.chunk = 4, in field
+  // order, zero scalars and empty bytes left out: byte for byte what protobuf writes.
+  std::size_t inner = 0;
+  if (round) inner += 1 + varint_size(round);
+  if (index) inner += 1 + varint_size(index);
+  if (off) inner += 1 + varint_size(off);
+  if (bytes) inner += 1 + varint_size(bytes) + bytes;
+  out.reserve(1 + varint_size(inner) + inner);
+  put_varint(out, tag(wire::Envelope::kChunkFieldNumber, kLen));
+  put_varint(out, inner);
+  auto scalar = [&out](std::uint32_t field, std::uint64_t v) {
+    if (v == 0) return;
+    put_varint(out, tag(field, kVarint));
+    put_varint(out, v);
+  };
+  scalar(wire::TensorChunk::kRoundFieldNumber, round);
+  scalar(wire::TensorChunk::kIndexFieldNumber, index);
+  scalar(wire::TensorChunk::kOffsetFieldNumber, off);
+  if (bytes) {
+    put_varint(out, tag(wire::TensorChunk::kDataFieldNumber, kLen));
+    put_varint(out, bytes);
+    out.append(reinterpret_cast<const char*>(data.data() + off), bytes);
+  }
+  return out;
+}
+
 std::vector<wire::Envelope> make_chunks(std::uint64_t round, std::span<const float> data,
                                         std::size_t chunk_elements,
                                         std::span<const DTypeRun> runs) {

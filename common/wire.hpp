@@ -53,6 +53,12 @@ wire::Envelope make_chunk(std::uint64_t round, std::span<const float> data,
                           std::size_t chunk_elements, std::span<const DTypeRun> runs,
                           std::uint32_t index);
 
+// The same chunk as serialized Envelope bytes (what make_chunk(...).SerializeToString gives),
+// made with one allocation and one copy of the data where every element is F32.
+std::string serialize_chunk(std::uint64_t round, std::span<const float> data,
+                            std::size_t chunk_elements, std::span<const DTypeRun> runs,
+                            std::uint32_t index);
+
 // Splits `data` into TensorChunk envelopes of at most `chunk_elements` values, each value in the
 // dtype `runs` gives it (a layout's float_runs(); empty = all F32).
 std::vector<wire::Envelope> make_chunks(std::uint64_t round, std::span<const float> data,

@@ -36,7 +36,12 @@ Orchestrator::Orchestrator(OrchestratorOptions options, std::unique_ptr<Strategy
 
 // The links are dropped, not closed: their transport may be gone already. A program closes
 // them with release_links() while its transport still runs.
-Orchestrator::~Orchestrator() { worker_.drain(); }
+Orchestrator::~Orchestrator() {
+  worker_.drain();
+  std::lock_guard lk(broadcasts_mu_);  // links that outlive us must not read global_
+  for (const auto& w : broadcasts_)
+    if (auto b = w.lock()) b->abandon();
+}
 
 Status Orchestrator::restore(CommittedState state) {
   if (!(state.model.layout == global_.layout))
@@ -63,6 +68,7 @@ Status Orchestrator::restore(CommittedState state) {
       return make_error(s.code(), "cannot restore the federation's table: " + s.message());
     tabular_ = tabular_ || table_->fixed();
   }
+  freeze_broadcasts();
   global_ = std::move(state.model);
   completed_ = state.round;
   last_metrics_line_ = state.metrics_line;

@@ -43,6 +43,7 @@
 #include "coordinator/state_store.hpp"
 #include "coordinator/strategy.hpp"
 #include "coordinator/transport.hpp"
+#include "coordinator/model_broadcast.hpp"
 #include "coordinator/upload_pool.hpp"
 
 namespace federa {
@@ -265,10 +266,11 @@ class Orchestrator : public TransportHandler {
                     std::vector<std::string>& cohort);  // mu_ held
   void broadcast_task(std::uint64_t round, std::uint32_t attempt, const TrainConfig& cfg,
                       const std::vector<std::string>& cohort);  // mu_ held
-  // `task` and the global model's chunks, each serialized once for every session's queue; one
-  // chunk's Envelope at a time, so the model is copied once (not twice) while they are made.
-  std::vector<std::shared_ptr<const std::string>> model_messages(
-      std::uint64_t round, const wire::Envelope& task) const;  // mu_ held
+  // `task` and the global model's chunks, made as each link drains (model_broadcast.hpp).
+  std::shared_ptr<ModelBroadcast> model_broadcast(std::uint64_t round,
+                                                  const wire::Envelope& task);  // mu_ held
+  // Before global_ changes: no broadcast reads it any longer.
+  void freeze_broadcasts();
   Status collect_plain(Clock::time_point deadline);
   void close_round();
   Status aggregate_and_commit(std::uint64_t round, std::uint32_t attempt,
@@ -285,7 +287,6 @@ class Orchestrator : public TransportHandler {
   std::unique_ptr<Strategy> strategy_;  // touched only on worker_
   UpdateScreen screen_;                 // touched only on worker_
   StrategyState committed_strategy_;    // worker_: the strategy as of the last commit
-  std::vector<float> previous_;         // worker_: the model before finish_round, for a rollback
   std::map<std::string, double>
       round_norms_;                   // worker_: accepted updates' change norms this attempt
   std::string suspect_, suspect_id_;  // worker_: who a non-finite aggregate is pinned on, and why
@@ -294,6 +295,8 @@ class Orchestrator : public TransportHandler {
   std::optional<Evaluator> evaluator_;
   EventBus events_;
   UploadPool pool_;
+  std::mutex broadcasts_mu_;  // a leaf lock
+  std::vector<std::weak_ptr<ModelBroadcast>> broadcasts_;  // those that may still read global_
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -138,11 +138,11 @@ Status Orchestrator::open_evaluation(std::uint64_t round, std::uint32_t attempt,
   t->set_num_chunks(chunk_count(global_.data.size(), opt_.chunk_elements));
   t->set_chunk_elements(static_cast<std::uint32_t>(opt_.chunk_elements));
   t->set_carried(global_.carried.data(), global_.carried.size());
-  const auto messages = model_messages(round, task);
+  const auto broadcast = model_broadcast(round, task);
   for (const auto& id : cohort) {
     evaluation_->answers[id] = ClientEvaluation{id, UpdateOutcome::dropped, "no answer"};
     evaluation_->pending.insert(id);
-    for (const auto& m : messages) clients_[id].link->send(m);
+    clients_[id].link->send_stream(broadcast->reader());
   }
   const auto wall_deadline =
       std::chrono::system_clock::now() +

@@ -237,10 +237,10 @@ void Orchestrator::broadcast_task(std::uint64_t round, std::uint32_t attempt,
   t->set_chunk_elements(static_cast<std::uint32_t>(opt_.chunk_elements));
   t->set_secure_aggregation(opt_.secure_aggregation);
   t->set_carried(global_.carried.data(), global_.carried.size());
-  const auto messages = model_messages(round, task);
+  const auto broadcast = model_broadcast(round, task);
   for (const auto& id : cohort) {
     auto& link = clients_[id].link;
-    for (const auto& m : messages) link->send(m);
+    link->send_stream(broadcast->reader());
     if (round_.secure) {
       wire::Envelope setup;
       secagg::to_wire(round_.secure->config, round_.secure->index[id],
@@ -250,15 +250,25 @@ void Orchestrator::broadcast_task(std::uint64_t round, std::uint32_t attempt,
   }
 }
 
-std::vector<std::shared_ptr<const std::string>> Orchestrator::model_messages(
-    std::uint64_t round, const wire::Envelope& task) const {
-  std::vector<std::shared_ptr<const std::string>> out{serialize_shared(task)};
-  const auto runs = global_.layout.float_runs();
-  const std::uint32_t n = chunk_count(global_.data.size(), opt_.chunk_elements);
-  out.reserve(1 + std::size_t{n});
-  for (std::uint32_t i = 0; i < n; ++i)
-    out.push_back(serialize_shared(make_chunk(round, global_.data, opt_.chunk_elements, runs, i)));
-  return out;
+std::shared_ptr<ModelBroadcast> Orchestrator::model_broadcast(std::uint64_t round,
+                                                              const wire::Envelope& task) {
+  auto b = std::make_shared<ModelBroadcast>(serialize_shared(task), round, global_.data,
+                                            opt_.chunk_elements, global_.layout.float_runs());
+  std::lock_guard lk(broadcasts_mu_);
+  std::erase_if(broadcasts_, [](const auto& w) { return w.expired(); });
+  broadcasts_.push_back(b);
+  return b;
+}
+
+void Orchestrator::freeze_broadcasts() {
+  std::vector<std::shared_ptr<ModelBroadcast>> live;
+  {
+    std::lock_guard lk(broadcasts_mu_);
+    for (const auto& w : broadcasts_)
+      if (auto b = w.lock()) live.push_back(std::move(b));
+    broadcasts_.clear();
+  }
+  for (const auto& b : live) b->freeze();
 }
 
 Status Orchestrator::collect_plain(Clock::time_point deadline) {
@@ -323,7 +333,26 @@ std::string Orchestrator::shortfall_reason(std::size_t needed) const {
 // an Inf is never committed (nor sent to anyone). The round's attempt fails, the global model and
 // the strategy's state go back to the last commit, and the round is retried.
 Result<RoundStats> Orchestrator::aggregate_finite() {
-  previous_.assign(global_.data.begin(), global_.data.end());
+  freeze_broadcasts();
+  // The model before finish_round, for a rollback. Every upload of the attempt is over, so an
+  // upload slot is free to hold it: a rollback needs no model-sized memory of its own.
+  std::unique_ptr<UploadBuffer> slot = pool_.acquire();
+  std::vector<float> own;
+  std::span<float> previous;
+  if (auto f = slot ? slot->floats(global_.data.size(), pool_.backend())
+                    : Result<std::span<float>>(make_error("no free upload slot"));
+      f) {
+    previous = *f;
+  } else {
+    own.resize(global_.data.size());
+    previous = own;
+  }
+  struct Release {
+    UploadPool& pool;
+    std::unique_ptr<UploadBuffer>& slot;
+    ~Release() { pool.release(std::move(slot)); }
+  } release{pool_, slot};
+  std::copy(global_.data.begin(), global_.data.end(), previous.begin());
   auto stats = strategy_->finish_round(global_.data);
   if (!stats) return stats;
   // A BF16 or F16 tensor holds what its file and the wire will hold (F16 may overflow to Inf
@@ -339,14 +368,14 @@ Result<RoundStats> Orchestrator::aggregate_finite() {
     return stats;
   }
   if (!saved) {  // the model is fine, but --resume could not continue from it: commit nothing
-    std::copy(previous_.begin(), previous_.end(), global_.data.begin());
+    std::copy(previous.begin(), previous.end(), global_.data.begin());
     if (Status s = strategy_->load_state(committed_strategy_); !s)
       return make_error(ErrorCode::internal, "the strategy cannot be restored: " + s.message());
     return make_error(ErrorCode::aborted,
                       "the strategy's state cannot be saved: " + saved.error().message);
   }
   const std::size_t at = std::size_t(bad - global_.data.begin());
-  std::copy(previous_.begin(), previous_.end(), global_.data.begin());
+  std::copy(previous.begin(), previous.end(), global_.data.begin());
   // Finite inputs overflowed the sum: the largest change is the likeliest culprit.
   auto largest = std::max_element(round_norms_.begin(), round_norms_.end(),
                                   [](const auto& a, const auto& b) { return a.second < b.second; });

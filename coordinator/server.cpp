@@ -115,6 +115,13 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
     });
   }
 
+  // The stream's messages are pulled one at a time as the previous one is written.
+  void send_stream(std::shared_ptr<MessageStream> stream) override {
+    net::post(ws_.get_executor(), [self = shared_from_this(), stream = std::move(stream)] {
+      self->enqueue(Outgoing{nullptr, stream, stream->size_bytes()});
+    });
+  }
+
   void close_with_error(wire::Error::Code code, const std::string& reason) override {
     auto bytes = serialize_shared(make_error_envelope(code, reason));
     net::post(ws_.get_executor(), [self = shared_from_this(), bytes] {
@@ -295,9 +302,21 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
     maybe_close();
   }
 
+  // One queued item: a serialized message, or a stream whose messages are made as it drains.
+  struct Outgoing {
+    std::shared_ptr<const std::string> bytes;
+    std::shared_ptr<MessageStream> stream;
+    std::size_t size = 0;  // counted against --max-queued-bytes until the item is sent
+  };
+
   void enqueue(std::shared_ptr<const std::string> bytes) {
+    const std::size_t size = bytes->size();
+    enqueue(Outgoing{std::move(bytes), nullptr, size});
+  }
+
+  void enqueue(Outgoing item) {
     if (!open_ || closing_) return;
-    queued_bytes_ += bytes->size();
+    queued_bytes_ += item.size;
     if (queued_bytes_ > opt_.max_queued_bytes) {
       spdlog::warn("client '{}': outbound queue over {} bytes; dropping the session", id_,
                    opt_.max_queued_bytes);
@@ -306,13 +325,25 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
       beast::get_lowest_layer(ws_).cancel(ignored);
       return;
     }
-    queue_.push_back(std::move(bytes));
-    if (queue_.size() == 1) do_write();
+    queue_.push_back(std::move(item));
+    if (queue_.size() == 1) do_write();  // else a write is in flight
   }
 
+  // Writes the front item (the next message of a stream); an item stays queued while its write
+  // is in flight, so an empty queue means nothing is being written.
   void do_write() {
-    ws_.async_write(net::buffer(*queue_.front()),
-                    beast::bind_front_handler(&Session::on_write, shared_from_this()));
+    while (!queue_.empty()) {
+      Outgoing& front = queue_.front();
+      writing_ = front.stream ? front.stream->next() : front.bytes;
+      if (writing_) {
+        ws_.async_write(net::buffer(*writing_),
+                        beast::bind_front_handler(&Session::on_write, shared_from_this()));
+        return;
+      }
+      queued_bytes_ -= front.size;  // a stream that has ended
+      queue_.pop_front();
+    }
+    maybe_close();
   }
 
   void on_write(beast::error_code ec, std::size_t) {
@@ -320,13 +351,12 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
       finish("write failed: " + ec.message());
       return;
     }
-    queued_bytes_ -= queue_.front()->size();
-    queue_.pop_front();
-    if (!queue_.empty()) {
-      do_write();
-      return;
+    writing_.reset();
+    if (!queue_.front().stream) {
+      queued_bytes_ -= queue_.front().size;
+      queue_.pop_front();
     }
-    maybe_close();
+    do_write();
   }
 
   void maybe_close() {
@@ -358,7 +388,8 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
   beast::flat_buffer buffer_;
   beast::flat_buffer read_buffer_;
   http::request<http::empty_body> request_;
-  std::deque<std::shared_ptr<const std::string>> queue_;
+  std::deque<Outgoing> queue_;
+  std::shared_ptr<const std::string> writing_;  // the message being written
   std::size_t queued_bytes_ = 0;
   std::string id_;
   std::string peer_;

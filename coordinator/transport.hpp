@@ -4,6 +4,7 @@
 // knows about sockets.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -11,6 +12,17 @@
 #include "federa.pb.h"
 
 namespace federa {
+
+// A sequence of serialized Envelopes made one at a time, as the link drains (a model broadcast:
+// nothing is serialized ahead of the peer, so memory does not grow with the model per link).
+class MessageStream {
+ public:
+  virtual ~MessageStream() = default;
+  // The next message; nullptr once the sequence is over (or abandoned).
+  virtual std::shared_ptr<const std::string> next() = 0;
+  // About how many bytes the whole sequence takes on the wire (for outbound-queue limits).
+  virtual std::size_t size_bytes() const = 0;
+};
 
 // One connected, authenticated client.
 class ClientLink {
@@ -22,6 +34,11 @@ class ClientLink {
   virtual std::string address() const { return {}; }
   // Queues one serialized Envelope; shared so a broadcast is serialized once for everyone.
   virtual void send(std::shared_ptr<const std::string> envelope_bytes) = 0;
+  // Queues a whole stream, in order with send()'s messages. A network link pulls each message
+  // when the previous one is written; this default pulls them all now (in-process links).
+  virtual void send_stream(std::shared_ptr<MessageStream> stream) {
+    while (auto m = stream->next()) send(std::move(m));
+  }
   // Sends an Error envelope with `code` and `reason`, then closes the connection.
   virtual void close_with_error(wire::Error::Code code, const std::string& reason) = 0;
   // Closes gracefully (after queued messages are sent).
