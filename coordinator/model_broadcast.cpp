@@ -47,6 +47,7 @@ ModelBroadcast::ModelBroadcast(std::shared_ptr<const std::string> head, std::uin
 std::shared_ptr<MessageStream> ModelBroadcast::reader() {
   std::lock_guard lk(mu_);
   cursors_.push_back(0);
+  ++unfinished_;
   return std::make_shared<Reader>(shared_from_this(), cursors_.size() - 1);
 }
 
@@ -68,12 +69,23 @@ std::shared_ptr<const std::string> ModelBroadcast::message(std::size_t reader, s
       serialize_chunk(round_, model_, chunk_elements_, runs_, static_cast<std::uint32_t>(c)));
   made_[c] = bytes;
   ++serialized_;
+  held_bytes_ += bytes->size();
+  held_.push_back(bytes);
+  while (held_bytes_ > kHeldBytes && held_.size() > 1) {
+    held_bytes_ -= held_.front()->size();
+    held_.pop_front();
+  }
   return bytes;
 }
 
 void ModelBroadcast::done(std::size_t reader) {
   std::lock_guard lk(mu_);
+  if (cursors_[reader] == kDone) return;
   cursors_[reader] = kDone;
+  if (--unfinished_ == 0) {  // every reader is through: nothing more will be asked for
+    held_.clear();
+    held_bytes_ = 0;
+  }
 }
 
 void ModelBroadcast::freeze() {
@@ -93,6 +105,8 @@ void ModelBroadcast::freeze() {
     }
   }
   made_.clear();
+  held_.clear();
+  held_bytes_ = 0;
   source_ = Source::kept;
 }
 
@@ -100,6 +114,8 @@ void ModelBroadcast::abandon() {
   std::lock_guard lk(mu_);
   source_ = Source::none;
   made_.clear();
+  held_.clear();
+  held_bytes_ = 0;
   kept_.clear();
 }
 

@@ -1,7 +1,8 @@
 // One model broadcast (a fit or evaluate task and the model's chunks), shared by the links it
 // goes to. Chunks are serialized when a link asks for them, straight from the global model, and
 // freed once written, so a broadcast holds a few chunks per link instead of a second copy of the
-// model. A chunk two links ask for at about the same time is serialized once.
+// model. A chunk that links ask for while one of them still holds it, or while it is among the
+// last kHeldBytes made, is serialized once (with a small model, once for every link).
 //
 // The model must not change while a reader may still copy from it: before the orchestrator
 // writes the global model it calls freeze(), which serializes the chunks that unfinished readers
@@ -16,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -61,9 +63,13 @@ class ModelBroadcast : public std::enable_shared_from_this<ModelBroadcast> {
 
   mutable std::mutex mu_;
   enum class Source { model, kept, none } source_ = Source::model;
+  static constexpr std::size_t kHeldBytes = 16u << 20;
   std::vector<std::weak_ptr<const std::string>> made_;   // shared while some reader holds one
+  std::deque<std::shared_ptr<const std::string>> held_;  // the last made, up to kHeldBytes
+  std::size_t held_bytes_ = 0;
   std::vector<std::shared_ptr<const std::string>> kept_;  // after freeze()
   std::vector<std::size_t> cursors_;                      // per reader: next message; npos = done
+  std::size_t unfinished_ = 0;
   std::size_t serialized_ = 0;
 };
 

@@ -18,6 +18,7 @@
 #include "common/safetensors.hpp"
 #include "common/seeds.hpp"
 #include "coordinator/orchestrator.hpp"
+#include "coordinator/orchestrator_internal.hpp"
 
 namespace federa {
 
@@ -133,11 +134,7 @@ Status Orchestrator::open_evaluation(std::uint64_t round, std::uint32_t attempt,
   TrainConfig cfg = opt_.train;
   fill_table_config(cfg);  // a table site reads its held-out rows through the schema
   *t->mutable_config() = to_wire(cfg);
-  *t->mutable_layout() = to_wire(global_.layout);
-  t->set_total_elements(global_.data.size());
-  t->set_num_chunks(chunk_count(global_.data.size(), opt_.chunk_elements));
-  t->set_chunk_elements(static_cast<std::uint32_t>(opt_.chunk_elements));
-  t->set_carried(global_.carried.data(), global_.carried.size());
+  describe_model(*t, global_, opt_.chunk_elements);
   const auto broadcast = model_broadcast(round, task);
   for (const auto& id : cohort) {
     evaluation_->answers[id] = ClientEvaluation{id, UpdateOutcome::dropped, "no answer"};

@@ -8,9 +8,20 @@
 #include <vector>
 
 #include "common/secagg_wire.hpp"
+#include "common/wire.hpp"
 #include "coordinator/orchestrator.hpp"
 
 namespace federa {
+
+// What a FitTask and an EvaluateTask both say about the model that follows them in chunks.
+template <typename Task>
+void describe_model(Task& t, const Model& model, std::size_t chunk_elements) {
+  *t.mutable_layout() = to_wire(model.layout);
+  t.set_total_elements(model.data.size());
+  t.set_num_chunks(chunk_count(model.data.size(), chunk_elements));
+  t.set_chunk_elements(static_cast<std::uint32_t>(chunk_elements));
+  t.set_carried(model.carried.data(), model.carried.size());
+}
 
 // One announced update: waiting for a slot, then receiving chunks into the slot's buffer.
 struct Orchestrator::Upload {

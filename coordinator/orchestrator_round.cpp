@@ -231,12 +231,8 @@ void Orchestrator::broadcast_task(std::uint64_t round, std::uint32_t attempt,
   t->set_attempt(attempt);
   t->set_model_version(completed_);
   *t->mutable_config() = to_wire(cfg);
-  *t->mutable_layout() = to_wire(global_.layout);
-  t->set_total_elements(global_.data.size());
-  t->set_num_chunks(chunk_count(global_.data.size(), opt_.chunk_elements));
-  t->set_chunk_elements(static_cast<std::uint32_t>(opt_.chunk_elements));
+  describe_model(*t, global_, opt_.chunk_elements);
   t->set_secure_aggregation(opt_.secure_aggregation);
-  t->set_carried(global_.carried.data(), global_.carried.size());
   const auto broadcast = model_broadcast(round, task);
   for (const auto& id : cohort) {
     auto& link = clients_[id].link;

@@ -117,10 +117,18 @@ TlsStream::Step TlsStream::outcome(int ret) {
   }
 }
 
-TlsStream::Step TlsStream::handshake_step() {
+namespace {
+// OpenSSL's thread error queue and errno are read after a failed call: both start clean.
+template <typename Call>
+int clean_call(Call&& call) {
   ERR_clear_error();
   errno = 0;
-  const int ret = SSL_do_handshake(ssl_.get());
+  return call();
+}
+}  // namespace
+
+TlsStream::Step TlsStream::handshake_step() {
+  const int ret = clean_call([&] { return SSL_do_handshake(ssl_.get()); });
   if (ret == 1) return {};
   return outcome(ret);
 }
@@ -130,10 +138,8 @@ TlsStream::Step TlsStream::read_step(void* data, std::size_t size) {
   const std::size_t want = std::min(size, kReadBurst);
   std::size_t got = 0;
   while (got < want) {
-    ERR_clear_error();
-    errno = 0;
     std::size_t n = 0;
-    const int ret = SSL_read_ex(ssl_.get(), out + got, want - got, &n);
+    const int ret = clean_call([&] { return SSL_read_ex(ssl_.get(), out + got, want - got, &n); });
     if (ret == 1) {
       got += n;
       continue;
@@ -148,10 +154,8 @@ TlsStream::Step TlsStream::read_step(void* data, std::size_t size) {
 }
 
 TlsStream::Step TlsStream::write_step(const void* data, std::size_t size) {
-  ERR_clear_error();
-  errno = 0;
   std::size_t n = 0;
-  const int ret = SSL_write_ex(ssl_.get(), data, size, &n);
+  const int ret = clean_call([&] { return SSL_write_ex(ssl_.get(), data, size, &n); });
   if (ret == 1) return Step{Want::nothing, {}, n};
   return outcome(ret);
 }

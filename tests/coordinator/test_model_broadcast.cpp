@@ -62,10 +62,27 @@ TEST_CASE("model broadcast: each reader gets the task then every chunk, made onc
   REQUIRE(got1.size() == 5);
   CHECK(got1[0] == "task");
   for (std::uint32_t i = 0; i < 4; ++i) CHECK(got1[i + 1] == serialized(make_chunk(5, x, 3, {}, i)));
-  // Out of step: a chunk no one holds any more is made again.
+  // Once every reader is through, nothing is held: a late reader has them made again.
   auto r3 = b->reader();
   CHECK(drain(*r3) == got1);
   CHECK(b->serialized() == 8);
+}
+
+TEST_CASE("model broadcast: readers out of step share the last 16 MiB made, no more") {
+  const auto small = ramp(1000);
+  auto b = std::make_shared<ModelBroadcast>(kHead, 2, small, 100, std::vector<DTypeRun>{});
+  auto first = b->reader(), second = b->reader();
+  const auto all = drain(*first);  // `second` has not started
+  CHECK(drain(*second) == all);
+  CHECK(b->serialized() == 10);  // each chunk once: a small model is made once for every link
+
+  const auto big = ramp(6u << 20);  // 24 MiB in 4 MiB chunks: more than is held
+  auto c = std::make_shared<ModelBroadcast>(kHead, 2, big, 1u << 20, std::vector<DTypeRun>{});
+  auto ahead = c->reader(), behind = c->reader();
+  const auto chunks = drain(*ahead);
+  CHECK(c->serialized() == 6);
+  CHECK(drain(*behind) == chunks);
+  CHECK(c->serialized() == 12);  // the held window had moved on: each made again
 }
 
 TEST_CASE("model broadcast: after freeze a lagging reader gets the model as it was") {
@@ -76,10 +93,10 @@ TEST_CASE("model broadcast: after freeze a lagging reader gets the model as it w
   drain(*done);
   CHECK(*lagging->next() == "task");
   CHECK(lagging->next() != nullptr);  // chunk 0 taken; chunks 1 and 2 still to come
-  const std::size_t made = b->serialized();
+  CHECK(b->serialized() == 3);
   b->freeze();
-  // Only what unfinished readers still need was made: every chunk, as `untouched` has none.
-  CHECK(b->serialized() == made + 3);
+  // Unfinished readers still need every chunk (`untouched` has none): kept from those made.
+  CHECK(b->serialized() == 3);
   std::fill(x.begin(), x.end(), 99.0f);  // the orchestrator may now write its model
   CHECK(*lagging->next() == serialized(make_chunk(3, before, 4, {}, 1)));
   CHECK(*lagging->next() == serialized(make_chunk(3, before, 4, {}, 2)));
@@ -87,6 +104,20 @@ TEST_CASE("model broadcast: after freeze a lagging reader gets the model as it w
   const auto all = drain(*untouched);
   REQUIRE(all.size() == 4);
   CHECK(all[3] == serialized(make_chunk(3, before, 4, {}, 2)));
+
+  // A model larger than what is held: freeze makes the chunks no one holds any more.
+  auto big = ramp(6u << 20);
+  const auto big_before = big;
+  auto c = std::make_shared<ModelBroadcast>(kHead, 4, big, 1u << 20, std::vector<DTypeRun>{});
+  auto ahead = c->reader(), behind = c->reader();
+  drain(*ahead);
+  c->freeze();
+  CHECK(c->serialized() == 9);  // chunks 0-2 had left the held window (3 x 4 MiB + headers)
+  std::fill(big.begin(), big.end(), -1.0f);
+  const auto late = drain(*behind);
+  REQUIRE(late.size() == 7);
+  for (std::uint32_t i = 0; i < 6; ++i)
+    CHECK(late[i + 1] == serialized(make_chunk(4, big_before, 1u << 20, {}, i)));
 }
 
 TEST_CASE("model broadcast: freeze with every reader done keeps nothing; abandon ends readers") {

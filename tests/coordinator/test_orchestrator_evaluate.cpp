@@ -47,6 +47,9 @@ Status join_evaluating(FakeClient& c, std::uint64_t test_examples = 10) {
 }
 
 struct Answer {
+  Answer(std::uint64_t n, double loss, double accuracy, bool keep_private = false,
+         std::map<std::string, double> metrics = {})
+      : n(n), loss(loss), accuracy(accuracy), keep_private(keep_private), metrics(std::move(metrics)) {}
   std::uint64_t n = 0;
   double loss = 0, accuracy = 0;
   bool keep_private = false;
