@@ -280,13 +280,13 @@ Status MaskedInputAssembler::begin(const wire::SecAggMaskedInputHeader& header,
   return Status::success();
 }
 
-Status MaskedInputAssembler::add(const wire::TensorChunk& chunk) {
+Status MaskedInputAssembler::add(const ChunkView& chunk) {
   if (!active_) return make_error("secagg wire: chunk without a masked input header");
-  if (chunk.round() != round_) return make_error("secagg wire: chunk for another round");
-  if (chunk.index() != next_chunk_ || next_chunk_ >= num_chunks_)
+  if (chunk.round != round_) return make_error("secagg wire: chunk for another round");
+  if (chunk.index != next_chunk_ || next_chunk_ >= num_chunks_)
     return make_error("secagg wire: chunk out of order");
-  if (chunk.offset() != filled_) return make_error("secagg wire: chunk at the wrong offset");
-  const std::string& d = chunk.data();
+  if (chunk.offset != filled_) return make_error("secagg wire: chunk at the wrong offset");
+  const std::string_view d = chunk.data;
   if (d.empty() || d.size() % 4 || d.size() / 4 > total_ - filled_)
     return make_error("secagg wire: chunk of the wrong size");
   const std::size_t words = d.size() / 4;

@@ -20,6 +20,7 @@
 
 #include "common/result.hpp"
 #include "common/secagg.hpp"
+#include "common/wire.hpp"
 #include "federa.pb.h"
 
 namespace federa::secagg {
@@ -68,7 +69,8 @@ class MaskedInputAssembler {
   // `dest` must hold config.masked_length() words.
   [[nodiscard]] Status begin(const wire::SecAggMaskedInputHeader& header, const RoundConfig& config,
                              std::span<std::uint32_t> dest);
-  [[nodiscard]] Status add(const wire::TensorChunk& chunk);
+  [[nodiscard]] Status add(const ChunkView& chunk);
+  [[nodiscard]] Status add(const wire::TensorChunk& chunk) { return add(view_of(chunk)); }
   bool complete() const { return active_ && next_chunk_ == num_chunks_ && filled_ == total_; }
 
  private:

@@ -195,6 +195,54 @@ constexpr std::uint64_t tag(std::uint32_t field, std::uint32_t type) {
 constexpr std::uint32_t kVarint = 0, kLen = 2;
 }  // namespace
 
+ChunkView view_of(const wire::TensorChunk& chunk) {
+  return {chunk.round(), chunk.index(), chunk.offset(), chunk.data()};
+}
+
+namespace {
+// Reads a varint at `at` (protobuf's: at most 10 bytes, the 10th holding the top bit).
+bool get_varint(std::string_view b, std::size_t& at, std::uint64_t& v) {
+  v = 0;
+  for (unsigned shift = 0; shift < 64 && at < b.size(); shift += 7) {
+    const auto byte = static_cast<std::uint8_t>(b[at++]);
+    if (shift == 63 && byte > 1) return false;
+    v |= std::uint64_t{byte & 0x7fu} << shift;
+    if (!(byte & 0x80)) return true;
+  }
+  return false;
+}
+}  // namespace
+
+std::optional<ChunkView> parse_chunk_envelope(std::string_view b) {
+  std::size_t at = 0;
+  std::uint64_t key = 0, len = 0;
+  if (!get_varint(b, at, key) || key != tag(wire::Envelope::kChunkFieldNumber, kLen)) return {};
+  if (!get_varint(b, at, len) || len != b.size() - at) return {};  // the chunk is all there is
+  ChunkView c;
+  unsigned seen = 0;  // field numbers met, as bits: a repeated field goes to protobuf
+  while (at < b.size()) {
+    if (!get_varint(b, at, key) || key >> 3 < 1 || key >> 3 > 4) return {};
+    const auto field = static_cast<unsigned>(key >> 3);
+    if (seen & (1u << field)) return {};
+    seen |= 1u << field;
+    std::uint64_t v = 0;
+    if (field == wire::TensorChunk::kDataFieldNumber) {
+      if (key != tag(field, kLen) || !get_varint(b, at, v) || v > b.size() - at) return {};
+      c.data = b.substr(at, v);
+      at += v;
+      continue;
+    }
+    if (key != tag(field, kVarint) || !get_varint(b, at, v)) return {};
+    if (field == wire::TensorChunk::kRoundFieldNumber) c.round = v;
+    if (field == wire::TensorChunk::kOffsetFieldNumber) c.offset = v;
+    if (field == wire::TensorChunk::kIndexFieldNumber) {
+      if (v > UINT32_MAX) return {};  // protobuf would truncate it
+      c.index = static_cast<std::uint32_t>(v);
+    }
+  }
+  return c;
+}
+
 std::string serialize_chunk(std::uint64_t round, std::span<const float> data,
                             std::size_t chunk_elements, std::span<const DTypeRun> runs,
                             std::uint32_t index) {
@@ -281,28 +329,28 @@ Status ChunkAssembler::begin(std::uint64_t round, std::uint64_t total_elements,
   return {};
 }
 
-Status ChunkAssembler::add(const wire::TensorChunk& c) {
+Status ChunkAssembler::add(const ChunkView& c) {
   if (!active_) return make_error("chunk without a header");
-  if (c.round() != round_)
-    return make_error("chunk for round " + std::to_string(c.round()) + ", expected " +
+  if (c.round != round_)
+    return make_error("chunk for round " + std::to_string(c.round) + ", expected " +
                       std::to_string(round_));
   if (next_ >= num_chunks_) return make_error("more chunks than announced");
-  if (c.index() != next_)
-    return make_error("chunk " + std::to_string(c.index()) + " out of order, expected " +
+  if (c.index != next_)
+    return make_error("chunk " + std::to_string(c.index) + " out of order, expected " +
                       std::to_string(next_));
   std::uint64_t off = std::uint64_t(next_) * chunk_elements_;
   std::uint64_t len = std::min<std::uint64_t>(chunk_elements_, total_ - off);
-  if (c.offset() != off) return make_error("chunk offset does not match its index");
+  if (c.offset != off) return make_error("chunk offset does not match its index");
   const std::uint64_t bytes =
       runs_.empty() ? len * sizeof(float) : bytes_from(runs_, run_, run_used_, len);
-  if (c.data().size() != bytes)
-    return make_error("chunk " + std::to_string(next_) + " has " + std::to_string(c.data().size()) +
+  if (c.data.size() != bytes)
+    return make_error("chunk " + std::to_string(next_) + " has " + std::to_string(c.data.size()) +
                       " bytes, expected " + std::to_string(bytes));
   float* out = dest_.data() + off;
   if (runs_.empty()) {
-    std::memcpy(out, c.data().data(), bytes);
+    std::memcpy(out, c.data.data(), bytes);
   } else {
-    const auto* from = reinterpret_cast<const std::uint8_t*>(c.data().data());
+    const auto* from = reinterpret_cast<const std::uint8_t*>(c.data.data());
     float* to = out;
     walk_runs(runs_, run_, run_used_, len, [&](DType d, std::uint64_t k) {
       decode_floats(d, from, k, to);

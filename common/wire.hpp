@@ -10,8 +10,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/model.hpp"
@@ -65,6 +67,21 @@ std::vector<wire::Envelope> make_chunks(std::uint64_t round, std::span<const flo
                                         std::size_t chunk_elements = kDefaultChunkElements,
                                         std::span<const DTypeRun> runs = {});
 
+// A TensorChunk's fields, its data still where it was received (no copy).
+struct ChunkView {
+  std::uint64_t round = 0;
+  std::uint32_t index = 0;
+  std::uint64_t offset = 0;
+  std::string_view data;
+};
+ChunkView view_of(const wire::TensorChunk& chunk);
+
+// The chunk in `bytes` when they are an Envelope holding only a TensorChunk, in the form
+// protobuf writes (each field once, known field numbers and wire types, varints within range);
+// nullopt for anything else, which the caller then parses with protobuf as usual. What it
+// returns is what protobuf's parse would give.
+std::optional<ChunkView> parse_chunk_envelope(std::string_view bytes);
+
 // Reassembles a chunked float vector straight into caller-owned memory, checking every chunk
 // before it is copied: round, order, offset, size and finite values. While it copies it also
 // sums squares (common/update_facts.hpp: a fixed order, the same bits however the vector was
@@ -86,7 +103,8 @@ class ChunkAssembler {
   Status begin(std::uint64_t round, std::uint64_t total_elements, std::uint32_t num_chunks,
                std::size_t chunk_elements, std::span<float> dest, bool require_finite = true,
                std::span<const float> reference = {}, std::span<const DTypeRun> runs = {});
-  Status add(const wire::TensorChunk& chunk);
+  Status add(const ChunkView& chunk);
+  Status add(const wire::TensorChunk& chunk) { return add(view_of(chunk)); }
   bool complete() const { return active_ && next_ == num_chunks_; }
   void reset() { active_ = false; }
   // What was learnt while copying: finite (when begun with require_finite), the sum of squares

@@ -266,7 +266,7 @@ void Orchestrator::on_refused(const std::string& address, const std::string& why
 Status Orchestrator::on_message(const std::shared_ptr<ClientLink>& link,
                                 const wire::Envelope& msg) {
   // Chunks carry the bulk of the data: they are copied outside the state lock.
-  if (msg.payload_case() == wire::Envelope::kChunk) return handle_chunk(link, msg.chunk());
+  if (msg.payload_case() == wire::Envelope::kChunk) return on_chunk(link, view_of(msg.chunk()));
   FlushOnExit flush(events_);
   std::lock_guard lk(mu_);
   auto it = clients_.find(link->id());

@@ -146,6 +146,7 @@ class Orchestrator : public TransportHandler {
   // TransportHandler
   Status on_connect(const std::shared_ptr<ClientLink>& link) override;
   Status on_message(const std::shared_ptr<ClientLink>& link, const wire::Envelope& msg) override;
+  Status on_chunk(const std::shared_ptr<ClientLink>& link, const ChunkView& chunk) override;
   void on_disconnect(const std::shared_ptr<ClientLink>& link, const std::string& why) override;
   void on_refused(const std::string& address, const std::string& why) override;
 
@@ -191,8 +192,6 @@ class Orchestrator : public TransportHandler {
   Status handle_update_header(Client& c, const wire::UpdateHeader& h);
   void take_metrics(const std::string& id, const wire::UpdateHeader& h,
                     std::map<std::string, double>& out);
-  Status handle_chunk(const std::shared_ptr<ClientLink>& link,
-                      const wire::TensorChunk& chunk);  // takes mu_
   Status begin_upload(Upload& up);
   void aggregate_upload(std::shared_ptr<Upload> up);  // on the worker
   void grant_slots();

@@ -147,8 +147,7 @@ void Orchestrator::release_upload(const std::string& id) {
   grant_slots();
 }
 
-Status Orchestrator::handle_chunk(const std::shared_ptr<ClientLink>& link,
-                                  const wire::TensorChunk& chunk) {
+Status Orchestrator::on_chunk(const std::shared_ptr<ClientLink>& link, const ChunkView& chunk) {
   const std::string& id = link->id();
   std::shared_ptr<Upload> up;
   {
@@ -160,8 +159,8 @@ Status Orchestrator::handle_chunk(const std::shared_ptr<ClientLink>& link,
       return make_error(ErrorCode::failed_precondition, "expected hello first, got chunk");
     auto u = round_.uploads.find(id);
     if (u == round_.uploads.end() || !u->second->buffer) {
-      if (!round_.open || chunk.round() != round_.round) {
-        spdlog::debug("client '{}': chunk for closed round {} ignored", id, chunk.round());
+      if (!round_.open || chunk.round != round_.round) {
+        spdlog::debug("client '{}': chunk for closed round {} ignored", id, chunk.round);
         return {};
       }
       return make_error(ErrorCode::failed_precondition,

@@ -277,19 +277,15 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
       return;
     }
     bytes_in_->fetch_add(bytes, std::memory_order_relaxed);
-    wire::Envelope msg;
-    auto data = read_buffer_.data();
-    bool parsed = msg.ParseFromArray(data.data(), static_cast<int>(data.size()));
+    const auto data = read_buffer_.data();
+    Status handled = deliver(handler_, shared_from_this(),
+                             std::string_view(static_cast<const char*>(data.data()), bytes));
     read_buffer_.consume(bytes);
     // A chunk-sized buffer is released once read: kept, it made every idle session hold its
     // largest message (1,000 members x 4 MiB = 3.9 GB after one upload each).
     if (read_buffer_.capacity() > kKeptReadBuffer) read_buffer_.shrink_to_fit();
-    if (!parsed) {
-      fail_protocol("message is not a valid Envelope");
-      return;
-    }
-    if (Status s = handler_.on_message(shared_from_this(), msg); !s) {
-      fail_protocol(s.message());
+    if (!handled) {
+      fail_protocol(handled.message());
       return;
     }
     if (!closing_) do_read();

@@ -7,8 +7,10 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/result.hpp"
+#include "common/wire.hpp"
 #include "federa.pb.h"
 
 namespace federa {
@@ -54,11 +56,35 @@ class TransportHandler {
   virtual Status on_connect(const std::shared_ptr<ClientLink>& link) = 0;
   // One envelope from the peer. Returning an Error makes the transport send it and close.
   virtual Status on_message(const std::shared_ptr<ClientLink>& link, const wire::Envelope& msg) = 0;
+  // A TensorChunk envelope the transport read in place (common/wire.hpp, parse_chunk_envelope):
+  // its data points into the transport's buffer, valid for this call only. The default hands
+  // it to on_message as a parsed Envelope.
+  virtual Status on_chunk(const std::shared_ptr<ClientLink>& link, const ChunkView& chunk) {
+    wire::Envelope e;
+    auto* c = e.mutable_chunk();
+    c->set_round(chunk.round);
+    c->set_index(chunk.index);
+    c->set_offset(chunk.offset);
+    c->set_data(chunk.data.data(), chunk.data.size());
+    return on_message(link, e);
+  }
   virtual void on_disconnect(const std::shared_ptr<ClientLink>& link, const std::string& why) = 0;
   // A peer was turned away before it became a link (TLS handshake failed, no certificate,
   // connection limit): for the record only.
   virtual void on_refused(const std::string& address, const std::string& why) {}
 };
+
+// What a transport does with one received message: a TensorChunk envelope is read in place and
+// given to on_chunk (its payload is not copied out of `bytes`), anything else is parsed by
+// protobuf and given to on_message. An Error is for the transport to send before it closes.
+inline Status deliver(TransportHandler& handler, const std::shared_ptr<ClientLink>& link,
+                      std::string_view bytes) {
+  if (auto chunk = parse_chunk_envelope(bytes)) return handler.on_chunk(link, *chunk);
+  wire::Envelope msg;
+  if (!msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+    return make_error("message is not a valid Envelope");
+  return handler.on_message(link, msg);
+}
 
 inline std::shared_ptr<const std::string> serialize_shared(const wire::Envelope& e) {
   auto s = std::make_shared<std::string>();

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
+#include <random>
+#include <string>
 #include <vector>
 
 #include "common/wire.hpp"
@@ -252,4 +255,97 @@ TEST_CASE("typed chunks: F32-sized chunks, NaN in BF16 and runs that miss the si
   ChunkAssembler c;
   const std::vector<DTypeRun> short_runs{{5, DType::bf16}};
   CHECK_FALSE(c.begin(1, 6, 2, 3, out, true, {}, short_runs).ok());
+}
+
+namespace {
+// What protobuf reads from `bytes` as a chunk, or nullopt when it is not a chunk envelope.
+std::optional<ChunkView> protobuf_chunk(const std::string& bytes, wire::Envelope& e) {
+  if (!e.ParseFromString(bytes) || !e.has_chunk()) return std::nullopt;
+  return view_of(e.chunk());
+}
+bool same(const ChunkView& a, const ChunkView& b) {
+  return a.round == b.round && a.index == b.index && a.offset == b.offset && a.data == b.data;
+}
+}  // namespace
+
+TEST_CASE("parse_chunk_envelope reads protobuf's chunks in place, and declines anything else") {
+  std::vector<float> x(40);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(i) - 7.5f;
+  for (std::uint64_t round : {0ull, 3ull, 1ull << 50}) {
+    for (std::uint32_t i = 0; i < 3; ++i) {
+      const std::string bytes = serialize_chunk(round, x, 16, {}, i);
+      auto c = parse_chunk_envelope(bytes);
+      REQUIRE(c.has_value());
+      wire::Envelope e;
+      CHECK(same(*c, *protobuf_chunk(bytes, e)));
+      // In place: the payload is a view into the received bytes.
+      CHECK(c->data.data() >= bytes.data());
+      CHECK(c->data.data() + c->data.size() <= bytes.data() + bytes.size());
+    }
+  }
+  wire::Envelope chunk = make_chunk(2, x, 16, {}, 1);
+  auto with = [&](auto edit) {
+    wire::Envelope e = chunk;
+    edit(e);
+    std::string s;
+    e.SerializeToString(&s);
+    return s;
+  };
+  const std::string good = with([](wire::Envelope&) {});
+  CHECK(parse_chunk_envelope(good).has_value());
+  // Declined, for protobuf to parse as usual:
+  CHECK_FALSE(parse_chunk_envelope("").has_value());
+  CHECK_FALSE(parse_chunk_envelope(good.substr(0, good.size() - 1)).has_value());  // truncated
+  CHECK_FALSE(parse_chunk_envelope(good + std::string("\x08\x01", 2)).has_value());  // more after it
+  CHECK_FALSE(parse_chunk_envelope(with([](wire::Envelope& e) {
+                e.mutable_hello()->set_software("a");
+              })).has_value());  // another payload
+  // A field twice (protobuf keeps the last), an unknown field, a too-large index: protobuf's.
+  std::string twice = good;
+  twice[1] = static_cast<char>(static_cast<unsigned char>(twice[1]) + 2);  // one-byte length
+  twice.insert(2, std::string("\x08\x05", 2));                             // round = 5 first
+  wire::Envelope e;
+  REQUIRE(protobuf_chunk(twice, e).has_value());
+  CHECK(e.chunk().round() == 2);
+  CHECK_FALSE(parse_chunk_envelope(twice).has_value());
+  std::string unknown = good;
+  unknown[1] = static_cast<char>(static_cast<unsigned char>(unknown[1]) + 2);
+  unknown.insert(2, std::string("\x38\x01", 2));  // field 7, varint
+  REQUIRE(protobuf_chunk(unknown, e).has_value());
+  CHECK_FALSE(parse_chunk_envelope(unknown).has_value());
+  std::string big_index = std::string("\x22\x06\x10\x80\x80\x80\x80\x10", 8);  // index 2^32
+  REQUIRE(protobuf_chunk(big_index, e).has_value());
+  CHECK(e.chunk().index() == 0);  // protobuf truncates to 32 bits
+  CHECK_FALSE(parse_chunk_envelope(big_index).has_value());
+}
+
+TEST_CASE("parse_chunk_envelope: over random edits of a chunk, whatever it reads protobuf reads") {
+  std::vector<float> x(12, 1.5f);
+  const std::string base = serialize_chunk(9, x, 8, {}, 1);
+  std::mt19937 rng(7);
+  std::size_t read = 0, declined = 0;
+  for (int trial = 0; trial < 20000; ++trial) {
+    std::string b = base;
+    const int edits = 1 + int(rng() % 3);
+    for (int k = 0; k < edits; ++k) {
+      const std::size_t at = rng() % (b.size() + 1);
+      switch (rng() % 3) {
+        case 0: if (at < b.size()) b[at] = static_cast<char>(rng()); break;
+        case 1: b.insert(at, 1, static_cast<char>(rng())); break;
+        default: if (at < b.size()) b.erase(at, 1); break;
+      }
+    }
+    auto c = parse_chunk_envelope(b);
+    if (!c) {
+      ++declined;
+      continue;
+    }
+    ++read;
+    wire::Envelope e;
+    auto p = protobuf_chunk(b, e);
+    REQUIRE(p.has_value());
+    CHECK(same(*c, *p));
+  }
+  CHECK(read > 100);  // edits in the payload keep it a chunk
+  CHECK(declined > 100);
 }

@@ -1,6 +1,7 @@
 // Fuzz target: what one connected member can send the coordinator. The input is a sequence of
 // records (fuzz_util.hpp), each the bytes of one WebSocket binary message. They are decoded as
-// the transport does (Envelope::ParseFromArray; a frame that does not parse ends the session) and
+// the transport does (coordinator/transport.hpp, deliver: a chunk read in place, checked here
+// against protobuf's parse of the same bytes; a frame that does not parse ends the session) and
 // handed to a real Orchestrator through a fake ClientLink (tests/coordinator/fake_clients.hpp):
 // Hello, update headers, chunk reassembly into the upload pool, aggregation on the worker,
 // commits of the rounds an accepted update completes. The orchestrator must never crash,
@@ -77,8 +78,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   bool task_seen = false;
   while (open && records.next(bytes)) {
     wire::Envelope e;
-    if (!e.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) break;
-    if (!orch.on_message(link, e)) break;  // the transport sends the Error and closes
+    const bool parsed = e.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+    // The transport's in-place chunk reader must read what protobuf reads, or decline.
+    if (auto chunk = parse_chunk_envelope(bytes)) {
+      const ChunkView p = parsed && e.has_chunk() ? view_of(e.chunk()) : ChunkView{};
+      if (!parsed || !e.has_chunk() || p.round != chunk->round || p.index != chunk->index ||
+          p.offset != chunk->offset || p.data != chunk->data)
+        std::abort();
+    }
+    if (!deliver(orch, link, bytes)) break;  // the transport sends the Error and closes
     if (link->closed()) break;
     // After the member's Hello the round opens (it is the only client needed): wait for its task
     // so that what follows meets an open round, as it would over the network.
