@@ -17,6 +17,7 @@
 
 #include "common/tls.hpp"
 #include "common/wire.hpp"
+#include "coordinator/buffer_pool.hpp"
 #include "coordinator/event_text.hpp"
 #include "coordinator/tls_stream.hpp"
 
@@ -32,7 +33,8 @@ using tcp = net::ip::tcp;
 namespace {
 
 constexpr const char* kConnectPath = "/v1/connect";
-constexpr std::size_t kKeptReadBuffer = 16 * 1024;  // larger read buffers are freed after use
+constexpr std::size_t kKeptReadBuffer = 16 * 1024;  // larger read buffers go back to the pool
+constexpr std::size_t kIdleReadBuffers = 8u << 20;   // what the pool keeps for the next reads
 
 // Lines an unauthenticated peer can trigger at will are rate-limited (one per interval, with a
 // count of what was left out): a flood must not become a disk-filling log.
@@ -53,6 +55,8 @@ struct Limits {
   std::size_t open = 0;            // counted sessions (evicted ones are no longer counted)
   std::size_t refused = 0;         // turned away or evicted
   std::list<Pending> handshaking;  // oldest first
+  // Message buffers, shared by the sessions (buffer_pool.hpp).
+  std::shared_ptr<BufferPool> buffers = std::make_shared<BufferPool>(kIdleReadBuffers);
 };
 
 class Session : public ClientLink, public std::enable_shared_from_this<Session> {
@@ -281,8 +285,8 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
     Status handled = deliver(handler_, shared_from_this(),
                              std::string_view(static_cast<const char*>(data.data()), bytes));
     read_buffer_.consume(bytes);
-    // A chunk-sized buffer is released once read: kept, it made every idle session hold its
-    // largest message (1,000 members x 4 MiB = 3.9 GB after one upload each).
+    // A chunk-sized buffer goes back to the pool once read: kept, it made every idle session
+    // hold its largest message (1,000 members x 4 MiB = 3.9 GB after one upload each).
     if (read_buffer_.capacity() > kKeptReadBuffer) read_buffer_.shrink_to_fit();
     if (!handled) {
       fail_protocol(handled.message());
@@ -382,7 +386,8 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
   bool evicted_ = false;                          // on the strand
   std::string ip_;
   beast::flat_buffer buffer_;
-  beast::flat_buffer read_buffer_;
+  beast::basic_flat_buffer<PooledAllocator<char>> read_buffer_{
+      PooledAllocator<char>(limits_->buffers)};
   http::request<http::empty_body> request_;
   std::deque<Outgoing> queue_;
   std::shared_ptr<const std::string> writing_;  // the message being written
