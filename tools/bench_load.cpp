@@ -276,7 +276,7 @@ double own_cpu_s() {
 json::object report(const LoadOptions& o, std::uint64_t params, const Observed& seen,
                     const FleetStats& stats, const std::vector<RoundLine>& lines,
                     const Result<double>& aes, std::size_t& failures) {
-  std::vector<double> round_ms, ingest;
+  std::vector<double> round_ms, ingest, per_cpu;
   json::array accepted;
   for (const auto& l : lines) {
     round_ms.push_back(l.duration_ms);
@@ -286,6 +286,11 @@ json::object report(const LoadOptions& o, std::uint64_t params, const Observed& 
   for (const auto& [round, r] : stats.rounds) {
     const double s = std::chrono::duration<double>(r.last_write - r.first_header).count();
     if (r.uploads > 0 && s > 0) ingest.push_back(double(r.bytes) / s / 1e9);
+    // Bytes taken in per second of the coordinator's CPU over the same window (which also holds
+    // some of the broadcast): what one core of its own would ingest, whatever the fleet costs.
+    const double cpu = r.coordinator_cpu_last - r.coordinator_cpu_first;
+    if (r.uploads > 0 && r.coordinator_cpu_first >= 0 && cpu > 0)
+      per_cpu.push_back(double(r.bytes) / cpu / 1e9);
   }
   failures += stats.failures + (seen.all_ended ? 0 : 1);
   if (o.connect.empty() && lines.size() != o.rounds)
@@ -300,6 +305,10 @@ json::object report(const LoadOptions& o, std::uint64_t params, const Observed& 
   r["round_ms_each"] = to_array(round_ms);
   r["ingest_gbps"] = std::round(median(ingest) * 1000) / 1000;
   r["ingest_gbps_each"] = to_array(ingest);
+  if (!per_cpu.empty()) {
+    r["ingest_per_coordinator_cpu_gbps"] = std::round(median(per_cpu) * 1000) / 1000;
+    r["ingest_per_coordinator_cpu_gbps_each"] = to_array(per_cpu);
+  }
   r["connect_ms"] = std::round(stats.connect_ms);
   r["wall_s"] = std::round(seen.wall_s * 10) / 10;
   r["accepted_per_round"] = accepted;
@@ -320,6 +329,8 @@ json::object report(const LoadOptions& o, std::uint64_t params, const Observed& 
   if (aes) {
     r["aes_gcm_gbps"] = std::round(*aes * 1000) / 1000;
     r["ingest_to_aes"] = std::round(median(ingest) / *aes * 1000) / 1000;
+    if (!per_cpu.empty())
+      r["ingest_per_coordinator_cpu_to_aes"] = std::round(median(per_cpu) / *aes * 1000) / 1000;
   }
   return r;
 }
@@ -361,6 +372,7 @@ int load_main(int argc, char** argv) {
   FleetOptions fo;
   auto coord = coordinator_for(o, work, in_features, fo);
   if (!coord) return give_up(coord.error());
+  if (*coord) fo.coordinator = (*coord)->pid;
 
   boost::asio::io_context io(static_cast<int>(o.threads));
   auto guard = boost::asio::make_work_guard(io);

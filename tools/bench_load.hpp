@@ -44,6 +44,7 @@ struct FleetOptions {
   unsigned short port = 0;
   std::size_t connect_concurrency = 64;  // TLS handshakes under way at once
   std::uint64_t num_examples = 100;      // announced in Hello and in every UpdateHeader
+  pid_t coordinator = -1;                // when ours: its CPU time is read as uploads go
 };
 
 // What the fleet saw of one round's uploads.
@@ -52,6 +53,9 @@ struct RoundUploads {
   std::size_t uploads = 0;  // updates whose last chunk was written
   std::uint64_t bytes = 0;  // update payload bytes written (4 per parameter)
   LoadClock::time_point first_header{}, last_write{};
+  // The coordinator's CPU seconds (user + system) at the first header and the last write;
+  // negative when not known (a coordinator that is not ours).
+  double coordinator_cpu_first = -1, coordinator_cpu_last = -1;
 };
 
 struct FleetStats {
@@ -98,6 +102,8 @@ struct ProcessUsage {
   double cpu_s = 0;
 };
 std::optional<ProcessUsage> sample_process(pid_t pid);
+// Just the CPU seconds (user + system) of a live process; negative once it is gone.
+double process_cpu_s(pid_t pid);
 // Waits for the process (SIGTERM after `grace`, SIGKILL 5 s later); its exit status and the
 // kernel's account of its peak RSS and CPU time.
 struct ProcessEnd {

@@ -235,7 +235,11 @@ class Session : public std::enable_shared_from_this<Session> {
     {
       std::lock_guard lk(fleet_->mu);
       auto& r = fleet_->stats.rounds[round_];
-      if (r.headers++ == 0) r.first_header = LoadClock::now();
+      if (r.headers++ == 0) {
+        r.first_header = LoadClock::now();
+        if (fleet_->opt.coordinator > 0)
+          r.coordinator_cpu_first = process_cpu_s(fleet_->opt.coordinator);
+      }
     }
     send(serialize_shared(h));
     return {};
@@ -263,11 +267,14 @@ class Session : public std::enable_shared_from_this<Session> {
     const bool chunk = queue_.front().second;
     queue_.pop_front();
     if (chunk && --upload_pending_ == 0) {
+      const double cpu =
+          fleet_->opt.coordinator > 0 ? process_cpu_s(fleet_->opt.coordinator) : -1.0;
       std::lock_guard lk(fleet_->mu);
       auto& r = fleet_->stats.rounds[round_];
       ++r.uploads;
       r.bytes += elements_ * sizeof(float);
       r.last_write = LoadClock::now();
+      r.coordinator_cpu_last = std::max(r.coordinator_cpu_last, cpu);
     }
     if (!queue_.empty()) write_next();
   }

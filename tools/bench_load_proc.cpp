@@ -96,18 +96,23 @@ std::optional<ProcessUsage> sample_process(pid_t pid) {
     }
   }
   if (!found) return std::nullopt;  // gone, or a zombie
+  u.cpu_s = process_cpu_s(pid);
+  if (u.cpu_s < 0) return std::nullopt;
+  return u;
+}
+
+double process_cpu_s(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
   // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
   const auto close = all.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
+  if (close == std::string::npos) return -1;
   std::istringstream rest(all.substr(close + 2));
   std::string field;
   double ticks = 0;
   for (int i = 3; i <= 15 && rest >> field; ++i)
     if (i == 14 || i == 15) ticks += std::stod(field);
-  u.cpu_s = ticks / double(::sysconf(_SC_CLK_TCK));
-  return u;
+  return ticks / double(::sysconf(_SC_CLK_TCK));
 }
 
 ProcessEnd reap(pid_t pid, std::chrono::seconds grace) {
