@@ -120,9 +120,14 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
   }
 
   // The stream's messages are pulled one at a time as the previous one is written.
+  // A stream holds one message at a time, so the oldest one queued is not counted against
+  // --max-queued-bytes (a model larger than the cap still goes out); one queued behind it is,
+  // as the chunks a lagging peer has yet to take may have to be kept for it.
   void send_stream(std::shared_ptr<MessageStream> stream) override {
     net::post(ws_.get_executor(), [self = shared_from_this(), stream = std::move(stream)] {
-      self->enqueue(Outgoing{nullptr, stream, stream->size_bytes()});
+      const bool first = std::none_of(self->queue_.begin(), self->queue_.end(),
+                                      [](const Outgoing& o) { return o.stream != nullptr; });
+      self->enqueue(Outgoing{nullptr, stream, first ? 0 : stream->size_bytes()});
     });
   }
 

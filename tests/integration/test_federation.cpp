@@ -84,10 +84,11 @@ std::optional<Evaluator> fashion_evaluator(bool evaluate, const std::string& mod
 // A running coordinator: orchestrator + TLS server + io threads (tls_coordinator.hpp).
 struct Coordinator : Writers, testing::TlsCoordinator {
   Coordinator(const fs::path& pki_dir, const OrchestratorOptions& o, bool evaluate,
-              const fs::path& metrics_out = {}, const fs::path& client_metrics_out = {})
+              const fs::path& metrics_out = {}, const fs::path& client_metrics_out = {},
+              const ServerOptions& server = {})
       : Writers(metrics_out, client_metrics_out),
         TlsCoordinator(pki_dir, o, fashion_evaluator(evaluate, o.train.model),
-                       {&metrics, &per_client}) {}
+                       {&metrics, &per_client}, std::nullopt, server) {}
 };
 
 fs::path make_pki(const std::vector<std::string>& clients) {
@@ -267,6 +268,29 @@ TEST_CASE(
       // message.
     }
   }
+  fs::remove_all(pki);
+}
+
+// Found in review: the whole broadcast counted against the session's outbound cap (512 MiB by
+// default), so a model larger than the cap dropped every member at its first broadcast.
+TEST_CASE("a model larger than the outbound queue cap still reaches a member that reads it") {
+  auto pki = make_pki({"site-a"});
+  OrchestratorOptions o;
+  o.rounds = 1;
+  o.min_clients = 1;
+  o.round_timeout = std::chrono::seconds(60);
+  o.train.model = kModel;  // ~100 KB
+  o.chunk_elements = 4096;
+  ServerOptions server;
+  server.max_queued_bytes = 16 * 1024;
+  Coordinator coord(pki, o, false, {}, {}, server);
+  RawClient c(pki / "clients" / "site-a", coord.port());
+  const wire::FitTask task = c.join_and_get_task();  // every chunk arrives
+  CHECK(task.num_chunks() == 7);
+  c.send_update(task, std::vector<float>(task.total_elements(), 0.01f));
+  REQUIRE(coord.wait_finished());
+  CHECK(coord.result.ok());
+  CHECK(coord.orch->completed_rounds() == 1);
   fs::remove_all(pki);
 }
 

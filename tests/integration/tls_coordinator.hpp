@@ -60,7 +60,7 @@ struct TlsCoordinator {
   TlsCoordinator(const std::filesystem::path& pki, const OrchestratorOptions& o,
                  std::optional<Evaluator> evaluator,
                  const std::vector<OrchestratorObserver*>& observers,
-                 std::optional<StateStore> store = std::nullopt) {
+                 std::optional<StateStore> store = std::nullopt, ServerOptions sopt = {}) {
     auto b = make_backend("cpu", 2);
     REQUIRE(b.ok());
     backend = std::move(b.value());
@@ -87,7 +87,6 @@ struct TlsCoordinator {
         make_server_tls_context((pki / "ca.pem").string(), (pki / "coordinator/cert.pem").string(),
                                 (pki / "coordinator/key.pem").string());
     REQUIRE(tls.ok());
-    ServerOptions sopt;
     sopt.listen = {"127.0.0.1", 0};
     server = std::make_unique<WebSocketServer>(io, *tls, *orch, sopt);
     REQUIRE(server->start().ok());
