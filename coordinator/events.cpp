@@ -53,7 +53,7 @@ std::string format_metrics_line(const RoundReport& r, const std::map<std::string
   add("rejected", std::to_string(r.rejected));
   add("dropped", std::to_string(r.dropped));
   add("loss", number(r.loss));
-  add("accuracy", number(r.accuracy));
+  if (!r.r2) add("accuracy", number(r.accuracy));  // a regression model has none
   add("train_loss", number(r.train_loss));
   if (r.r2) {
     add("rmse", number(r.rmse));

@@ -210,6 +210,15 @@ TEST_CASE("evaluation: a regression model's answers have a loss and no accuracy"
   CHECK(line.find("\"fed_loss\":3") != std::string::npos);
   CHECK(line.find("\"fed_r2\":0.5") != std::string::npos);
   CHECK(line.find("fed_accuracy") == std::string::npos);
+  CHECK(line.find("\"accuracy\":null") != std::string::npos);  // no test set of its own
+  // The centralised evaluation of a regression model: R^2 and errors, no accuracy.
+  report.loss = 2.5;
+  report.r2 = 0.41;
+  report.rmse = 1.6;
+  report.mae = 1.2;
+  const std::string centralised = format_metrics_line(report, {});
+  CHECK(centralised.find("\"r2\":0.41") != std::string::npos);
+  CHECK(centralised.find("accuracy") == std::string::npos);
   // Mixed answers: the accuracy is the mean over those that have one, the loss over all.
   answers[1].accuracy = 0.9;
   f = combine_evaluations(4, 2, answers, 2);
