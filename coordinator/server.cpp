@@ -121,7 +121,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
 
   // The stream's messages are pulled one at a time as the previous one is written.
   // A stream holds one message at a time, so the oldest one queued is not counted against
-  // --max-queued-bytes (a model larger than the cap still goes out); one queued behind it is,
+  // max_queued_bytes (a model larger than the cap still goes out); one queued behind it is,
   // as the chunks a lagging peer has yet to take may have to be kept for it.
   void send_stream(std::shared_ptr<MessageStream> stream) override {
     net::post(ws_.get_executor(), [self = shared_from_this(), stream = std::move(stream)] {
@@ -311,7 +311,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
   struct Outgoing {
     std::shared_ptr<const std::string> bytes;
     std::shared_ptr<MessageStream> stream;
-    std::size_t size = 0;  // counted against --max-queued-bytes until the item is sent
+    std::size_t size = 0;  // counted against max_queued_bytes until the item is sent
   };
 
   void enqueue(std::shared_ptr<const std::string> bytes) {
