@@ -64,11 +64,9 @@ std::shared_ptr<const std::string> ModelBroadcast::message(std::size_t reader, s
     case Source::model:
       break;
   }
-  if (auto shared = made_[c].lock()) return shared;
-  auto bytes = std::make_shared<const std::string>(
-      serialize_chunk(round_, model_, chunk_elements_, runs_, static_cast<std::uint32_t>(c)));
-  made_[c] = bytes;
-  ++serialized_;
+  bool made = false;
+  auto bytes = chunk_locked(c, made);
+  if (!made) return bytes;
   held_bytes_ += bytes->size();
   held_.push_back(bytes);
   while (held_bytes_ > kHeldBytes && held_.size() > 1) {
@@ -78,14 +76,26 @@ std::shared_ptr<const std::string> ModelBroadcast::message(std::size_t reader, s
   return bytes;
 }
 
+std::shared_ptr<const std::string> ModelBroadcast::chunk_locked(std::size_t c, bool& made) {
+  if (auto shared = made_[c].lock()) return shared;
+  auto bytes = std::make_shared<const std::string>(
+      serialize_chunk(round_, model_, chunk_elements_, runs_, static_cast<std::uint32_t>(c)));
+  made_[c] = bytes;
+  ++serialized_;
+  made = true;
+  return bytes;
+}
+
+void ModelBroadcast::release_held_locked() {
+  held_.clear();
+  held_bytes_ = 0;
+}
+
 void ModelBroadcast::done(std::size_t reader) {
   std::lock_guard lk(mu_);
   if (cursors_[reader] == kDone) return;
   cursors_[reader] = kDone;
-  if (--unfinished_ == 0) {  // every reader is through: nothing more will be asked for
-    held_.clear();
-    held_bytes_ = 0;
-  }
+  if (--unfinished_ == 0) release_held_locked();  // nothing more will be asked for
 }
 
 void ModelBroadcast::freeze() {
@@ -96,17 +106,11 @@ void ModelBroadcast::freeze() {
   std::size_t lowest = kDone;
   for (std::size_t c : cursors_) lowest = std::min(lowest, c);
   kept_.resize(chunks_);
-  for (std::size_t m = std::max<std::size_t>(lowest, 1); m < messages(); ++m) {
-    const std::size_t c = m - 1;
-    if (!(kept_[c] = made_[c].lock())) {
-      kept_[c] = std::make_shared<const std::string>(
-          serialize_chunk(round_, model_, chunk_elements_, runs_, static_cast<std::uint32_t>(c)));
-      ++serialized_;
-    }
-  }
+  bool made = false;
+  for (std::size_t m = std::max<std::size_t>(lowest, 1); m < messages(); ++m)
+    kept_[m - 1] = chunk_locked(m - 1, made);
   made_.clear();
-  held_.clear();
-  held_bytes_ = 0;
+  release_held_locked();
   source_ = Source::kept;
 }
 
@@ -114,8 +118,7 @@ void ModelBroadcast::abandon() {
   std::lock_guard lk(mu_);
   source_ = Source::none;
   made_.clear();
-  held_.clear();
-  held_bytes_ = 0;
+  release_held_locked();
   kept_.clear();
 }
 

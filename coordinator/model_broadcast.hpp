@@ -52,6 +52,10 @@ class ModelBroadcast : public std::enable_shared_from_this<ModelBroadcast> {
   // Message `i` (0 = the head), or nullptr when abandoned. `reader` advanced to `i`.
   std::shared_ptr<const std::string> message(std::size_t reader, std::size_t i);
   void done(std::size_t reader);
+  // Under mu_: chunk `c`, shared if a reader or the held window still has it, else made now
+  // (`made` set); and letting the held window go.
+  std::shared_ptr<const std::string> chunk_locked(std::size_t c, bool& made);
+  void release_held_locked();
 
   const std::shared_ptr<const std::string> head_;
   const std::uint64_t round_;
