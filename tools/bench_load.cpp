@@ -46,6 +46,7 @@ struct LoadOptions {
   std::string pki;               // its PKI folder (kits are issued there when missing)
   std::string work;              // where the PKI, state and logs go; default: a temp folder
   int aes_seconds = 2;
+  std::uint64_t tls_stream_mb = 2048;
   bool keep = false, json = false;
 };
 
@@ -68,6 +69,7 @@ std::optional<int> parse(int argc, char** argv, LoadOptions& o) {
       ("pki", po::value(&o.pki), "PKI folder of that coordinator (member kits load-NNNNN are issued when missing)")
       ("work", po::value(&o.work), "folder for the PKI, state and logs (default: a new temp folder)")
       ("aes-seconds", po::value(&o.aes_seconds)->default_value(o.aes_seconds), "seconds of `openssl speed` (0: skip)")
+      ("tls-stream-mb", po::value(&o.tls_stream_mb)->default_value(o.tls_stream_mb), "MiB of the reference TLS stream over 127.0.0.1 (0: skip)")
       ("keep", po::bool_switch(&o.keep), "keep the work folder")
       ("json", po::bool_switch(&o.json), "print the JSON result line");
   // clang-format on
@@ -183,14 +185,20 @@ std::string to_text(const json::value& v) {
       return std::isfinite(v.as_double()) ? fmt::format("{}", v.as_double()) : "null";
     case json::kind::array: {
       std::string out = "[";
-      for (const auto& x : v.as_array()) out += (out.size() > 1 ? "," : "") + to_text(x);
+      for (const auto& x : v.as_array()) {
+        if (out.size() > 1) out += ',';
+        out += to_text(x);
+      }
       return out + "]";
     }
     case json::kind::object: {
       std::string out = "{";
-      for (const auto& kv : v.as_object())
-        out += (out.size() > 1 ? "," : "") + json::serialize(json::value(kv.key())) + ":" +
-               to_text(kv.value());
+      for (const auto& kv : v.as_object()) {
+        if (out.size() > 1) out += ',';
+        out += json::serialize(json::value(kv.key()));
+        out += ':';
+        out += to_text(kv.value());
+      }
       return out + "}";
     }
     default:
@@ -272,10 +280,33 @@ double own_cpu_s() {
          double(self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1e6;
 }
 
+// What the ingest is compared with, measured in the same run before the coordinator starts.
+struct References {
+  Result<double> aes = make_error("skipped");         // openssl speed, one core, GB/s
+  Result<double> tls_stream = make_error("skipped");  // one bare TLS stream over loopback, GB/s
+  double own_cpu_s = 0;  // what this process had spent when they were done (not the fleet's)
+};
+
+References measure_references(const LoadOptions& o, const fs::path& pki, const std::string& member) {
+  References refs;
+  if (o.aes_seconds > 0) refs.aes = openssl_aes_gcm_gbps(o.aes_seconds);
+  if (refs.aes)
+    std::cerr << fmt::format("load: openssl speed: AES-256-GCM {:.2f} GB/s on one core\n", *refs.aes);
+  if (o.tls_stream_mb > 0) refs.tls_stream = tls_stream_gbps(pki, member, o.tls_stream_mb << 20);
+  if (refs.tls_stream)
+    std::cerr << fmt::format("load: one TLS stream over 127.0.0.1: {:.2f} GB/s\n", *refs.tls_stream);
+  else if (o.tls_stream_mb > 0)
+    std::cerr << "load: no reference TLS stream: " << refs.tls_stream.error().message << "\n";
+  refs.own_cpu_s = own_cpu_s();
+  return refs;
+}
+
+double ratio(double x, double ref) { return std::round(x / ref * 1000) / 1000; }
+
 // The result line; `failures` counts every way the run fell short of the goal.
 json::object report(const LoadOptions& o, std::uint64_t params, const Observed& seen,
                     const FleetStats& stats, const std::vector<RoundLine>& lines,
-                    const Result<double>& aes, std::size_t& failures) {
+                    const References& refs, std::size_t& failures) {
   std::vector<double> round_ms, ingest, per_cpu;
   json::array accepted;
   for (const auto& l : lines) {
@@ -325,12 +356,15 @@ json::object report(const LoadOptions& o, std::uint64_t params, const Observed& 
   }
   r["max_inflight_uploads"] = o.max_inflight;
   // The fleet's own CPU time: on a shared machine it says how much of the round the members cost.
-  r["bench_cpu_s"] = std::round(own_cpu_s() * 100) / 100;
-  if (aes) {
-    r["aes_gcm_gbps"] = std::round(*aes * 1000) / 1000;
-    r["ingest_to_aes"] = std::round(median(ingest) / *aes * 1000) / 1000;
-    if (!per_cpu.empty())
-      r["ingest_per_coordinator_cpu_to_aes"] = std::round(median(per_cpu) / *aes * 1000) / 1000;
+  r["bench_cpu_s"] = std::round((own_cpu_s() - refs.own_cpu_s) * 100) / 100;
+  if (refs.aes) {
+    r["aes_gcm_gbps"] = std::round(*refs.aes * 1000) / 1000;
+    r["ingest_to_aes"] = ratio(median(ingest), *refs.aes);
+    if (!per_cpu.empty()) r["ingest_per_coordinator_cpu_to_aes"] = ratio(median(per_cpu), *refs.aes);
+  }
+  if (refs.tls_stream) {
+    r["tls_stream_gbps"] = std::round(*refs.tls_stream * 1000) / 1000;
+    r["ingest_to_tls_stream"] = ratio(median(ingest), *refs.tls_stream);
   }
   return r;
 }
@@ -354,11 +388,6 @@ int load_main(int argc, char** argv) {
   fs::create_directories(work);
   std::cerr << fmt::format("load: {} clients, {} parameters, {} rounds; work folder {}\n",
                            o.clients, params, o.rounds, work.string());
-  Result<double> aes = o.aes_seconds > 0 ? openssl_aes_gcm_gbps(o.aes_seconds)
-                                         : Result<double>(make_error("skipped"));
-  if (aes)
-    std::cerr << fmt::format("load: openssl speed: AES-256-GCM {:.2f} GB/s on one core\n", *aes);
-
   const fs::path pki = o.connect.empty() ? work / "pki" : fs::path(o.pki);
   const auto t_pki = LoadClock::now();
   auto kits = make_load_pki(pki, o.clients);
@@ -369,6 +398,7 @@ int load_main(int argc, char** argv) {
   auto tls = make_client_tls_context((pki / "ca.pem").string(), (first / "cert.pem").string(),
                                      (first / "key.pem").string());
   if (!tls) return give_up(tls.error());
+  const References refs = measure_references(o, pki, kits->front().name);
   FleetOptions fo;
   auto coord = coordinator_for(o, work, in_features, fo);
   if (!coord) return give_up(coord.error());
@@ -389,7 +419,7 @@ int load_main(int argc, char** argv) {
   const auto lines =
       o.connect.empty() ? read_metrics(work / "metrics.jsonl") : std::vector<RoundLine>{};
   std::size_t failures = 0;
-  const json::object r = report(o, params, seen, stats, lines, aes, failures);
+  const json::object r = report(o, params, seen, stats, lines, refs, failures);
   if (!o.keep && o.work.empty() && failures == 0) fs::remove_all(work);
   std::cerr << fmt::format("load: {} failures; coordinator log: {}\n", failures,
                            *coord ? (*coord)->log.string() : std::string("(not ours)"));

@@ -117,6 +117,13 @@ ProcessEnd reap(pid_t pid, std::chrono::seconds grace);
 // rate in GB/s (10^9 bytes), or an error when openssl is missing or its output unreadable.
 Result<double> openssl_aes_gcm_gbps(int seconds);
 
+// The second reference: one mutual-TLS 1.3 stream of `bytes` over 127.0.0.1 with the contexts of
+// the PKI folder's coordinator and of its member `member`, a sender thread and a receiver that only
+// reads (1 MiB buffers). GB/s from the receiver's second read to its last: what one connection
+// can carry on this machine before any of the coordinator's own work.
+Result<double> tls_stream_gbps(const std::filesystem::path& pki, const std::string& member,
+                               std::uint64_t bytes);
+
 // A free TCP port on 127.0.0.1 (bound, read back and released).
 Result<unsigned short> free_port();
 
