@@ -13,9 +13,32 @@
 
 namespace federa {
 
+ErrorCode file_error_code(int err) {
+  switch (err) {
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return ErrorCode::permission_denied;
+    case ENOSPC:
+    case EDQUOT:
+    case EMFILE:
+    case ENFILE:
+      return ErrorCode::resource_exhausted;
+    case ENOENT:
+    case ENOTDIR:
+      return ErrorCode::not_found;
+    case EEXIST:
+      return ErrorCode::already_exists;
+    default:
+      return ErrorCode::unavailable;
+  }
+}
+
 namespace {
+// Reads errno: call it right after the failed call.
 Error sys_error(const std::string& what, const std::filesystem::path& p) {
-  return make_error(what + " " + p.string() + ": " + std::strerror(errno));
+  const int err = errno;
+  return make_error(file_error_code(err), what + " " + p.string() + ": " + std::strerror(err));
 }
 }  // namespace
 
@@ -39,11 +62,10 @@ Status write_all(int fd, std::string_view data, const std::filesystem::path& tmp
   return {};
 }
 
-// The rename is durable only once the folder's entry is on disk.
-Status sync_parent(const std::filesystem::path& path) {
-  auto dir = path.parent_path();
-  if (dir.empty()) dir = ".";
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}  // namespace
+
+Status sync_folder(const std::filesystem::path& dir) {
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) return sys_error("cannot open folder", dir);
   const int synced = ::fsync(dfd);
   const int err = errno;
@@ -54,7 +76,6 @@ Status sync_parent(const std::filesystem::path& path) {
   }
   return {};
 }
-}  // namespace
 
 Status write_file_atomic(const std::filesystem::path& path,
                          const std::function<Status(const ByteSink&)>& produce, mode_t mode) {
@@ -85,7 +106,9 @@ Status write_file_atomic(const std::filesystem::path& path,
     ::unlink(tmp.c_str());
     return e;
   }
-  return sync_parent(path);
+  // The rename is durable only once the folder's entry is on disk.
+  const auto dir = path.parent_path();
+  return sync_folder(dir.empty() ? std::filesystem::path(".") : dir);
 }
 
 Result<std::string> read_file(const std::filesystem::path& path) {

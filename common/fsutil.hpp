@@ -32,4 +32,13 @@ Status write_file_atomic(const std::filesystem::path& path,
 
 Result<std::string> read_file(const std::filesystem::path& path);
 
+// fsync of a folder, so that renames and links made in it survive a crash. A file system that
+// cannot sync folders (EINVAL) counts as done. Errors name the folder.
+Status sync_folder(const std::filesystem::path& dir);
+
+// The code for a failed file-system call's errno: permission_denied (EACCES, EPERM, EROFS),
+// resource_exhausted (ENOSPC, EDQUOT, EMFILE, ENFILE), not_found (ENOENT, ENOTDIR),
+// already_exists (EEXIST), unavailable for the rest (an I/O error, a file system gone).
+ErrorCode file_error_code(int err);
+
 }  // namespace federa

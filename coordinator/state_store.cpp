@@ -1,6 +1,5 @@
 #include "coordinator/state_store.hpp"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -94,20 +93,6 @@ std::uint64_t history_file_round(const std::string& name) {
   return std::stoull(digits);
 }
 
-Status sync_folder(const fs::path& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return make_error(ErrorCode::unavailable,
-                      "cannot open folder " + dir.string() + ": " + std::strerror(errno));
-  const int synced = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (synced != 0 && err != EINVAL)
-    return make_error(ErrorCode::unavailable,
-                      "cannot fsync folder " + dir.string() + ": " + std::strerror(err));
-  return {};
-}
-
 }  // namespace
 
 Status StateStore::check_usable() const {
@@ -188,9 +173,10 @@ Status link_or_write(const fs::path& from, const fs::path& target,
   fs::remove(tmp, ec);
   if (::link(from.c_str(), tmp.c_str()) != 0) return write_file_atomic(target, bytes);
   if (::rename(tmp.c_str(), target.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
+    const int err = errno;
     ::unlink(tmp.c_str());
-    return make_error(ErrorCode::unavailable, "cannot rename onto " + target.string() + ": " + why);
+    return make_error(file_error_code(err),
+                      "cannot rename onto " + target.string() + ": " + std::strerror(err));
   }
   return sync_folder(target.parent_path());
 }

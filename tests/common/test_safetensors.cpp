@@ -1,4 +1,7 @@
 #include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <cstring>
 #include <filesystem>
@@ -201,4 +204,48 @@ TEST_CASE("write_file_atomic: a producer's error leaves the old file and no temp
           }).ok());
   CHECK(*read_file(dir / "f") == "new, whole");
   std::filesystem::remove_all(dir);
+}
+
+// A caller acts on the code (retry, tell the operator to free space, fix a path); every I/O
+// failure of the atomic writer used to come back as "unknown".
+TEST_CASE("write_file_atomic and sync_folder: failures carry a code and name the path") {
+  namespace fs = std::filesystem;
+  const auto dir = fs::temp_directory_path() / "federa_fsutil_codes";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    std::ofstream(dir / "plain") << "x";
+  }
+  Status missing = write_file_atomic(dir / "no-such-folder" / "f", "data");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().code == ErrorCode::not_found);
+  CHECK(missing.message().find("no-such-folder") != std::string::npos);
+  Status under_file = write_file_atomic(dir / "plain" / "f", "data");
+  REQUIRE_FALSE(under_file.ok());
+  CHECK(under_file.error().code == ErrorCode::not_found);
+
+  CHECK(sync_folder(dir).ok());
+  Status gone = sync_folder(dir / "no-such-folder");
+  REQUIRE_FALSE(gone.ok());
+  CHECK(gone.error().code == ErrorCode::not_found);
+  CHECK(gone.message().find("cannot open folder") != std::string::npos);
+  CHECK(gone.message().find("no-such-folder") != std::string::npos);
+  CHECK_FALSE(sync_folder(dir / "plain").ok());  // a file is not a folder
+
+  if (::geteuid() != 0) {  // root writes anywhere
+    const auto ro = dir / "read-only";
+    fs::create_directories(ro);
+    fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec);
+    Status denied = write_file_atomic(ro / "f", "data");
+    fs::permissions(ro, fs::perms::owner_all);
+    REQUIRE_FALSE(denied.ok());
+    CHECK(denied.error().code == ErrorCode::permission_denied);
+  }
+  CHECK(file_error_code(EACCES) == ErrorCode::permission_denied);
+  CHECK(file_error_code(EROFS) == ErrorCode::permission_denied);
+  CHECK(file_error_code(ENOSPC) == ErrorCode::resource_exhausted);
+  CHECK(file_error_code(EDQUOT) == ErrorCode::resource_exhausted);
+  CHECK(file_error_code(EEXIST) == ErrorCode::already_exists);
+  CHECK(file_error_code(EIO) == ErrorCode::unavailable);
+  fs::remove_all(dir);
 }
