@@ -43,7 +43,8 @@ Error sys_error(const std::string& what, const std::filesystem::path& p) {
 }  // namespace
 
 Status write_file_atomic(const std::filesystem::path& path, std::string_view data, mode_t mode) {
-  return write_file_atomic(path, [data](const ByteSink& sink) { return sink(data); }, mode);
+  return write_file_atomic(
+      path, [data](const ByteSink& sink) { return sink(data); }, mode);
 }
 
 namespace {

@@ -27,8 +27,7 @@ Status write_file_atomic(const std::filesystem::path& path, std::string_view dat
 // removes the temp file and leaves `path` as it was.
 using ByteSink = std::function<Status(std::string_view)>;
 Status write_file_atomic(const std::filesystem::path& path,
-                         const std::function<Status(const ByteSink&)>& produce,
-                         mode_t mode = 0600);
+                         const std::function<Status(const ByteSink&)>& produce, mode_t mode = 0600);
 
 Result<std::string> read_file(const std::filesystem::path& path);
 

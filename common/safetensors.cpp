@@ -45,9 +45,7 @@ std::string header_bytes(const Model& model, const Metadata& metadata) {
   return out + h;
 }
 
-std::string_view as_chars(const void* p, std::size_t n) {
-  return {static_cast<const char*>(p), n};
-}
+std::string_view as_chars(const void* p, std::size_t n) { return {static_cast<const char*>(p), n}; }
 }  // namespace
 
 Status write_safetensors(const Model& model, const Metadata& metadata, const ByteSink& sink) {
@@ -204,9 +202,8 @@ Result<SafetensorsFile> decode_safetensors(std::string_view bytes) {
 
 Status save_safetensors_atomic(const std::filesystem::path& path, const Model& model,
                                const Metadata& metadata) {
-  return write_file_atomic(path, [&](const ByteSink& sink) {
-    return write_safetensors(model, metadata, sink);
-  });
+  return write_file_atomic(
+      path, [&](const ByteSink& sink) { return write_safetensors(model, metadata, sink); });
 }
 
 Result<SafetensorsFile> load_safetensors(const std::filesystem::path& path) {

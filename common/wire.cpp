@@ -1,5 +1,7 @@
 #include "common/wire.hpp"
 
+#include <google/protobuf/io/coded_stream.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -173,22 +175,14 @@ wire::Envelope make_chunk(std::uint64_t round, std::span<const float> data,
 }
 
 namespace {
-// Protobuf's base-128 varint, and a field's tag (field number << 3 | wire type).
+using google::protobuf::io::CodedOutputStream;
+// Protobuf's own varint writer and size, and a field's tag (field number << 3 | wire type).
 void put_varint(std::string& out, std::uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
+  std::uint8_t buf[10];  // a 64-bit varint's most
+  const std::uint8_t* end = CodedOutputStream::WriteVarint64ToArray(v, buf);
+  out.append(reinterpret_cast<const char*>(buf), static_cast<std::size_t>(end - buf));
 }
-std::size_t varint_size(std::uint64_t v) {
-  std::size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
+std::size_t varint_size(std::uint64_t v) { return CodedOutputStream::VarintSize64(v); }
 constexpr std::uint64_t tag(std::uint32_t field, std::uint32_t type) {
   return (std::uint64_t{field} << 3) | type;
 }
@@ -200,7 +194,9 @@ ChunkView view_of(const wire::TensorChunk& chunk) {
 }
 
 namespace {
-// Reads a varint at `at` (protobuf's: at most 10 bytes, the 10th holding the top bit).
+// Reads a varint at `at`: at most 10 bytes, the 10th holding only the top bit. Stricter than
+// protobuf on purpose: what this declines goes to protobuf's parser, and what it accepts
+// protobuf reads the same way (test_wire's random edits and the envelope fuzzer check that).
 bool get_varint(std::string_view b, std::size_t& at, std::uint64_t& v) {
   v = 0;
   for (unsigned shift = 0; shift < 64 && at < b.size(); shift += 7) {

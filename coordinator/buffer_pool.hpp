@@ -46,7 +46,7 @@ class BufferPool {
 template <typename T>
 class PooledAllocator {
  public:
-  using value_type = T;
+  using value_type = T;  // NOLINT(readability-identifier-naming): the allocator requirements
   explicit PooledAllocator(std::shared_ptr<BufferPool> pool) : pool_(std::move(pool)) {}
   template <typename U>
   PooledAllocator(const PooledAllocator<U>& other) : pool_(other.pool()) {}

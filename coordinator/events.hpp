@@ -53,8 +53,8 @@ struct ClientEvaluation {
   // are empty (its values count in the federation's means only).
   bool keep_private = false;
   std::uint64_t num_examples = 0;  // 0: no held-out data
-  std::optional<double> loss, accuracy;
-  std::map<std::string, double> metrics;
+  std::optional<double> loss{}, accuracy{};
+  std::map<std::string, double> metrics{};
 };
 
 // The federation's figures for one evaluation. Means are weighted by num_examples over the
@@ -129,17 +129,17 @@ struct RoundReport {
   std::uint64_t round = 0;
   std::uint32_t attempt = 1;
   std::size_t selected = 0, accepted = 0, rejected = 0, dropped = 0;
-  std::optional<double> loss;           // centralised evaluation loss, else the weighted train loss
-  std::optional<double> accuracy;       // centralised evaluation accuracy
-  std::optional<double> rmse, mae, r2;  // centralised evaluation of a regression model
-  std::optional<double> train_loss;     // weighted by num_examples over accepted updates
+  std::optional<double> loss{};      // centralised evaluation loss, else the weighted train loss
+  std::optional<double> accuracy{};  // centralised evaluation accuracy
+  std::optional<double> rmse{}, mae{}, r2{};  // centralised evaluation of a regression model
+  std::optional<double> train_loss{};         // weighted by num_examples over accepted updates
   double duration_ms = 0;
-  std::string strategy;
-  std::map<std::string, double> stats;  // the strategy's own figures (dp_epsilon, ...)
-  std::vector<ClientOutcome> clients;   // per selected client, sorted by name
-  std::string metrics_line;             // the JSON line committed with the round
+  std::string strategy{};
+  std::map<std::string, double> stats{};  // the strategy's own figures (dp_epsilon, ...)
+  std::vector<ClientOutcome> clients{};   // per selected client, sorted by name
+  std::string metrics_line{};             // the JSON line committed with the round
   // Federated evaluation of this round's model, when one ran (fed_* fields of the line).
-  std::optional<FederatedEvaluation> evaluation;
+  std::optional<FederatedEvaluation> evaluation{};
 };
 
 // The JSON line of --metrics-out for `report`, with `extra` fields appended (a simulator's

@@ -38,12 +38,12 @@
 #include "coordinator/event_text.hpp"
 #include "coordinator/events.hpp"
 #include "coordinator/federation_table.hpp"
+#include "coordinator/model_broadcast.hpp"
 #include "coordinator/orchestrator_screen.hpp"
 #include "coordinator/secagg_server.hpp"
 #include "coordinator/state_store.hpp"
 #include "coordinator/strategy.hpp"
 #include "coordinator/transport.hpp"
-#include "coordinator/model_broadcast.hpp"
 #include "coordinator/upload_pool.hpp"
 
 namespace federa {
@@ -99,7 +99,7 @@ struct Evaluator {
   Dataset data;
   // A CSV file ("csv:FILE:label=COLUMN"): in a tabular federation `data` is read through the
   // federation's schema and standardised with its statistics once they are known.
-  std::string table_spec;
+  std::string table_spec{};
 };
 
 class Orchestrator : public TransportHandler {
@@ -167,7 +167,7 @@ class Orchestrator : public TransportHandler {
     bool evaluates = false;                // takes evaluate tasks (Hello)
     bool table = false;                    // announced a table (Hello.table)
     bool table_pending = false;            // welcomed, its TableReport not yet in
-    std::string software;                  // from Hello, for the join event
+    std::string software{};                // from Hello, for the join event
   };
   struct SecureState;
   struct RoundState {
@@ -294,7 +294,7 @@ class Orchestrator : public TransportHandler {
   std::optional<Evaluator> evaluator_;
   EventBus events_;
   UploadPool pool_;
-  std::mutex broadcasts_mu_;  // a leaf lock
+  std::mutex broadcasts_mu_;                               // a leaf lock
   std::vector<std::weak_ptr<ModelBroadcast>> broadcasts_;  // those that may still read global_
 
   mutable std::mutex mu_;

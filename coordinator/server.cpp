@@ -28,13 +28,13 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
 namespace ssl = boost::asio::ssl;
-using tcp = net::ip::tcp;
+using net::ip::tcp;
 
 namespace {
 
 constexpr const char* kConnectPath = "/v1/connect";
 constexpr std::size_t kKeptReadBuffer = 16 * 1024;  // larger read buffers go back to the pool
-constexpr std::size_t kIdleReadBuffers = 8u << 20;   // what the pool keeps for the next reads
+constexpr std::size_t kIdleReadBuffers = 8u << 20;  // what the pool keeps for the next reads
 
 // Lines an unauthenticated peer can trigger at will are rate-limited (one per interval, with a
 // count of what was left out): a flood must not become a disk-filling log.
@@ -114,7 +114,7 @@ class Session : public ClientLink, public std::enable_shared_from_this<Session> 
   }
 
   void send(std::shared_ptr<const std::string> bytes) override {
-    net::post(ws_.get_executor(), [self = shared_from_this(), bytes = std::move(bytes)] {
+    net::post(ws_.get_executor(), [self = shared_from_this(), bytes = std::move(bytes)]() mutable {
       self->enqueue(std::move(bytes));
     });
   }
@@ -529,7 +529,12 @@ WebSocketServer::WebSocketServer(net::io_context& io, std::shared_ptr<ssl::conte
                                  TransportHandler& handler, ServerOptions options)
     : impl_(std::make_shared<Impl>(io, std::move(tls), handler, std::move(options))) {}
 
-WebSocketServer::~WebSocketServer() { stop(); }
+WebSocketServer::~WebSocketServer() {
+  try {
+    stop();
+  } catch (...) {  // out of memory posting the close: the io_context's teardown closes it
+  }
+}
 
 Status WebSocketServer::start() {
   beast::error_code ec;

@@ -25,8 +25,8 @@
 #include <string_view>
 #include <vector>
 
-#include "common/model.hpp"
 #include "common/fsutil.hpp"
+#include "common/model.hpp"
 #include "common/result.hpp"
 #include "coordinator/strategy.hpp"
 

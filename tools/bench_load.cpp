@@ -287,14 +287,17 @@ struct References {
   double own_cpu_s = 0;  // what this process had spent when they were done (not the fleet's)
 };
 
-References measure_references(const LoadOptions& o, const fs::path& pki, const std::string& member) {
+References measure_references(const LoadOptions& o, const fs::path& pki,
+                              const std::string& member) {
   References refs;
   if (o.aes_seconds > 0) refs.aes = openssl_aes_gcm_gbps(o.aes_seconds);
   if (refs.aes)
-    std::cerr << fmt::format("load: openssl speed: AES-256-GCM {:.2f} GB/s on one core\n", *refs.aes);
+    std::cerr << fmt::format("load: openssl speed: AES-256-GCM {:.2f} GB/s on one core\n",
+                             *refs.aes);
   if (o.tls_stream_mb > 0) refs.tls_stream = tls_stream_gbps(pki, member, o.tls_stream_mb << 20);
   if (refs.tls_stream)
-    std::cerr << fmt::format("load: one TLS stream over 127.0.0.1: {:.2f} GB/s\n", *refs.tls_stream);
+    std::cerr << fmt::format("load: one TLS stream over 127.0.0.1: {:.2f} GB/s\n",
+                             *refs.tls_stream);
   else if (o.tls_stream_mb > 0)
     std::cerr << "load: no reference TLS stream: " << refs.tls_stream.error().message << "\n";
   refs.own_cpu_s = own_cpu_s();
@@ -360,7 +363,8 @@ json::object report(const LoadOptions& o, std::uint64_t params, const Observed& 
   if (refs.aes) {
     r["aes_gcm_gbps"] = std::round(*refs.aes * 1000) / 1000;
     r["ingest_to_aes"] = ratio(median(ingest), *refs.aes);
-    if (!per_cpu.empty()) r["ingest_per_coordinator_cpu_to_aes"] = ratio(median(per_cpu), *refs.aes);
+    if (!per_cpu.empty())
+      r["ingest_per_coordinator_cpu_to_aes"] = ratio(median(per_cpu), *refs.aes);
   }
   if (refs.tls_stream) {
     r["tls_stream_gbps"] = std::round(*refs.tls_stream * 1000) / 1000;

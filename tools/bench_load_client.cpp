@@ -26,7 +26,7 @@ namespace federa::bench {
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
-using tcp = net::ip::tcp;
+using net::ip::tcp;
 
 namespace {
 constexpr std::size_t kReadBuffer = 32 * 1024;

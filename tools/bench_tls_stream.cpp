@@ -66,8 +66,8 @@ bool send_stream(boost::asio::ssl::context& ctx, unsigned short port, std::uint6
   a.sin_port = htons(port);
   if (::connect(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return false;
   SslPtr ssl(SSL_new(ctx.native_handle()));
-  if (!ssl.ssl || !set_client_tls_hostname(ssl.ssl, "127.0.0.1") || SSL_set_fd(ssl.ssl, s.fd) != 1 ||
-      SSL_connect(ssl.ssl) != 1)
+  if (!ssl.ssl || !set_client_tls_hostname(ssl.ssl, "127.0.0.1") ||
+      SSL_set_fd(ssl.ssl, s.fd) != 1 || SSL_connect(ssl.ssl) != 1)
     return false;
   const std::vector<unsigned char> buf(kBuffer, 0x5a);
   for (std::uint64_t sent = 0; sent < bytes;) {
@@ -127,7 +127,8 @@ Result<double> receive_stream(int listener, boost::asio::ssl::context& ctx, std:
 
 }  // namespace
 
-Result<double> tls_stream_gbps(const fs::path& pki, const std::string& member, std::uint64_t bytes) {
+Result<double> tls_stream_gbps(const fs::path& pki, const std::string& member,
+                               std::uint64_t bytes) {
   const fs::path kit = pki / "clients" / member;
   auto server = make_server_tls_context((pki / "ca.pem").string(),
                                         (pki / "coordinator" / "cert.pem").string(),

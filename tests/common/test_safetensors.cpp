@@ -2,9 +2,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "common/fsutil.hpp"
 #include "common/safetensors.hpp"
@@ -213,9 +213,7 @@ TEST_CASE("write_file_atomic and sync_folder: failures carry a code and name the
   const auto dir = fs::temp_directory_path() / "federa_fsutil_codes";
   fs::remove_all(dir);
   fs::create_directories(dir);
-  {
-    std::ofstream(dir / "plain") << "x";
-  }
+  { std::ofstream(dir / "plain") << "x"; }
   Status missing = write_file_atomic(dir / "no-such-folder" / "f", "data");
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.error().code == ErrorCode::not_found);

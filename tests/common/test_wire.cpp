@@ -206,7 +206,7 @@ TEST_CASE("chunks carry each element in its tensor's dtype and arrive as float32
   Model m(layout);
   for (std::size_t i = 0; i < m.data.size(); ++i) m.data[i] = 0.25f * float(i) - 1.5f + 0.001f;
   round_to_dtypes(m);  // values the narrow dtypes hold exactly
-  const auto runs = layout.float_runs();
+  const auto& runs = layout.float_runs();
   auto chunks = make_chunks(9, m.data, 4, runs);
   REQUIRE(chunks.size() == 5);
   std::uint64_t bytes = 0;
@@ -296,7 +296,8 @@ TEST_CASE("parse_chunk_envelope reads protobuf's chunks in place, and declines a
   // Declined, for protobuf to parse as usual:
   CHECK_FALSE(parse_chunk_envelope("").has_value());
   CHECK_FALSE(parse_chunk_envelope(good.substr(0, good.size() - 1)).has_value());  // truncated
-  CHECK_FALSE(parse_chunk_envelope(good + std::string("\x08\x01", 2)).has_value());  // more after it
+  CHECK_FALSE(
+      parse_chunk_envelope(good + std::string("\x08\x01", 2)).has_value());  // more after it
   CHECK_FALSE(parse_chunk_envelope(with([](wire::Envelope& e) {
                 e.mutable_hello()->set_software("a");
               })).has_value());  // another payload
@@ -330,9 +331,15 @@ TEST_CASE("parse_chunk_envelope: over random edits of a chunk, whatever it reads
     for (int k = 0; k < edits; ++k) {
       const std::size_t at = rng() % (b.size() + 1);
       switch (rng() % 3) {
-        case 0: if (at < b.size()) b[at] = static_cast<char>(rng()); break;
-        case 1: b.insert(at, 1, static_cast<char>(rng())); break;
-        default: if (at < b.size()) b.erase(at, 1); break;
+        case 0:
+          if (at < b.size()) b[at] = static_cast<char>(rng());
+          break;
+        case 1:
+          b.insert(at, 1, static_cast<char>(rng()));
+          break;
+        default:
+          if (at < b.size()) b.erase(at, 1);
+          break;
       }
     }
     auto c = parse_chunk_envelope(b);

@@ -22,7 +22,7 @@ std::vector<std::string> drain(MessageStream& s) {
   while (auto m = s.next()) out.push_back(*m);
   return out;
 }
-const auto kHead = std::make_shared<const std::string>("task");
+const auto task_head = std::make_shared<const std::string>("task");
 }  // namespace
 
 TEST_CASE("serialize_chunk: the bytes protobuf writes for make_chunk, F32 or not") {
@@ -41,7 +41,7 @@ TEST_CASE("serialize_chunk: the bytes protobuf writes for make_chunk, F32 or not
 
 TEST_CASE("model broadcast: each reader gets the task then every chunk, made once when in step") {
   const auto x = ramp(10);
-  auto b = std::make_shared<ModelBroadcast>(kHead, 5, x, 3, std::vector<DTypeRun>{});
+  auto b = std::make_shared<ModelBroadcast>(task_head, 5, x, 3, std::vector<DTypeRun>{});
   CHECK(b->messages() == 5);
   CHECK(b->size_bytes() >= 4 + 10 * sizeof(float));
   auto r1 = b->reader(), r2 = b->reader();
@@ -61,7 +61,8 @@ TEST_CASE("model broadcast: each reader gets the task then every chunk, made onc
   CHECK(b->serialized() == 4);
   REQUIRE(got1.size() == 5);
   CHECK(got1[0] == "task");
-  for (std::uint32_t i = 0; i < 4; ++i) CHECK(got1[i + 1] == serialized(make_chunk(5, x, 3, {}, i)));
+  for (std::uint32_t i = 0; i < 4; ++i)
+    CHECK(got1[i + 1] == serialized(make_chunk(5, x, 3, {}, i)));
   // Once every reader is through, nothing is held: a late reader has them made again.
   auto r3 = b->reader();
   CHECK(drain(*r3) == got1);
@@ -70,14 +71,14 @@ TEST_CASE("model broadcast: each reader gets the task then every chunk, made onc
 
 TEST_CASE("model broadcast: readers out of step share the last 16 MiB made, no more") {
   const auto small = ramp(1000);
-  auto b = std::make_shared<ModelBroadcast>(kHead, 2, small, 100, std::vector<DTypeRun>{});
+  auto b = std::make_shared<ModelBroadcast>(task_head, 2, small, 100, std::vector<DTypeRun>{});
   auto first = b->reader(), second = b->reader();
   const auto all = drain(*first);  // `second` has not started
   CHECK(drain(*second) == all);
   CHECK(b->serialized() == 10);  // each chunk once: a small model is made once for every link
 
   const auto big = ramp(6u << 20);  // 24 MiB in 4 MiB chunks: more than is held
-  auto c = std::make_shared<ModelBroadcast>(kHead, 2, big, 1u << 20, std::vector<DTypeRun>{});
+  auto c = std::make_shared<ModelBroadcast>(task_head, 2, big, 1u << 20, std::vector<DTypeRun>{});
   auto ahead = c->reader(), behind = c->reader();
   const auto chunks = drain(*ahead);
   CHECK(c->serialized() == 6);
@@ -88,7 +89,7 @@ TEST_CASE("model broadcast: readers out of step share the last 16 MiB made, no m
 TEST_CASE("model broadcast: after freeze a lagging reader gets the model as it was") {
   auto x = ramp(12);
   const auto before = x;
-  auto b = std::make_shared<ModelBroadcast>(kHead, 3, x, 4, std::vector<DTypeRun>{});
+  auto b = std::make_shared<ModelBroadcast>(task_head, 3, x, 4, std::vector<DTypeRun>{});
   auto done = b->reader(), lagging = b->reader(), untouched = b->reader();
   drain(*done);
   CHECK(*lagging->next() == "task");
@@ -108,7 +109,7 @@ TEST_CASE("model broadcast: after freeze a lagging reader gets the model as it w
   // A model larger than what is held: freeze makes the chunks no one holds any more.
   auto big = ramp(6u << 20);
   const auto big_before = big;
-  auto c = std::make_shared<ModelBroadcast>(kHead, 4, big, 1u << 20, std::vector<DTypeRun>{});
+  auto c = std::make_shared<ModelBroadcast>(task_head, 4, big, 1u << 20, std::vector<DTypeRun>{});
   auto ahead = c->reader(), behind = c->reader();
   drain(*ahead);
   c->freeze();
@@ -122,7 +123,7 @@ TEST_CASE("model broadcast: after freeze a lagging reader gets the model as it w
 
 TEST_CASE("model broadcast: freeze with every reader done keeps nothing; abandon ends readers") {
   auto x = ramp(8);
-  auto b = std::make_shared<ModelBroadcast>(kHead, 1, x, 4, std::vector<DTypeRun>{});
+  auto b = std::make_shared<ModelBroadcast>(task_head, 1, x, 4, std::vector<DTypeRun>{});
   {
     auto r = b->reader();
     drain(*r);
@@ -133,7 +134,7 @@ TEST_CASE("model broadcast: freeze with every reader done keeps nothing; abandon
   b->freeze();
   CHECK(b->serialized() == made);
 
-  auto c = std::make_shared<ModelBroadcast>(kHead, 1, x, 4, std::vector<DTypeRun>{});
+  auto c = std::make_shared<ModelBroadcast>(task_head, 1, x, 4, std::vector<DTypeRun>{});
   auto r = c->reader();
   CHECK(r->next() != nullptr);
   c->abandon();

@@ -15,7 +15,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const ModelLayout kLayout{{{"w", {4}}, {"b", {2}}}};
+const ModelLayout model_layout{{{"w", {4}}, {"b", {2}}}};
 
 OrchestratorOptions options(std::uint64_t rounds, std::size_t min_clients) {
   OrchestratorOptions o;
@@ -28,12 +28,12 @@ OrchestratorOptions options(std::uint64_t rounds, std::size_t min_clients) {
 }
 
 Model model(float v) {
-  Model m(kLayout);
+  Model m(model_layout);
   std::fill(m.data.begin(), m.data.end(), v);
   return m;
 }
 
-std::vector<float> filled(float v) { return std::vector<float>(kLayout.size(), v); }
+std::vector<float> filled(float v) { return std::vector<float>(model_layout.size(), v); }
 
 // A client that announces held-out data and takes evaluate tasks.
 Status join_evaluating(FakeClient& c, std::uint64_t test_examples = 10) {
@@ -49,7 +49,11 @@ Status join_evaluating(FakeClient& c, std::uint64_t test_examples = 10) {
 struct Answer {
   Answer(std::uint64_t n, double loss, double accuracy, bool keep_private = false,
          std::map<std::string, double> metrics = {})
-      : n(n), loss(loss), accuracy(accuracy), keep_private(keep_private), metrics(std::move(metrics)) {}
+      : n(n),
+        loss(loss),
+        accuracy(accuracy),
+        keep_private(keep_private),
+        metrics(std::move(metrics)) {}
   std::uint64_t n = 0;
   double loss = 0, accuracy = 0;
   bool keep_private = false;
@@ -85,7 +89,7 @@ std::vector<float> evaluate(FakeClient& c, const Answer& a) {
 void train(FakeClient& c, float value) {
   auto t = c.wait_for_task();
   REQUIRE(t);
-  REQUIRE(c.upload(t->task.round(), filled(value), 10, kLayout.hash(), 3));
+  REQUIRE(c.upload(t->task.round(), filled(value), 10, model_layout.hash(), 3));
 }
 
 std::vector<std::string> read_lines(const fs::path& p) {

@@ -175,10 +175,10 @@ inline std::unique_ptr<RecordingTrainer> table_trainer(const std::string& path, 
 struct Sites {
   fs::path pki;
   unsigned short port;
-  std::vector<std::unique_ptr<Trainer>> trainers;
-  std::vector<std::unique_ptr<FederatedClient>> clients;
-  std::vector<std::thread> threads;
-  std::vector<std::string> names;
+  std::vector<std::unique_ptr<Trainer>> trainers{};
+  std::vector<std::unique_ptr<FederatedClient>> clients{};
+  std::vector<std::thread> threads{};
+  std::vector<std::string> names{};
   std::unique_ptr<std::atomic<int>[]> codes { new std::atomic<int>[ 16 ] };
 
   void start(const std::string& name, std::unique_ptr<Trainer> trainer) {

@@ -36,7 +36,7 @@ namespace websocket = beast::websocket;
 
 namespace {
 
-const std::string kModel = "mlp:784,32,10";
+const std::string model_spec = "mlp:784,32,10";
 
 fs::path temp_dir(const std::string& stem) {
   auto d = fs::temp_directory_path() / (stem + std::to_string(std::random_device{}()));
@@ -203,7 +203,7 @@ TEST_CASE(
   o.rounds = 3;
   o.min_clients = 3;
   o.round_timeout = std::chrono::seconds(120);
-  o.train.model = kModel;
+  o.train.model = model_spec;
   o.train.lr = 0.1f;
   const fs::path metrics_out = pki / "metrics.jsonl";
   Coordinator coord(pki, o, /*evaluate=*/true, metrics_out);
@@ -279,7 +279,7 @@ TEST_CASE("a model larger than the outbound queue cap still reaches a member tha
   o.rounds = 1;
   o.min_clients = 1;
   o.round_timeout = std::chrono::seconds(60);
-  o.train.model = kModel;  // ~100 KB
+  o.train.model = model_spec;  // ~100 KB
   o.chunk_elements = 4096;
   ServerOptions server;
   server.max_queued_bytes = 16 * 1024;
@@ -300,7 +300,7 @@ TEST_CASE("an impostor with a certificate from another CA is refused and told so
   OrchestratorOptions o;
   o.rounds = 1;
   o.min_clients = 1;
-  o.train.model = kModel;
+  o.train.model = model_spec;
   Coordinator coord(pki, o, false);
   auto data = train_data();
   auto trainer = make_builtin_trainer(data, {0, 1, 2, 3}, {}, 0);
@@ -324,7 +324,7 @@ TEST_CASE("bad input ends that session with an error; the coordinator serves the
   o.min_clients = 1;
   o.min_available = names.size();
   o.round_timeout = std::chrono::seconds(60);
-  o.train.model = kModel;
+  o.train.model = model_spec;
   Coordinator coord(pki, o, false);
 
   std::vector<std::unique_ptr<RawClient>> raw;
@@ -403,7 +403,7 @@ std::vector<float> run_federation(const std::string& secure, std::uint64_t round
   o.min_clients = names.size();
   o.round_timeout = std::chrono::seconds(120);
   o.secagg_phase_timeout = std::chrono::seconds(30);
-  o.train.model = kModel;
+  o.train.model = model_spec;
   o.train.lr = 0.1f;
   o.secure_aggregation = secure;
   std::vector<float> out;
@@ -458,7 +458,7 @@ TEST_CASE(
   o.rounds = 2;
   o.min_clients = 3;
   o.round_timeout = std::chrono::seconds(120);
-  o.train.model = kModel;
+  o.train.model = model_spec;
   o.train.lr = 0.1f;
   o.evaluation.min_clients = 3;
   const fs::path metrics_out = pki / "metrics.jsonl", per_client_out = pki / "clients.jsonl";
