@@ -105,6 +105,7 @@ Result<double> receive_stream(int listener, boost::asio::ssl::context& ctx, std:
   if (c.fd < 0) return make_error(sys_error("accept"));
   set_timeouts(c.fd);
   SslPtr ssl(SSL_new(ctx.native_handle()));
+  if (ssl.ssl) SSL_set_read_ahead(ssl.ssl, 1);  // as the coordinator's TlsStream reads
   if (!ssl.ssl || SSL_set_fd(ssl.ssl, c.fd) != 1 || SSL_accept(ssl.ssl) != 1)
     return make_error("the TLS handshake of the reference stream failed");
   std::vector<unsigned char> buf(kBuffer);
