@@ -31,7 +31,7 @@ namespace {
 class SignalStopper {
  public:
   SignalStopper(FederatedClient& client, ExecTrainer* exec) : signals_(io_, SIGINT, SIGTERM) {
-    signals_.async_wait([this, &client, exec](const boost::system::error_code& ec, int signal) {
+    signals_.async_wait([&client, exec](const boost::system::error_code& ec, int signal) {
       if (ec) return;
       spdlog::info("{}: closing the connection", signal == SIGTERM ? "SIGTERM" : "SIGINT");
       if (exec) exec->cancel();  // its program gets SIGTERM now, SIGKILL after the grace
