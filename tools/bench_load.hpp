@@ -124,6 +124,8 @@ Result<double> openssl_aes_gcm_gbps(int seconds);
 Result<double> tls_stream_gbps(const std::filesystem::path& pki, const std::string& member,
                                std::uint64_t bytes);
 
+// A TCP socket bound to a free port on 127.0.0.1 (returned in `port`), not yet listening.
+Result<int> bind_loopback(unsigned short& port);
 // A free TCP port on 127.0.0.1 (bound, read back and released).
 Result<unsigned short> free_port();
 

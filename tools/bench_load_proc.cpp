@@ -163,7 +163,7 @@ Result<double> openssl_aes_gcm_gbps(int seconds) {
   return kbytes_per_s * 1000.0 / 1e9;
 }
 
-Result<unsigned short> free_port() {
+Result<int> bind_loopback(unsigned short& port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return make_error("socket: " + std::string(std::strerror(errno)));
   sockaddr_in a{};
@@ -172,11 +172,20 @@ Result<unsigned short> free_port() {
   socklen_t len = sizeof a;
   if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    const int err = errno;
     ::close(fd);
-    return make_error("cannot find a free port: " + std::string(std::strerror(errno)));
+    return make_error("cannot bind a port on 127.0.0.1: " + std::string(std::strerror(err)));
   }
-  ::close(fd);
-  return ntohs(a.sin_port);
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
+Result<unsigned short> free_port() {
+  unsigned short port = 0;
+  auto fd = bind_loopback(port);
+  if (!fd) return fd.error();
+  ::close(*fd);
+  return port;
 }
 
 }  // namespace federa::bench

@@ -81,20 +81,14 @@ bool send_stream(boost::asio::ssl::context& ctx, unsigned short port, std::uint6
 }
 
 Result<int> listen_loopback(unsigned short& port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return make_error(sys_error("socket"));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 1) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+  auto fd = bind_loopback(port);
+  if (!fd) return fd.error();
+  if (::listen(*fd, 1) != 0) {
     const std::string e = sys_error("listen on 127.0.0.1");
-    ::close(fd);
+    ::close(*fd);
     return make_error(e);
   }
-  port = ntohs(a.sin_port);
-  set_timeouts(fd);  // accept gives up too when the sender never connects
+  set_timeouts(*fd);  // accept gives up too when the sender never connects
   return fd;
 }
 
